@@ -1,0 +1,57 @@
+"""Raw telemetry records as adapters hand them to the evidence engine (never stored in the graph state)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Metric signals the engine understands, one series per (signal, service[, peer]); values per step.
+SIGNALS: dict[str, str] = {
+    "request_rate": "requests/s served (rate of http_requests_total)",
+    "error_ratio": "fraction of served requests answered 5xx (0..1)",
+    "latency_p99": "p99 of http_request_duration_seconds, seconds",
+    "client_request_rate": "calls/s from service to peer (rate of http_client_requests_total)",
+    "client_error_ratio": "fraction of calls from service to peer that failed (0..1)",
+    "cpu_usage": "CPU cores used (rate of process_cpu_seconds_total)",
+    "memory_bytes": "process_resident_memory_bytes",
+    "db_pool_in_use": "db_pool_connections_in_use",
+    "db_pool_max": "db_pool_connections_max",
+    "disk_free_bytes": "disk_free_bytes",
+    "cert_expiry_timestamp": "tls_cert_expiry_timestamp_seconds (unix seconds)",
+    "up": "1 when the target was scraped, 0 when not",
+}
+PEER_SIGNALS = frozenset({"client_request_rate", "client_error_ratio"})
+
+
+@dataclass(slots=True, frozen=True)
+class LogRecord:
+    """One log entry as stored (a stack trace is one entry with newlines); ts in unix seconds."""
+
+    ts: float
+    service: str
+    line: str
+
+
+@dataclass(slots=True, frozen=True)
+class MetricSeries:
+    """One signal of one service (or service->peer edge): [(unix seconds, value), ...] in time order."""
+
+    signal: str
+    service: str
+    points: list[tuple[float, float]]
+    peer: str | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class Span:
+    """One span of a trace; `peer` is the callee for client spans."""
+
+    trace_id: str
+    span_id: str
+    parent_id: str | None
+    service: str
+    name: str
+    start: float
+    duration_ms: float
+    error: bool = False
+    peer: str | None = None
+    message: str = ""

@@ -1,0 +1,432 @@
+"""Typed graph state of an incident and the pydantic models that flow through it."""
+
+from __future__ import annotations
+
+import operator
+import sys
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, Field
+from typing_extensions import TypedDict
+
+FaultType = Literal[
+    "deployment_regression",
+    "config_error",
+    "memory_leak",
+    "cpu_saturation",
+    "db_connection_exhaustion",
+    "dependency_outage",
+    "network_partition",
+    "disk_full",
+    "certificate_expired",
+    "traffic_surge",
+    "none",
+]
+FAULT_TYPES: tuple[str, ...] = FaultType.__args__  # type: ignore[attr-defined]
+Severity = Literal["P1", "P2", "P3", "P4"]
+SourceName = Literal["logs", "metrics", "traces", "deploys"]
+SOURCES: tuple[str, ...] = SourceName.__args__  # type: ignore[attr-defined]
+SourceStatus = Literal["ok", "error", "no_data"]
+Risk = Literal["low", "medium", "high"]
+
+
+class Model(BaseModel):
+    """Base for state models: forbid unknown fields so bad input fails at the edge."""
+
+    model_config = {"extra": "forbid"}
+
+
+# --- input -------------------------------------------------------------------------------------------
+
+
+class Alert(Model):
+    """One normalized alert; `raw` keeps the payload exactly as it arrived."""
+
+    source: Literal["alertmanager", "grafana", "generic", "sim", "cli"]
+    alertname: str
+    service: str
+    status: Literal["firing", "resolved"] = "firing"
+    severity: str | None = None
+    summary: str = ""
+    starts_at: datetime
+    fingerprint: str
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+    lookup_window_seconds: int = 900
+    raw: dict[str, Any] = Field(default_factory=dict)
+
+
+class TelemetrySpec(Model):
+    """Where the run reads telemetry: the in-process simulator or live backends."""
+
+    kind: Literal["sim", "live"]
+    scenario: str | None = None
+    seed: int = 0
+    end: datetime | None = None
+
+
+class Window(Model):
+    """The incident window [start, end] and the baseline window before it."""
+
+    start: datetime
+    end: datetime
+    baseline_start: datetime
+
+
+# --- evidence ------------------------------------------------------------------------------------------
+
+
+class LogTemplate(Model):
+    """A mined log template with its counts in the baseline and incident windows."""
+
+    template_id: str
+    service: str
+    template: str
+    level: Literal["error", "warn", "info", "debug"]
+    baseline_count: int
+    incident_count: int
+    kind: Literal["new", "spiking", "steady", "dropped"]
+    first_seen: datetime | None = None
+    sample: str = ""
+
+
+class StackFrame(Model):
+    """A frame of a stack trace seen in the incident window."""
+
+    service: str
+    file: str
+    line: int | None = None
+    function: str | None = None
+    count: int = 1
+
+
+class ServiceLogStats(Model):
+    """Per-service log volume and error rate (per minute) in both windows."""
+
+    baseline_lines: int = 0
+    incident_lines: int = 0
+    baseline_errors_per_min: float = 0.0
+    incident_errors_per_min: float = 0.0
+    error_onset: datetime | None = None
+
+
+class LogEvidence(Model):
+    """Compact summary of the logs of the window."""
+
+    services: dict[str, ServiceLogStats] = Field(default_factory=dict)
+    templates: list[LogTemplate] = Field(default_factory=list)
+    stack_frames: list[StackFrame] = Field(default_factory=list)
+    lines_read: int = 0
+    bytes_read: int = 0
+    truncated: bool = False
+
+
+class MetricSignal(Model):
+    """One metric signal of one service (or one caller->peer edge) with its anomaly score."""
+
+    service: str
+    signal: str
+    peer: str | None = None
+    baseline: float
+    current: float
+    peak: float
+    score: float
+    direction: Literal["up", "down", "flat"]
+    onset: datetime | None = None
+
+
+class MetricEvidence(Model):
+    """Metric signals of the window; anomalous ones first."""
+
+    signals: list[MetricSignal] = Field(default_factory=list)
+    series_read: int = 0
+
+
+class TraceEvidence(Model):
+    """What traces say: where errors and slowness originate, and which calls were seen."""
+
+    traces_read: int = 0
+    error_traces: int = 0
+    error_origins: dict[str, int] = Field(default_factory=dict)
+    slow_origins: dict[str, int] = Field(default_factory=dict)
+    edges: list[tuple[str, str]] = Field(default_factory=list)
+    samples: list[str] = Field(default_factory=list)
+
+
+class DeployEvent(Model):
+    """A deploy or configuration change of a service."""
+
+    at: datetime
+    service: str
+    version: str
+    previous_version: str | None = None
+    kind: Literal["code", "config"] = "code"
+    commit: str | None = None
+    author: str | None = None
+    description: str = ""
+    source: str = "metrics"
+
+
+class DeployEvidence(Model):
+    """Deploys and config changes found around the window."""
+
+    deploys: list[DeployEvent] = Field(default_factory=list)
+
+
+class SourceEvidence(Model):
+    """What one collector brought back: a status and a compact summary, never raw telemetry."""
+
+    source: SourceName
+    status: SourceStatus
+    logs: LogEvidence | None = None
+    metrics: MetricEvidence | None = None
+    traces: TraceEvidence | None = None
+    deploys: DeployEvidence | None = None
+    queries: int = 0
+    error: str | None = None
+
+
+class Hypothesis(Model):
+    """A candidate root cause: service, fault type, confidence and the evidence behind it."""
+
+    service: str
+    fault_type: FaultType
+    confidence: float
+    score: float = 0.0
+    summary: str = ""
+    evidence: list[str] = Field(default_factory=list)
+
+
+class Evidence(Model):
+    """The correlated evidence of an incident, a few kilobytes: what reasoning (and an LLM) sees."""
+
+    alerted_service: str
+    window: Window
+    services: list[str]
+    dependencies: list[tuple[str, str]]
+    onset: datetime | None = None
+    logs: LogEvidence | None = None
+    metrics: MetricEvidence | None = None
+    traces: TraceEvidence | None = None
+    deploys: list[DeployEvent] = Field(default_factory=list)
+    missing: list[str] = Field(default_factory=list)
+    candidates: list[Hypothesis] = Field(default_factory=list)
+
+
+# --- reasoning results ---------------------------------------------------------------------------------
+
+
+class Detection(Model):
+    """Whether this is an incident, how bad, and whether it looks like a code regression."""
+
+    is_incident: bool
+    severity: Severity
+    reasons: list[str] = Field(default_factory=list)
+    code_regression: bool = False
+    suspect_service: str | None = None
+    suspect_commit: str | None = None
+    decided_by: Literal["rules", "llm"] = "rules"
+
+
+class FileExcerpt(Model):
+    """Lines of a repository file around a suspect line."""
+
+    path: str
+    start_line: int
+    text: str
+
+
+class CodeFindings(Model):
+    """What code analysis found in the repository for the suspect commit."""
+
+    repo: str
+    commit: str
+    parent: str | None = None
+    subject: str = ""
+    author: str = ""
+    files_changed: list[str] = Field(default_factory=list)
+    diff: str = ""
+    excerpts: list[FileExcerpt] = Field(default_factory=list)
+    matches_stack_trace: bool = False
+    summary: str = ""
+
+
+class RootCause(Model):
+    """The chosen root cause."""
+
+    service: str
+    fault_type: FaultType
+    summary: str
+    confidence: float
+    evidence: list[str] = Field(default_factory=list)
+    decided_by: Literal["rules", "llm"] = "rules"
+
+
+class Suggestion(Model):
+    """A mitigation the on-call can take, with its risk."""
+
+    action: str
+    risk: Risk
+    rationale: str = ""
+    command: str | None = None
+    blocked_reason: str | None = None
+
+
+class PatchCheck(Model):
+    """One safety or test check on a proposed patch."""
+
+    name: str
+    ok: bool
+    detail: str = ""
+
+
+class Patch(Model):
+    """A proposed fix as a unified diff against the repository."""
+
+    kind: Literal["revert", "edit"]
+    repo: str
+    base_commit: str
+    reverts: str | None = None
+    title: str
+    description: str = ""
+    diff: str
+    files: list[str] = Field(default_factory=list)
+    checks: list[PatchCheck] = Field(default_factory=list)
+    tests_before: Literal["pass", "fail", "not_run"] = "not_run"
+    tests_after: Literal["pass", "fail", "not_run"] = "not_run"
+
+    @property
+    def ready(self) -> bool:
+        """True when every check passed."""
+        return bool(self.checks) and all(c.ok for c in self.checks)
+
+
+class Approval(Model):
+    """A human decision at the approval gate."""
+
+    decision: Literal["approve", "reject", "edit", "auto"]
+    by: str
+    comment: str = ""
+    at: datetime
+
+
+class ApprovalRequest(Model):
+    """The typed payload of the approval interrupt."""
+
+    incident_id: str
+    root_cause: RootCause | None
+    patch: Patch
+    checks: list[PatchCheck]
+    question: str = "Open a pull request with this patch?"
+
+
+class PullRequest(Model):
+    """What create_pr did."""
+
+    backend: Literal["local", "github"]
+    status: Literal["created", "skipped", "failed", "exists"]
+    branch: str | None = None
+    commit: str | None = None
+    url: str | None = None
+    detail: str = ""
+
+
+class Brief(Model):
+    """The written incident brief."""
+
+    title: str
+    markdown: str
+    html_path: str | None = None
+    markdown_path: str | None = None
+
+
+class Notification(Model):
+    """One delivery of the brief."""
+
+    channel: str
+    status: Literal["sent", "written", "failed", "skipped"]
+    target: str = ""
+    detail: str = ""
+
+
+class ErrorRecord(Model):
+    """An error of one step: recorded, never raised through the graph."""
+
+    node: str
+    message: str
+    source: str | None = None
+    at: datetime
+
+
+class TokenUsage(Model):
+    """LLM tokens used by one node."""
+
+    input: int = 0
+    output: int = 0
+    calls: int = 0
+
+
+# --- reducers and the graph state ---------------------------------------------------------------------
+
+
+def merge_dicts(left: dict | None, right: dict | None) -> dict:
+    """Reducer: shallow merge, right wins."""
+    return {**(left or {}), **(right or {})}
+
+
+def add_tokens(left: dict[str, TokenUsage] | None, right: dict[str, TokenUsage] | None) -> dict:
+    """Reducer: add token counts per node."""
+    merged = dict(left or {})
+    for node, usage in (right or {}).items():
+        old = merged.get(node) or TokenUsage()
+        merged[node] = TokenUsage(
+            input=old.input + usage.input, output=old.output + usage.output, calls=old.calls + usage.calls
+        )
+    return merged
+
+
+class IncidentState(TypedDict, total=False):
+    """The state of one incident run; thread id = incident_id."""
+
+    incident_id: str
+    alert: Alert
+    telemetry: TelemetrySpec
+    window: Window
+    services: list[str]
+    dependencies: list[tuple[str, str]]
+    evidence_parts: Annotated[dict[str, SourceEvidence], merge_dicts]
+    evidence: Evidence
+    detection: Detection
+    code: CodeFindings | None
+    root_cause: RootCause
+    hypotheses: list[Hypothesis]
+    suggestions: list[Suggestion]
+    patch: Patch | None
+    approval: Approval | None
+    pr: PullRequest | None
+    brief: Brief
+    notifications: Annotated[list[Notification], operator.add]
+    errors: Annotated[list[ErrorRecord], operator.add]
+    tokens: Annotated[dict[str, TokenUsage], add_tokens]
+
+
+class CollectTask(TypedDict):
+    """The payload `Send` hands to one collector."""
+
+    source: SourceName
+    incident_id: str
+    telemetry: TelemetrySpec
+    window: Window
+    services: list[str]
+    alerted_service: str
+
+
+def checkpoint_types() -> list[tuple[str, str]]:
+    """(module, class) of every model stored in checkpoints, for the serializer's allowlist."""
+    module = sys.modules[__name__]
+    return [
+        (__name__, name)
+        for name, obj in vars(module).items()
+        if isinstance(obj, type) and issubclass(obj, BaseModel) and obj.__module__ == __name__
+    ]

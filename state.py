@@ -53,7 +53,7 @@ class Alert(Model):
     fingerprint: str
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
-    lookup_window_seconds: int = 900
+    lookup_window_seconds: int | None = None
     raw: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -226,6 +226,7 @@ class Detection(Model):
     code_regression: bool = False
     suspect_service: str | None = None
     suspect_commit: str | None = None
+    repo: str | None = None
     decided_by: Literal["rules", "llm"] = "rules"
 
 
@@ -336,6 +337,7 @@ class Brief(Model):
     """The written incident brief."""
 
     title: str
+    summary: str = ""
     markdown: str
     html_path: str | None = None
     markdown_path: str | None = None
@@ -399,6 +401,7 @@ class IncidentState(TypedDict, total=False):
     evidence: Evidence
     detection: Detection
     code: CodeFindings | None
+    digest: str
     root_cause: RootCause
     hypotheses: list[Hypothesis]
     suggestions: list[Suggestion]

@@ -1,0 +1,1 @@
+"""The incident graph: run context, topology and compilation."""

@@ -1,0 +1,121 @@
+"""Log template mining with Drain3: masks variable values, then groups messages into templates."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from drain3 import TemplateMiner as _Drain3Miner
+from drain3.masking import MaskingInstruction
+from drain3.template_miner_config import TemplateMinerConfig
+
+# Drain3 logs at INFO on every miner it builds; the evidence engine builds one per service and window.
+logging.getLogger("drain3").setLevel(logging.WARNING)
+
+_HEX4 = r"[0-9a-fA-F]{1,4}"
+# Not preceded/followed by a letter or digit: "req_8f3a..." and "node-12" still get their id masked.
+_L = r"(?<![0-9A-Za-z])"
+_R = r"(?![0-9A-Za-z])"
+
+# (regex, mask name, a substring every match contains or ""), applied in order: the most specific shapes
+# first, plain numbers last. The substring lets a mask skip messages it cannot match, which halves masking time.
+DEFAULT_MASKS: tuple[tuple[str, str, str], ...] = (
+    (r"\b[A-Za-z][A-Za-z0-9+.-]*://[^\s\"'<>]+", "URL", "://"),
+    (r"\b[\w.%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+\b", "EMAIL", "@"),
+    (_L + r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}" + _R, "UUID", "-"),
+    (r"\b\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?" + _R, "TS", "-"),
+    (
+        rf"\[(?:{_HEX4}|:)*:(?:{_HEX4}|:)*\](?::\d{{1,5}})?"
+        rf"|(?<![\w:])(?:(?:{_HEX4}:){{7}}{_HEX4}"
+        rf"|(?:{_HEX4}:){{1,6}}:(?:{_HEX4}(?::{_HEX4}){{0,5}})?(?::\d{{1,3}}(?:\.\d{{1,3}}){{3}})?"
+        rf"|::(?:{_HEX4}(?::{_HEX4}){{0,6}})(?::\d{{1,3}}(?:\.\d{{1,3}}){{3}})?)(?![\w:]|\.\d)",
+        "IP",
+        ":",
+    ),
+    (r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?::\d{1,5})?(?!\w|\.\d)", "IP", "."),
+    (_L + r"0[xX][0-9a-fA-F]+" + _R, "NUM", "0"),
+    # Hex ids are NUM too: a fixed-width hex value that happens to be all digits must mask the same way.
+    (_L + r"(?=[0-9a-fA-F]*[a-fA-F])(?=[0-9a-fA-F]*\d)[0-9a-fA-F]{8,}" + _R, "NUM", ""),
+    (_L + r"(?:\d+(?:\.\d+)?(?:ns|us|µs|ms|s|m|h|d))+" + _R, "DUR", ""),
+    (_L + r"\d+(?:\.\d+)?(?i:[kmgtp]i?b|b|bytes)" + _R, "SIZE", ""),
+    (r"(?<==)\"(?:[^\"\\]|\\.)*\"|(?<==)'(?:[^'\\]|\\.)*'", "STR", "="),
+    (_L + r"[-+]?\d+(?:[.,]\d+)*" + _R, "NUM", ""),
+)
+
+MAX_MESSAGE_CHARS = 2048
+
+
+def _headline(message: str) -> str:
+    """The text a template is mined from: a multi-line entry keeps its first and last non-blank lines."""
+    if "\n" not in message:
+        return message[:MAX_MESSAGE_CHARS]
+    lines = [line for line in message.splitlines() if line.strip()]
+    if len(lines) > 1:
+        message = f"{lines[0]} ... {lines[-1].strip()}"
+    elif lines:
+        message = lines[0]
+    return message[:MAX_MESSAGE_CHARS]
+
+
+class _Mask(MaskingInstruction):
+    """A Drain3 masking instruction that skips messages without its required substring."""
+
+    def __init__(self, pattern: str, mask_with: str, needle: str) -> None:
+        super().__init__(pattern, mask_with)
+        self.needle = needle
+
+    def mask(self, content: str, mask_prefix: str, mask_suffix: str) -> str:
+        if self.needle not in content:
+            return content
+        return super().mask(content, mask_prefix, mask_suffix)
+
+
+class TemplateMiner:
+    """Online Drain3 template miner for service log messages; ids are "T<n>", stable for a miner's life."""
+
+    def __init__(
+        self,
+        *,
+        sim_th: float = 0.7,
+        depth: int = 5,
+        max_templates: int = 2000,
+        extra_masks: Sequence[tuple[str, str]] = (),
+        default_masks: bool = True,
+    ) -> None:
+        """Masks are (regex, name) pairs; `extra_masks` run before the defaults (or alone without them).
+
+        A name "*" makes the masked value a Drain wildcard instead of a named token such as "<IP>".
+        Past `max_templates`, the least recently used template is dropped.
+        """
+        masks = [(regex, name, "") for regex, name in extra_masks]
+        if default_masks:
+            masks += DEFAULT_MASKS
+        config = TemplateMinerConfig()
+        config.drain_sim_th = sim_th
+        config.drain_depth = depth
+        config.drain_max_clusters = max_templates
+        config.masking_instructions = [_Mask(regex, name, needle) for regex, name, needle in masks]
+        self._miner = _Drain3Miner(persistence_handler=None, config=config)
+
+    def mask(self, message: str) -> str:
+        """The message with its variable values replaced by <NAME> tokens, as the miner sees it."""
+        return self._miner.masker.mask(_headline(message))
+
+    def add(self, message: str) -> tuple[str, str]:
+        """Mine one message; returns (template id, the template's current text)."""
+        result = self._miner.add_log_message(_headline(message))
+        return f"T{result['cluster_id']}", result["template_mined"]
+
+    def template(self, template_id: str) -> str:
+        """Current text of a template (it generalises as messages arrive); KeyError when unknown or dropped."""
+        cluster = None
+        if template_id.startswith("T") and template_id[1:].isdigit():
+            cluster = self._miner.drain.id_to_cluster.get(int(template_id[1:]))
+        if cluster is None:
+            raise KeyError(template_id)
+        return cluster.get_template()
+
+    def templates(self) -> dict[str, str]:
+        """All live templates by id, in creation order."""
+        clusters = sorted(self._miner.drain.clusters, key=lambda c: c.cluster_id)
+        return {f"T{c.cluster_id}": c.get_template() for c in clusters}

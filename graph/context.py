@@ -1,0 +1,59 @@
+"""Run settings that travel with each graph run as its `context_schema`."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal
+
+
+@dataclass
+class Context:
+    """Settings of one run. Environment variables only fill defaults, in `from_env`."""
+
+    llm_provider: Literal["offline", "google", "openai"] = "offline"
+    """Which LLM answers the reasoning nodes; offline = the deterministic engine alone."""
+    reasoning_model: str = "gemini-2.5-pro"
+    """Model for detect, analyze_code and propose_fix."""
+    fast_model: str = "gemini-2.5-flash"
+    """Model for rca, suggest and brief."""
+    repo: str | None = None
+    """The code repository of the alerted fleet (a local git path); None = use the telemetry's own, if any."""
+    pr_backend: Literal["local", "github"] = "local"
+    """Where create_pr writes: a branch in a local working copy, or a GitHub pull request."""
+    window_seconds: int = 900
+    """Length of the incident window before the alert time."""
+    baseline_seconds: int = 1800
+    """Length of the baseline window before the incident window."""
+    require_approval: bool = True
+    """Stop at the approval gate before any pull request is opened."""
+    output_dir: str = "output"
+    """Where briefs are written."""
+    notify_channels: tuple[str, ...] = ("file",)
+    """Sinks the brief goes to."""
+    chat_models: dict[str, Any] = field(default_factory=dict)
+    """Chat model instances by tier ("reasoning", "fast"); set by tests or embedding apps, never persisted."""
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Context:
+        """Defaults from the environment (LLM_PROVIDER, GOOGLE_API_KEY, ...), then explicit overrides."""
+        env = dict(os.environ if env is None else env)
+        values: dict[str, Any] = {}
+        provider = env.get("LLM_PROVIDER") or ("google" if env.get("GOOGLE_API_KEY") else "offline")
+        values["llm_provider"] = provider
+        if env.get("REASONING_MODEL"):
+            values["reasoning_model"] = env["REASONING_MODEL"]
+        if env.get("FAST_MODEL"):
+            values["fast_model"] = env["FAST_MODEL"]
+        if env.get("INCIDENT_REPO"):
+            values["repo"] = env["INCIDENT_REPO"]
+        if env.get("OUTPUT_DIR"):
+            values["output_dir"] = env["OUTPUT_DIR"]
+        if env.get("REQUIRE_APPROVAL"):
+            values["require_approval"] = env["REQUIRE_APPROVAL"].lower() not in ("0", "false", "no", "off")
+        known = {f.name for f in fields(cls)}
+        unknown = set(overrides) - known
+        if unknown:
+            raise TypeError(f"unknown context settings: {sorted(unknown)}")
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)

@@ -1,0 +1,168 @@
+"""Starting, resuming, replaying and inspecting incident runs: what the CLI and the server share."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from langgraph.types import Command
+
+from graph.builder import build_graph
+from graph.context import Context
+from nodes.approve import ApprovalDecision
+from state import Alert, TelemetrySpec
+from tools import incidents
+from tools.database import Database
+
+StepCallback = Callable[[str, dict[str, Any], float], None]
+
+
+class RunError(Exception):
+    """A run cannot do what was asked (unknown incident, not waiting for approval, ...)."""
+
+
+@dataclass
+class RunResult:
+    """Where a run stopped."""
+
+    incident_id: str
+    status: str
+    values: dict[str, Any]
+    interrupt: dict[str, Any] | None
+    seconds: float
+
+
+@dataclass
+class HistoryEntry:
+    """One checkpoint of an incident's thread."""
+
+    checkpoint_id: str
+    step: int
+    created_at: str
+    source: str
+    ran: list[str]
+    next: list[str]
+
+
+def new_incident_id(now: datetime | None = None) -> str:
+    """inc-YYYYMMDD-HHMMSS-xxxxxx: sortable by time, unique."""
+    now = now or datetime.now(UTC)
+    return f"inc-{now:%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
+
+
+def thread_config(incident_id: str, checkpoint_id: str | None = None) -> dict[str, Any]:
+    """The run config for an incident's thread (thread id = incident id)."""
+    configurable: dict[str, Any] = {"thread_id": incident_id}
+    if checkpoint_id:
+        configurable["checkpoint_id"] = checkpoint_id
+    return {"configurable": configurable}
+
+
+def derive_status(snapshot: Any) -> str:
+    """Incident status from the latest checkpoint."""
+    if snapshot.interrupts:
+        return "awaiting_approval"
+    if snapshot.next:
+        return "investigating"
+    values = snapshot.values
+    if "notifications" not in values:
+        return "investigating"
+    detection = values.get("detection")
+    return "not_an_incident" if detection is not None and not detection.is_incident else "completed"
+
+
+class IncidentRunner:
+    """Runs the graph on the durable checkpointer and keeps the incidents table in step."""
+
+    def __init__(self, db: Database, context: Context, on_step: StepCallback | None = None):
+        self.db = db
+        self.context = context
+        self.on_step = on_step
+        self.graph = build_graph(checkpointer=db.checkpointer)
+
+    async def start(self, alert: Alert, telemetry: TelemetrySpec, incident_id: str | None = None) -> RunResult:
+        """Record the incident and run its graph until it ends or waits at the gate."""
+        incident_id = incident_id or new_incident_id()
+        await incidents.create_incident(self.db.pool, incident_id, alert, telemetry)
+        graph_input = {"incident_id": incident_id, "alert": alert, "telemetry": telemetry}
+        return await self._drive(incident_id, graph_input, thread_config(incident_id))
+
+    async def resume(self, incident_id: str, decision: ApprovalDecision) -> RunResult:
+        """Answer the approval gate and run on; refuses when the incident is not waiting there."""
+        snapshot = await self.graph.aget_state(thread_config(incident_id))
+        if not snapshot.values:
+            raise RunError(f"unknown incident {incident_id}")
+        if not snapshot.interrupts:
+            raise RunError(f"incident {incident_id} is not waiting for approval (status {derive_status(snapshot)})")
+        await incidents.record_approval(self.db.pool, incident_id, decision.decision, decision.by, decision.comment)
+        command = Command(resume=decision.model_dump())
+        return await self._drive(incident_id, command, thread_config(incident_id))
+
+    async def continue_run(self, incident_id: str) -> RunResult:
+        """Run an interrupted-by-crash incident on from its last checkpoint."""
+        return await self._drive(incident_id, None, thread_config(incident_id))
+
+    async def replay(self, incident_id: str, checkpoint_id: str) -> RunResult:
+        """Re-run the graph from a past checkpoint of the incident (a fork: history is kept)."""
+        past = await self.graph.aget_state(thread_config(incident_id, checkpoint_id))
+        if not past.values and not past.next:
+            raise RunError(f"no checkpoint {checkpoint_id} in incident {incident_id}")
+        return await self._drive(incident_id, None, thread_config(incident_id, checkpoint_id))
+
+    async def snapshot(self, incident_id: str) -> Any:
+        """The latest state snapshot (raises RunError for an unknown incident)."""
+        snapshot = await self.graph.aget_state(thread_config(incident_id))
+        if not snapshot.values:
+            raise RunError(f"unknown incident {incident_id}")
+        return snapshot
+
+    async def history(self, incident_id: str) -> list[HistoryEntry]:
+        """Every checkpoint of the incident, oldest first, with the nodes that produced it."""
+        snapshots = [s async for s in self.graph.aget_state_history(thread_config(incident_id))]
+        if not snapshots:
+            raise RunError(f"unknown incident {incident_id}")
+        snapshots.reverse()
+        entries = []
+        by_id = {s.config["configurable"]["checkpoint_id"]: s for s in snapshots}
+        for snap in snapshots:
+            parent_id = (snap.parent_config or {}).get("configurable", {}).get("checkpoint_id")
+            parent = by_id.get(parent_id)
+            entries.append(
+                HistoryEntry(
+                    checkpoint_id=snap.config["configurable"]["checkpoint_id"],
+                    step=snap.metadata.get("step", -1),
+                    created_at=snap.created_at or "",
+                    source=snap.metadata.get("source", ""),
+                    ran=[t.name for t in parent.tasks] if parent is not None else [],
+                    next=list(snap.next),
+                )
+            )
+        return entries
+
+    async def _drive(self, incident_id: str, graph_input: Any, config: dict[str, Any]) -> RunResult:
+        started = last = time.perf_counter()
+        try:
+            async for chunk in self.graph.astream(graph_input, config, context=self.context, stream_mode="updates"):
+                for node, update in chunk.items():
+                    now = time.perf_counter()
+                    if self.on_step is not None and node != "__interrupt__":
+                        self.on_step(node, update or {}, now - last)
+                    last = now
+        except Exception:
+            await incidents.update_incident(self.db.pool, incident_id, "failed")
+            raise
+        snapshot = await self.graph.aget_state(thread_config(incident_id))
+        status = derive_status(snapshot)
+        values = snapshot.values
+        detection, root = values.get("detection"), values.get("root_cause")
+        await incidents.update_incident(
+            self.db.pool, incident_id, status,
+            severity=detection.severity if detection is not None and detection.is_incident else None,
+            root_cause=root if detection is not None and detection.is_incident else None,
+        )
+        interrupt = snapshot.interrupts[0].value if snapshot.interrupts else None
+        return RunResult(incident_id, status, values, interrupt, time.perf_counter() - started)

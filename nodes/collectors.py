@@ -1,0 +1,24 @@
+"""The shared shape of the four collectors: read one source, reduce it to evidence, never raise."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from nodes.common import error_record
+from state import CollectTask, SourceEvidence
+from tools.telemetry import TelemetrySource, open_source
+
+Reader = Callable[[TelemetrySource, CollectTask], Awaitable[SourceEvidence]]
+
+
+async def run_collector(task: CollectTask, read: Reader) -> dict[str, Any]:
+    """Run `read` for the task's source; a failure becomes status=error and an errors entry."""
+    source = task["source"]
+    try:
+        evidence = await read(open_source(task["telemetry"]), task)
+    except Exception as exc:
+        message = f"{source} unavailable: {type(exc).__name__}: {exc}"
+        evidence = SourceEvidence(source=source, status="error", error=message[:500])
+        return {"evidence_parts": {source: evidence}, "errors": [error_record(source, message, source=source)]}
+    return {"evidence_parts": {source: evidence}}

@@ -1,0 +1,23 @@
+"""logs: stream the window's log lines through template mining into a compact summary."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from analysis.logs import summarize_logs
+from nodes.collectors import run_collector
+from state import CollectTask, SourceEvidence
+from tools.telemetry import TelemetrySource
+
+
+async def _read(source: TelemetrySource, task: CollectTask) -> SourceEvidence:
+    window = task["window"]
+    records = [r async for r in source.logs(task["services"], window.baseline_start, window.end)]
+    summary = summarize_logs(records, window)
+    status = "ok" if summary.lines_read else "no_data"
+    return SourceEvidence(source="logs", status=status, logs=summary, queries=len(task["services"]))
+
+
+async def logs(task: CollectTask) -> dict[str, Any]:
+    """Collect and summarize logs."""
+    return await run_collector(task, _read)

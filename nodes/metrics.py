@@ -1,0 +1,25 @@
+"""metrics: read the default series of the services and score their anomalies."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from analysis.metrics import summarize_metrics
+from nodes.collectors import run_collector
+from state import CollectTask, SourceEvidence
+from tools.telemetry import TelemetrySource
+
+STEP_SECONDS = 15.0
+
+
+async def _read(source: TelemetrySource, task: CollectTask) -> SourceEvidence:
+    window = task["window"]
+    series = await source.metrics(task["services"], window.baseline_start, window.end, STEP_SECONDS)
+    summary = summarize_metrics(series, window)
+    status = "ok" if series else "no_data"
+    return SourceEvidence(source="metrics", status=status, metrics=summary, queries=len(series))
+
+
+async def metrics(task: CollectTask) -> dict[str, Any]:
+    """Collect and summarize metrics."""
+    return await run_collector(task, _read)

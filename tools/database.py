@@ -1,0 +1,104 @@
+"""PostgreSQL: the URL to use (DATABASE_URL or an embedded pgserver), the checkpointer, and migrations."""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+from psycopg import AsyncConnection
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+
+from state import checkpoint_types
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+_MIGRATION_LOCK = 0x1C0C1107  # advisory lock key: one migrator at a time across replicas
+_embedded = None  # the pgserver handle, kept for the life of the process
+
+
+def data_home() -> Path:
+    """Per-user data directory ($INCIDENT_COPILOT_HOME or ~/.local/share/incident-copilot)."""
+    home = os.environ.get("INCIDENT_COPILOT_HOME") or Path.home() / ".local" / "share" / "incident-copilot"
+    path = Path(home)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def embedded_database_url() -> str:
+    """Start (or attach to) the embedded PostgreSQL in the data directory and return its URL."""
+    global _embedded
+    if _embedded is None:
+        runtime = data_home() / "run"
+        runtime.mkdir(exist_ok=True)
+        runtime.chmod(stat.S_IRWXU)
+        # pgserver reads its lock and socket directory from XDG_RUNTIME_DIR when it is imported
+        os.environ.setdefault("XDG_RUNTIME_DIR", str(runtime))
+        import pgserver
+
+        _embedded = pgserver.get_server(data_home() / "pgdata", cleanup_mode="stop")
+    return _embedded.get_uri()
+
+
+def resolve_database_url(url: str | None = None) -> str:
+    """The given URL, else DATABASE_URL, else the embedded server's."""
+    return url or os.environ.get("DATABASE_URL") or embedded_database_url()
+
+
+def checkpoint_serializer() -> JsonPlusSerializer:
+    """The serializer that revives the state's pydantic models without warnings."""
+    return JsonPlusSerializer(allowed_msgpack_modules=checkpoint_types())
+
+
+async def apply_migrations(conn: AsyncConnection) -> list[str]:
+    """Apply migrations/NNNN_*.sql in order, in one transaction under an advisory lock; return the new ones."""
+    applied: list[str] = []
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        cur = await conn.execute("SELECT name FROM schema_migrations")
+        done = {row["name"] if isinstance(row, dict) else row[0] for row in await cur.fetchall()}
+        for path in sorted(MIGRATIONS_DIR.glob("[0-9][0-9][0-9][0-9]_*.sql")):
+            if path.name in done:
+                continue
+            await conn.execute(path.read_text())
+            await conn.execute("INSERT INTO schema_migrations (name) VALUES (%s)", (path.name,))
+            applied.append(path.name)
+    return applied
+
+
+@asynccontextmanager
+async def open_database(url: str | None = None, *, max_size: int = 10) -> AsyncIterator[Database]:
+    """Open the pool, set up the checkpointer's tables and apply our migrations."""
+    conninfo = resolve_database_url(url)
+    pool = AsyncConnectionPool(
+        conninfo,
+        min_size=1,
+        max_size=max_size,
+        open=False,
+        kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row},
+    )
+    await pool.open(wait=True, timeout=30)
+    try:
+        saver = AsyncPostgresSaver(pool, serde=checkpoint_serializer())  # type: ignore[arg-type]
+        await saver.setup()
+        async with pool.connection() as conn:
+            await apply_migrations(conn)
+        yield Database(url=conninfo, pool=pool, checkpointer=saver)
+    finally:
+        await pool.close()
+
+
+class Database:
+    """An open pool with the checkpointer that uses it."""
+
+    def __init__(self, url: str, pool: AsyncConnectionPool, checkpointer: AsyncPostgresSaver):
+        self.url = url
+        self.pool = pool
+        self.checkpointer = checkpointer

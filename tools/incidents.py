@@ -1,0 +1,72 @@
+"""The project's own incident table: one row per incident, kept beside the checkpoints."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
+
+from state import Alert, RootCause, TelemetrySpec
+
+STATUSES = ("investigating", "awaiting_approval", "completed", "not_an_incident", "failed", "resolved")
+
+
+async def create_incident(pool: AsyncConnectionPool, incident_id: str, alert: Alert, telemetry: TelemetrySpec) -> None:
+    """Insert the incident row (idempotent on id)."""
+    async with pool.connection() as conn:
+        await conn.execute(
+            """INSERT INTO incidents (id, fingerprint, service, alertname, source, status, alert, telemetry)
+               VALUES (%s, %s, %s, %s, %s, 'investigating', %s, %s) ON CONFLICT (id) DO NOTHING""",
+            (
+                incident_id, alert.fingerprint, alert.service, alert.alertname, alert.source,
+                Jsonb(alert.model_dump(mode="json")), Jsonb(telemetry.model_dump(mode="json")),
+            ),
+        )
+
+
+async def update_incident(
+    pool: AsyncConnectionPool, incident_id: str, status: str, severity: str | None = None,
+    root_cause: RootCause | None = None,
+) -> None:
+    """Record the status (and, once known, severity and root cause) of an incident."""
+    if status not in STATUSES:
+        raise ValueError(f"unknown incident status {status!r}")
+    async with pool.connection() as conn:
+        await conn.execute(
+            """UPDATE incidents SET status = %s, severity = COALESCE(%s, severity),
+                      root_cause = COALESCE(%s, root_cause), updated_at = now() WHERE id = %s""",
+            (status, severity, Jsonb(root_cause.model_dump(mode="json")) if root_cause else None, incident_id),
+        )
+
+
+async def get_incident(pool: AsyncConnectionPool, incident_id: str) -> dict[str, Any] | None:
+    """One incident row, or None."""
+    async with pool.connection() as conn:
+        cur = await conn.execute("SELECT * FROM incidents WHERE id = %s", (incident_id,))
+        return await cur.fetchone()
+
+
+async def list_incidents(
+    pool: AsyncConnectionPool, *, status: str | None = None, service: str | None = None, limit: int = 50,
+    offset: int = 0,
+) -> list[dict[str, Any]]:
+    """Incidents, newest first, optionally filtered."""
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            """SELECT id, service, alertname, source, status, severity, root_cause, created_at, updated_at
+               FROM incidents WHERE (%(status)s::text IS NULL OR status = %(status)s)
+                 AND (%(service)s::text IS NULL OR service = %(service)s)
+               ORDER BY created_at DESC, id LIMIT %(limit)s OFFSET %(offset)s""",
+            {"status": status, "service": service, "limit": limit, "offset": offset},
+        )
+        return await cur.fetchall()
+
+
+async def record_approval(pool: AsyncConnectionPool, incident_id: str, decision: str, by: str, comment: str) -> None:
+    """Keep every decision taken at the gate."""
+    async with pool.connection() as conn:
+        await conn.execute(
+            "INSERT INTO approvals (incident_id, decision, approver, comment) VALUES (%s, %s, %s, %s)",
+            (incident_id, decision, by, comment),
+        )

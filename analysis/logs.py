@@ -15,8 +15,8 @@ from state import LogEvidence, LogTemplate, ServiceLogStats, StackFrame, Window
 from tools.redact import redact
 
 LEVEL_RANK = {"error": 3, "warn": 2, "info": 1, "debug": 0}
-SAMPLE_CHARS = 200
-TEMPLATE_CHARS = 160
+SAMPLE_CHARS = 140
+TEMPLATE_CHARS = 120
 MAX_FRAMES = 12
 BUCKETS = 30
 SPIKE_RATIO = 3.0
@@ -75,10 +75,10 @@ def summarize_logs(records: Iterable[LogRecord], window: Window, *, max_template
             svc.baseline_lines += 1
             svc.baseline_errors += is_error
             if not acc.sample:
-                acc.sample = _sample(record.line)
+                acc.sample = _sample(parsed.message, parsed.fields)
             continue
         if acc.incident == 0:
-            acc.sample = _sample(record.line)
+            acc.sample = _sample(parsed.message, parsed.fields)
         acc.incident += 1
         svc.incident_lines += 1
         bucket = min(int((record.ts - start) / bucket_len), BUCKETS - 1)
@@ -114,7 +114,7 @@ def _ts(value: datetime) -> float:
 
 
 def _dt(ts: float | None) -> datetime | None:
-    return None if ts is None else datetime.fromtimestamp(ts, UTC)
+    return None if ts is None else datetime.fromtimestamp(int(ts), UTC)
 
 
 def _bump(buckets: list[int], first: list[float | None], index: int, ts: float) -> None:
@@ -123,10 +123,9 @@ def _bump(buckets: list[int], first: list[float | None], index: int, ts: float) 
         first[index] = ts
 
 
-def _sample(line: str) -> str:
-    lines = [part for part in line.splitlines() if part.strip()]
-    # A stack trace says what failed on its last line (Python) or first line (Java): keep both ends.
-    text = redact(lines[0] if len(lines) < 2 else f"{lines[0]} ... {lines[-1].strip()}")
+def _sample(message: str, fields: dict[str, str]) -> str:
+    """The parsed message (exception included) and its fields, without the timestamp prefix, redacted."""
+    text = redact(" ".join([message, *(f"{k}={v}" for k, v in fields.items() if "\n" not in v)]))
     return text if len(text) <= SAMPLE_CHARS else text[: SAMPLE_CHARS - 3] + "..."
 
 
@@ -152,7 +151,8 @@ def _summarise(template_id: str, acc: _Template, text: str, base_min: float, inc
         kind = "new"
     elif acc.incident > SPIKE_RATIO * expected and _excess(acc.incident, expected):
         kind = "spiking"
-        first_seen = _onset(acc.buckets, acc.bucket_first, expected / BUCKETS) or first_seen
+        first_incident = next(ts for ts in acc.bucket_first if ts is not None)
+        first_seen = _onset(acc.buckets, acc.bucket_first, expected / BUCKETS) or first_incident
     elif expected >= 5 and acc.incident < expected / SPIKE_RATIO and _excess(expected, acc.incident):
         kind = "dropped"
     else:

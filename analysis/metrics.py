@@ -29,7 +29,7 @@ ONSET_Z = 3.0
 ANOMALY_SCORE = 4.0
 MAX_SCORE = 1000.0
 EXPIRED_SCORE = 20.0
-MAX_SIGNALS = 40
+MAX_SIGNALS = 30
 COMPANIONS = {"db_pool_in_use": "db_pool_max"}
 
 

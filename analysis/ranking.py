@@ -80,10 +80,12 @@ def rank_candidates(evidence: Evidence) -> list[Hypothesis]:
         for fault, (score, notes) in _signatures(service, f, facts, graph).items():
             if score <= 0:
                 continue
-            total = (score + location) * (EXPLAINED_DISCOUNT if explained else 1.0)
+            # Load flows downstream: a surge is never explained by a callee.
+            discounted = explained and fault != "traffic_surge"
+            total = (score + location) * (EXPLAINED_DISCOUNT if discounted else 1.0)
             extra = (
                 [f"symptoms of {service} are explained by anomalous dependency {explained}"]
-                if explained
+                if discounted
                 else []
             )
             scored.append((round(total, 3), service, fault, notes + location_notes + extra))
@@ -132,8 +134,8 @@ class _Graph:
 
 def _collect(evidence: Evidence, graph: _Graph) -> dict[str, Facts]:
     facts: dict[str, Facts] = defaultdict(Facts)
-    for service in graph.services:
-        facts[service]  # every known service is a candidate, even without telemetry of its own
+    for service in graph.services:  # every known service is a candidate, even without telemetry of its own
+        facts.setdefault(service, Facts())
     if evidence.metrics:
         for m in evidence.metrics.signals:
             f = facts[m.service]

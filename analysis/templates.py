@@ -18,7 +18,7 @@ _L = r"(?<![0-9A-Za-z])"
 _R = r"(?![0-9A-Za-z])"
 
 # (regex, mask name, a substring every match contains or ""), applied in order: the most specific shapes
-# first, plain numbers last. The substring lets a mask skip messages it cannot match, which halves masking time.
+# first, plain numbers last. The substring lets a mask skip messages it cannot match (masking twice as fast).
 DEFAULT_MASKS: tuple[tuple[str, str, str], ...] = (
     (r"\b[A-Za-z][A-Za-z0-9+.-]*://[^\s\"'<>]+", "URL", "://"),
     (r"\b[\w.%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+\b", "EMAIL", "@"),
@@ -47,13 +47,9 @@ MAX_MESSAGE_CHARS = 2048
 
 def _headline(message: str) -> str:
     """The text a template is mined from: a multi-line entry keeps its first and last non-blank lines."""
-    if "\n" not in message:
-        return message[:MAX_MESSAGE_CHARS]
-    lines = [line for line in message.splitlines() if line.strip()]
-    if len(lines) > 1:
-        message = f"{lines[0]} ... {lines[-1].strip()}"
-    elif lines:
-        message = lines[0]
+    if "\n" in message:
+        lines = [line.strip() for line in message.splitlines() if line.strip()]
+        message = f"{lines[0]} ... {lines[-1]}" if len(lines) > 1 else "".join(lines)
     return message[:MAX_MESSAGE_CHARS]
 
 
@@ -71,7 +67,11 @@ class _Mask(MaskingInstruction):
 
 
 class TemplateMiner:
-    """Online Drain3 template miner for service log messages; ids are "T<n>", stable for a miner's life."""
+    """Online Drain3 template miner for service log messages; ids are "T<n>", never reused by a miner."""
+
+    # Named masks count as matching tokens, so a stricter threshold than Drain's usual 0.4-0.5 still groups
+    # messages that differ only in masked values, and keeps "check passed" apart from "check failed".
+    # 0.65-0.75 with depth 5 is the plateau on Loghub-2k (bench/README.md).
 
     def __init__(
         self,
@@ -107,7 +107,7 @@ class TemplateMiner:
         return f"T{result['cluster_id']}", result["template_mined"]
 
     def template(self, template_id: str) -> str:
-        """Current text of a template (it generalises as messages arrive); KeyError when unknown or dropped."""
+        """Current text of a template (it generalises as messages arrive); KeyError if unknown or dropped."""
         cluster = None
         if template_id.startswith("T") and template_id[1:].isdigit():
             cluster = self._miner.drain.id_to_cluster.get(int(template_id[1:]))

@@ -8,7 +8,7 @@ import zlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sim.topology import INTERNAL, upstream_distances
+from sim.topology import INTERNAL, error_impact, upstream_distances
 from state import Alert
 
 STEP_SECONDS = 15
@@ -42,33 +42,53 @@ class _Spec:
 _BACKENDS = ("catalog", "cart", "checkout", "payments", "inventory")
 _SPECS: dict[str, _Spec] = {
     "memory_leak": _Spec(
-        "memory_leak", (*_BACKENDS, "web-frontend", "mobile-bff"), ("memory_bytes", "latency_p99"),
-        ("latency_p99",), (3.0, 5.0),
+        "memory_leak",
+        (*_BACKENDS, "web-frontend", "mobile-bff"),
+        ("memory_bytes", "latency_p99"),
+        ("latency_p99",),
+        (3.0, 5.0),
     ),
     "deployment_regression": _Spec(
         "deployment_regression", _BACKENDS, ("error_ratio",), ("error_ratio",), (0.15, 0.45)
     ),
     "db_connection_exhaustion": _Spec(
-        "db_connection_exhaustion", ("payments-db-proxy", "catalog-db-proxy"), ("latency_p99",),
-        ("latency_p99", "error_ratio"), (1.5, 4.0),
+        "db_connection_exhaustion",
+        ("payments-db-proxy", "catalog-db-proxy"),
+        ("latency_p99",),
+        ("latency_p99", "error_ratio"),
+        (1.5, 4.0),
     ),
     "network_partition": _Spec(
-        "network_partition", ("cart", "inventory", "payments", "catalog"), ("up",), ("error_ratio",), (0.85, 1.0)
+        "network_partition",
+        ("cart", "inventory", "payments", "catalog"),
+        ("up",),
+        ("error_ratio",),
+        (0.85, 1.0),
     ),
     "cpu_saturation": _Spec(
-        "cpu_saturation", ("catalog", "checkout", "payments", "inventory", "cart"), ("latency_p99", "cpu_usage"),
-        ("latency_p99",), (5.0, 9.0),
+        "cpu_saturation",
+        ("catalog", "checkout", "payments", "inventory", "cart"),
+        ("latency_p99", "cpu_usage"),
+        ("latency_p99",),
+        (5.0, 9.0),
     ),
     "config_error": _Spec("config_error", _BACKENDS, ("error_ratio",), ("error_ratio",), (0.4, 0.9)),
     "dependency_outage": _Spec(
         "dependency_outage", ("payment-provider", "redis-cache"), ("up",), ("error_ratio",), (0.6, 1.0)
     ),
     "disk_full": _Spec(
-        "disk_full", ("payments-db-proxy", "catalog-db-proxy", "catalog", "inventory"),
-        ("error_ratio", "disk_free_bytes"), ("error_ratio",), (0.2, 0.6),
+        "disk_full",
+        ("payments-db-proxy", "catalog-db-proxy", "catalog", "inventory"),
+        ("error_ratio", "disk_free_bytes"),
+        ("error_ratio",),
+        (0.2, 0.6),
     ),
     "certificate_expired": _Spec(
-        "certificate_expired", ("payments", "inventory", "catalog", "checkout"), (), ("error_ratio",), (1.0, 1.0)
+        "certificate_expired",
+        ("payments", "inventory", "catalog", "checkout"),
+        (),
+        ("error_ratio",),
+        (1.0, 1.0),
     ),
     "traffic_surge": _Spec("traffic_surge", ("gateway",), ("request_rate", "latency_p99"), (), (4.0, 6.0)),
     "false_alarm": _Spec("none", (), (), (), (3.0, 8.0)),
@@ -158,7 +178,11 @@ def build_scenario(name: str, seed: int, end: datetime) -> Scenario:
         noisy_service = rng.choice([s for s in INTERNAL if s not in on_path and s != alerted])
         noisy_start = end - timedelta(seconds=STEP_SECONDS * rng.randint(4, 56))
 
-    labels = {"service": alerted, "severity": "critical" if signal in _CRITICAL else "warning", "scenario": name}
+    labels = {
+        "service": alerted,
+        "severity": "critical" if signal in _CRITICAL else "warning",
+        "scenario": name,
+    }
     alertname = ALERT_NAMES[signal]
     alert = Alert(
         source="sim",
@@ -172,19 +196,38 @@ def build_scenario(name: str, seed: int, end: datetime) -> Scenario:
         annotations={"summary": f"{alertname} on {alerted}", "signal": signal},
     )
     return Scenario(
-        name=name, seed=seed, fault_type=spec.fault_type, root_service=root, alerted_service=alerted,
-        alert_signal=signal, onset=onset, start=start, end=end, alert=alert, magnitude=magnitude,
-        innocent_deploy_at=innocent_at, innocent_deploy_service=innocent_service, noisy_service=noisy_service,
-        noisy_start=noisy_start, blip_steps=blip_steps,
+        name=name,
+        seed=seed,
+        fault_type=spec.fault_type,
+        root_service=root,
+        alerted_service=alerted,
+        alert_signal=signal,
+        onset=onset,
+        start=start,
+        end=end,
+        alert=alert,
+        magnitude=magnitude,
+        innocent_deploy_at=innocent_at,
+        innocent_deploy_service=innocent_service,
+        noisy_service=noisy_service,
+        noisy_start=noisy_start,
+        blip_steps=blip_steps,
     )
 
 
 def _choose_alert(rng: random.Random, spec: _Spec, root: str | None) -> tuple[str, str]:
-    """The alerted service (the root about a third of the time when it can alert, else a caller) and signal."""
+    """The alerted service (the root a third of the time when it can alert, else a caller) and signal."""
     if root is None:
-        return rng.choice([s for s in INTERNAL if s != "redis-cache"]), rng.choice(("error_ratio", "latency_p99"))
+        service = rng.choice([s for s in INTERNAL if s != "redis-cache"])
+        return service, rng.choice(("error_ratio", "latency_p99"))
     callers = [s for s in upstream_distances(root) if s != root]
     alertable = bool(spec.root_alerts) and root in INTERNAL
     if alertable and (not callers or not spec.upstream_alerts or rng.random() < 0.35):
         return root, rng.choice(spec.root_alerts)
-    return rng.choice(callers), rng.choice(spec.upstream_alerts)
+    signal = rng.choice(spec.upstream_alerts)
+    if signal == "error_ratio":
+        # An error-ratio alert fires only where a good part of the traffic depends on the root.
+        impact = error_impact(root)
+        strong = [s for s in callers if impact[s] >= 0.5]
+        callers = strong or [max(callers, key=lambda s: impact[s])]
+    return rng.choice(callers), signal

@@ -39,11 +39,34 @@ EDGES: tuple[tuple[str, str], ...] = (
     ("inventory", "catalog-db-proxy"),
 )
 
+# Edge -> (calls per caller request, chance that a failed call fails the caller's request).
+CALLS: dict[tuple[str, str], tuple[float, float]] = {
+    ("gateway", "web-frontend"): (0.6, 1.0),
+    ("gateway", "mobile-bff"): (0.4, 1.0),
+    ("web-frontend", "catalog"): (0.8, 0.7),
+    ("web-frontend", "cart"): (0.3, 0.8),
+    ("web-frontend", "checkout"): (0.1, 1.0),
+    ("mobile-bff", "catalog"): (0.9, 0.7),
+    ("mobile-bff", "checkout"): (0.12, 1.0),
+    ("checkout", "cart"): (1.0, 0.9),
+    ("checkout", "payments"): (0.9, 1.0),
+    ("checkout", "inventory"): (1.0, 0.8),
+    ("checkout", "payments-db-proxy"): (1.0, 1.0),
+    ("payments", "payment-provider"): (1.0, 1.0),
+    ("payments", "payments-db-proxy"): (2.0, 1.0),
+    ("catalog", "catalog-db-proxy"): (0.3, 1.0),
+    ("catalog", "redis-cache"): (1.5, 0.05),  # a cache miss falls back to the database
+    ("cart", "redis-cache"): (2.0, 0.9),
+    ("inventory", "catalog-db-proxy"): (1.0, 1.0),
+}
+
 # Services that emit their own telemetry (the external provider is only seen through its callers).
 INTERNAL: tuple[str, ...] = tuple(s for s, kind in SERVICES.items() if kind != "external")
 
 # Services that emit server spans; proxies, the cache and the provider only appear as peers of client spans.
-TRACED: frozenset[str] = frozenset(s for s, kind in SERVICES.items() if kind in ("gateway", "frontend", "backend"))
+TRACED: frozenset[str] = frozenset(
+    s for s, kind in SERVICES.items() if kind in ("gateway", "frontend", "backend")
+)
 
 
 def callers_of(service: str) -> list[str]:
@@ -67,6 +90,20 @@ def upstream_distances(service: str) -> dict[str, int]:
                 distances[caller] = distances[current] + 1
                 queue.append(caller)
     return distances
+
+
+def error_impact(service: str) -> dict[str, float]:
+    """The service and each transitive caller -> the share of its requests failing when `service` fails."""
+    impact = {service: 1.0}
+    for caller in reversed(topological_order()):
+        if caller != service:
+            share = sum(
+                min(1.0, CALLS[(caller, p)][0]) * CALLS[(caller, p)][1] * impact.get(p, 0.0)
+                for p in callees_of(caller)
+            )
+            if share > 0:
+                impact[caller] = min(1.0, share)
+    return impact
 
 
 def upstream_of(service: str) -> list[str]:

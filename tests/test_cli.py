@@ -1,0 +1,73 @@
+"""The command line in separate processes: stop at the gate in one, approve in another, inspect in a third."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+from tests.conftest import REPO_ROOT
+
+CONTRACT_KEYS = {"incident_id", "service", "window", "is_incident", "severity", "root_cause", "hypotheses",
+                 "code_regression", "suggestions", "patch", "pr", "tokens", "errors"}
+
+
+def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(REPO_ROOT / "cli.py"), *args], capture_output=True, text=True,
+                          env=env, stdin=subprocess.DEVNULL, timeout=300, cwd=REPO_ROOT)
+
+
+def test_gate_in_one_process_approve_in_another(database_url, tmp_path):
+    env = {**os.environ, "DATABASE_URL": database_url, "OUTPUT_DIR": str(tmp_path / "out"), "PYTHONWARNINGS": "default"}
+    started = cli("demo", "--scenario", "deployment_regression", "--seed", "4", env=env)
+    assert started.returncode == 0, started.stderr
+    assert "✓ check_patch" in started.stdout
+    match = re.search(r"To approve: incident-copilot incidents approve (\S+)", started.stdout)
+    assert match, started.stdout
+    incident_id = match.group(1)
+
+    approved = cli("incidents", "approve", incident_id, "--by", "carol", env=env)
+    assert approved.returncode == 0, approved.stderr
+    assert "✓ create_pr" in approved.stdout and "created: branch incident-copilot/" in approved.stdout
+    assert (tmp_path / "out" / incident_id / "brief.html").exists()
+
+    shown = cli("incidents", "show", incident_id, "--json", env=env)
+    assert shown.returncode == 0, shown.stderr
+    report = json.loads(shown.stdout)
+    assert report["pr"]["status"] == "created" and report["root_cause"]["fault_type"] == "deployment_regression"
+    # checkpoints revive in a fresh process without any deserialization warning
+    assert "warn" not in (started.stderr + approved.stderr + shown.stderr).lower()
+
+    history = cli("incidents", "history", incident_id, env=env)
+    assert history.returncode == 0, history.stderr
+    for node in ("ingest", "correlate", "approve", "create_pr", "notify"):
+        assert node in history.stdout
+
+    again = cli("incidents", "approve", incident_id, env=env)
+    assert again.returncode == 1 and "not waiting for approval" in again.stderr
+
+    listed = cli("incidents", "list", env=env)
+    assert incident_id in listed.stdout and "completed" in listed.stdout
+
+
+def test_investigate_prints_the_json_contract(database_url):
+    env = {**os.environ, "DATABASE_URL": database_url}
+    out = cli("investigate", "--scenario", "db_connection_exhaustion", "--seed", "5",
+              "--at", "2026-11-21T12:00:00+00:00", "--json", env=env)
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert set(report) == CONTRACT_KEYS
+    assert report["root_cause"]["fault_type"] == "db_connection_exhaustion"
+    assert report["hypotheses"][0]["service"] == report["root_cause"]["service"]
+    assert report["window"]["end"].startswith("2026-11-21T12:00:00")
+    assert report["tokens"] == {"input": 0, "output": 0}
+
+
+def test_bad_arguments_are_clear_errors(database_url):
+    env = {**os.environ, "DATABASE_URL": database_url}
+    out = cli("investigate", "--scenario", "no_such_thing", "--json", env=env)
+    assert out.returncode == 2 and "invalid choice" in out.stderr
+    out = cli("incidents", "show", "inc-unknown", env=env)
+    assert out.returncode == 1 and "unknown incident" in out.stderr

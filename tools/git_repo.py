@@ -1,0 +1,359 @@
+"""Local git adapter (the git CLI via subprocess): commit findings, revert patches, test runs, fix branches.
+
+Nothing here touches the user's checkout: patches are applied to temporary index files, and tests run in a
+temporary `git worktree` that is removed afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from analysis.patch_checks import parse_diff
+from state import CodeFindings, FileExcerpt, PatchCheck, PullRequest
+
+MAX_DIFF_CHARS = 20_000
+MAX_OUTPUT_CHARS = 8_000
+MAX_EXCERPTS = 10
+HUNK_CONTEXT = 3
+STACK_CONTEXT = 6
+GIT_TIMEOUT = 60.0
+_DIFF_FLAGS = ("--no-color", "--no-ext-diff", "--src-prefix=a/", "--dst-prefix=b/")
+_AUTHOR = re.compile(r"^\s*([^<>]+?)\s*<([^<>\s]+@[^<>\s]+)>\s*$")
+
+
+class GitError(RuntimeError):
+    """A git command failed; the message names the command and what git said."""
+
+
+def _git(repo: str | Path, *args: str, input: str | None = None, env: dict[str, str] | None = None) -> str:
+    """Run `git -C repo args...` and return stdout; raise GitError on failure."""
+    try:
+        result = subprocess.run(
+            ["git", "-C", str(repo), *args],
+            input=input,
+            capture_output=True,
+            text=True,
+            env={**os.environ, **(env or {})},
+            timeout=GIT_TIMEOUT,
+            check=False,
+        )
+    except FileNotFoundError as exc:
+        raise GitError("git is not installed or not on PATH") from exc
+    except subprocess.TimeoutExpired as exc:
+        raise GitError(f"git {args[0]} timed out after {GIT_TIMEOUT:.0f}s in {repo}") from exc
+    if result.returncode != 0:
+        detail = (result.stderr or result.stdout).strip() or f"exit status {result.returncode}"
+        raise GitError(f"git {' '.join(args[:3])} failed in {repo}: {detail}")
+    return result.stdout
+
+
+def _commit_sha(repo: str | Path, rev: str) -> str:
+    try:
+        return _git(repo, "rev-parse", "--verify", "--end-of-options", f"{rev}^{{commit}}").strip()
+    except GitError as exc:
+        raise GitError(f"{rev!r} is not a commit in {repo}") from exc
+
+
+@contextlib.contextmanager
+def _temp_index(repo: str | Path, base: str):
+    """Env for git commands that work on a throwaway index holding the tree of `base`."""
+    with tempfile.TemporaryDirectory(prefix="incident-copilot-index-") as tmp:
+        env = {"GIT_INDEX_FILE": os.path.join(tmp, "index")}
+        _git(repo, "read-tree", base, env=env)
+        yield env
+
+
+def _tree_with_patch(repo: str | Path, base: str, diff: str) -> str:
+    """Tree id of `base` with `diff` applied; GitError when it does not apply."""
+    with _temp_index(repo, base) as env:
+        _git(repo, "apply", "--cached", "--whitespace=nowarn", "-", input=diff, env=env)
+        return _git(repo, "write-tree", env=env).strip()
+
+
+def _cap(text: str, limit: int) -> str:
+    """Keep the head and the (more telling) tail of a long text."""
+    if len(text) <= limit:
+        return text
+    head = limit // 3
+    tail = limit - head
+    return f"{text[:head]}\n... [{len(text) - limit} characters cut] ...\n{text[-tail:]}"
+
+
+def _excerpt(text: str, path: str, first: int, last: int) -> FileExcerpt:
+    lines = text.splitlines()
+    first = max(1, first)
+    last = min(len(lines), last)
+    return FileExcerpt(path=path, start_line=first, text="\n".join(lines[first - 1 : last]))
+
+
+def _add_range(ranges: list[list], path: str, first: int, last: int) -> None:
+    """Add the line range [first, last] of `path`, merged into an overlapping one of the same file."""
+    for existing in ranges:
+        if existing[0] == path and first <= existing[2] + 1 and last >= existing[1] - 1:
+            existing[1], existing[2] = min(first, existing[1]), max(last, existing[2])
+            return
+    ranges.append([path, first, last])
+
+
+def _stack_path(path: str, tree_files: set[str]) -> str | None:
+    """Repository path of a stack-trace path like /app/services/x.py: the longest repo file it ends with."""
+    path = path.replace("\\", "/")
+    matches = [f for f in tree_files if path == f or path.endswith("/" + f)]
+    return max(matches, key=len) if matches else None
+
+
+def commit_findings(
+    repo: str | Path, commit: str, stack_files: Sequence[tuple[str, int | None]] = ()
+) -> CodeFindings:
+    """What `commit` changed, with excerpts of its hunks and of stack-trace files/lines (outermost first)."""
+    sha = _commit_sha(repo, commit)
+    parents, author, subject = (
+        _git(repo, "show", "-s", "--format=%P%x00%an <%ae>%x00%s", sha).rstrip("\n").split("\x00")
+    )
+    parent = parents.split()[0] if parents else None
+    if parent:
+        names = _git(repo, "diff", "--name-only", "-z", "--no-renames", parent, sha)
+        diff = _git(repo, "diff", *_DIFF_FLAGS, parent, sha)
+    else:
+        names = _git(repo, "diff-tree", "--root", "-r", "--name-only", "-z", "--no-commit-id", sha)
+        diff = _git(repo, "diff-tree", "--root", "-p", *_DIFF_FLAGS, "--no-commit-id", sha)
+    files_changed = [name for name in names.split("\0") if name]
+    tree_files = set(_git(repo, "ls-tree", "-r", "--name-only", "-z", sha).split("\0")) - {""}
+
+    texts: dict[str, str] = {}
+
+    def text_of(path: str) -> str:
+        if path not in texts:
+            texts[path] = _git(repo, "show", f"{sha}:{path}")
+        return texts[path]
+
+    mapped = [(path, line) for raw, line in stack_files if (path := _stack_path(raw, tree_files))]
+    mapped.sort(key=lambda hit: hit[0] not in files_changed)  # frames in the changed files first
+    ranges: list[list] = []
+    for path, line in mapped:
+        if line:
+            _add_range(ranges, path, line - STACK_CONTEXT, line + STACK_CONTEXT)
+    for path, first, count in _hunks(diff):
+        if count and path in tree_files:
+            _add_range(ranges, path, first - HUNK_CONTEXT, first + count - 1 + HUNK_CONTEXT)
+    excerpts = [_excerpt(text_of(path), path, first, last) for path, first, last in ranges[:MAX_EXCERPTS]]
+    in_changed = [f"{path}:{line}" if line else path for path, line in mapped if path in files_changed]
+    changed = ", ".join(files_changed[:3]) + (
+        f" and {len(files_changed) - 3} more" if len(files_changed) > 3 else ""
+    )
+    if in_changed:
+        verdict = f"the stack trace points into the changed code at {in_changed[-1]}"
+    elif mapped:
+        verdict = "no stack-trace file is among the changed files"
+    else:
+        verdict = "no stack trace to compare"
+    name = author.split(" <")[0]
+    return CodeFindings(
+        repo=str(repo),
+        commit=sha,
+        parent=parent,
+        subject=subject,
+        author=author,
+        files_changed=files_changed,
+        diff=_cap(diff, MAX_DIFF_CHARS),
+        excerpts=excerpts,
+        matches_stack_trace=bool(in_changed),
+        summary=f'{sha[:12]} "{subject}" by {name} changed {changed}; {verdict}.',
+    )
+
+
+def _hunks(diff: str) -> list[tuple[str, int, int]]:
+    """(new path, first new line, new line count) of every hunk of a diff."""
+    return [
+        (f.new_path, new_start, new_count)
+        for f in parse_diff(diff).files
+        if f.new_path
+        for _, _, new_start, new_count in f.hunks
+    ]
+
+
+def revert_patch(repo: str | Path, commit: str) -> str:
+    """The unified diff that reverts `commit` on top of the current HEAD; GitError when it does not apply."""
+    sha = _commit_sha(repo, commit)
+    parents = _git(repo, "show", "-s", "--format=%P", sha).split()
+    if not parents:
+        raise GitError(f"{sha[:12]} is the root commit of {repo}; there is nothing to revert to")
+    # Of a merge, undo what it brought into its first parent (like `git revert -m 1`).
+    undo = _git(repo, "diff", "--binary", *_DIFF_FLAGS, sha, parents[0])
+    if not undo.strip():
+        raise GitError(f"{sha[:12]} changes nothing; there is nothing to revert")
+    head = _commit_sha(repo, "HEAD")
+    try:
+        tree = _tree_with_patch(repo, head, undo)
+    except GitError as exc:
+        raise GitError(f"the revert of {sha[:12]} does not apply on HEAD {head[:12]}: {exc}") from exc
+    diff = _git(repo, "diff", "--binary", *_DIFF_FLAGS, head, tree)
+    if not diff.strip():
+        raise GitError(f"{sha[:12]} is already reverted on HEAD {head[:12]}")
+    return diff
+
+
+def check_applies(repo: str | Path, base: str, diff: str) -> PatchCheck:
+    """Whether `diff` applies cleanly on `base`."""
+    try:
+        base_sha = _commit_sha(repo, base)
+        with _temp_index(repo, base_sha) as env:
+            _git(repo, "apply", "--cached", "--check", "--whitespace=nowarn", "-", input=diff, env=env)
+    except GitError as exc:
+        return PatchCheck(name="applies", ok=False, detail=str(exc))
+    return PatchCheck(name="applies", ok=True, detail=f"applies cleanly on {base_sha[:12]}")
+
+
+def _test_env(home: str) -> dict[str, str]:
+    # The repository's tests are untrusted code: they get no credentials from our environment.
+    env = {k: os.environ[k] for k in ("PATH", "LANG", "LC_ALL", "TZ", "SYSTEMROOT") if k in os.environ}
+    env.update(HOME=home, PYTHONDONTWRITEBYTECODE="1", PYTHONHASHSEED="0")
+    return env
+
+
+@contextlib.contextmanager
+def _worktree(repo: str | Path, base: str):
+    """A temporary detached worktree at `base`, removed on exit (also on error)."""
+    tmp = tempfile.mkdtemp(prefix="incident-copilot-worktree-")
+    path = os.path.join(tmp, "repo")
+    try:
+        _git(repo, "worktree", "add", "--detach", "--quiet", path, _commit_sha(repo, base))
+        yield path
+    finally:
+        if os.path.isdir(path):
+            try:
+                _git(repo, "worktree", "remove", "--force", path)
+            except GitError:
+                shutil.rmtree(path, ignore_errors=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+        with contextlib.suppress(GitError):  # a stale worktree entry is harmless; git prunes it later
+            _git(repo, "worktree", "prune")
+
+
+def run_tests(
+    repo: str | Path,
+    base: str,
+    diff: str | None,
+    *,
+    command: Sequence[str] | None = None,
+    timeout: float = 120.0,
+) -> tuple[bool, str]:
+    """Run the repo's tests at `base` (with `diff` applied) in a temporary worktree: (passed, output)."""
+    argv = list(command or (sys.executable, "-m", "unittest", "discover", "-s", "tests", "-t", "."))
+    with _worktree(repo, base) as path:
+        if diff:
+            try:
+                _git(path, "apply", "--whitespace=nowarn", "-", input=diff)
+            except GitError as exc:
+                raise GitError(f"the patch does not apply on {base}: {exc}") from exc
+        proc = subprocess.Popen(
+            argv,
+            cwd=path,
+            env=_test_env(path),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        try:
+            output, _ = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)  # the whole group: test runners spawn children
+            output, _ = proc.communicate()
+            return False, _cap(f"{output}\n[tests timed out after {timeout:.0f}s]", MAX_OUTPUT_CHARS)
+    return proc.returncode == 0, _cap(output, MAX_OUTPUT_CHARS)
+
+
+def head_commit(repo: str | Path) -> str:
+    """The commit HEAD points at."""
+    return _commit_sha(repo, "HEAD")
+
+
+def branch_exists(repo: str | Path, branch: str) -> bool:
+    """True when the local branch exists."""
+    result = subprocess.run(
+        ["git", "-C", str(repo), "show-ref", "--verify", "--quiet", f"refs/heads/{branch}"],
+        capture_output=True,
+        timeout=GIT_TIMEOUT,
+        check=False,
+    )
+    if result.returncode not in (0, 1):
+        raise GitError(f"git show-ref failed in {repo}: {result.stderr.decode(errors='replace').strip()}")
+    return result.returncode == 0
+
+
+def _branch_has_tree(repo: str | Path, branch: str, base: str, tree: str) -> str | None:
+    """The commit on `branch` (since `base`) whose tree is `tree`, if any: the change is already there."""
+    for line in _git(repo, "log", "--format=%H %T", f"{base}..refs/heads/{branch}").splitlines():
+        commit, commit_tree = line.split()
+        if commit_tree == tree:
+            return commit
+    return None
+
+
+def create_branch_with_patch(
+    repo: str | Path, base: str, diff: str, branch: str, message: str, author: str
+) -> PullRequest:
+    """Create `branch` at `base` plus one commit with `diff`, without touching the checkout; idempotent."""
+    match = _AUTHOR.match(author)
+    if not match:
+        raise ValueError(f"author must look like 'Name <email>', got {author!r}")
+    _git(repo, "check-ref-format", "--branch", branch)
+    base_sha = _commit_sha(repo, base)
+    tree = _tree_with_patch(repo, base_sha, diff)
+    if tree == _git(repo, "rev-parse", f"{base_sha}^{{tree}}").strip():
+        raise GitError(f"the patch changes nothing on {base_sha[:12]}; no branch created")
+
+    def existing() -> PullRequest:
+        found = _branch_has_tree(repo, branch, base_sha, tree)
+        if found:
+            return PullRequest(
+                backend="local",
+                status="exists",
+                branch=branch,
+                commit=found,
+                detail=f"branch {branch} already has this change at {found[:12]}; nothing done",
+            )
+        return PullRequest(
+            backend="local",
+            status="failed",
+            branch=branch,
+            detail=f"branch {branch} exists without this change; left untouched",
+        )
+
+    if branch_exists(repo, branch):
+        return existing()
+    name, email = match.groups()
+    ident = {
+        "GIT_AUTHOR_NAME": name,
+        "GIT_AUTHOR_EMAIL": email,
+        "GIT_COMMITTER_NAME": name,
+        "GIT_COMMITTER_EMAIL": email,
+    }
+    commit = _git(
+        repo, "commit-tree", "--no-gpg-sign", tree, "-p", base_sha, "-F", "-", input=message, env=ident
+    ).strip()
+    try:
+        # The empty old value makes the update fail if the branch appeared meanwhile (a concurrent run).
+        _git(repo, "update-ref", "-m", "incident-copilot: fix branch", f"refs/heads/{branch}", commit, "")
+    except GitError:
+        if branch_exists(repo, branch):
+            return existing()
+        raise
+    return PullRequest(
+        backend="local",
+        status="created",
+        branch=branch,
+        commit=commit,
+        detail=f"created branch {branch} at {commit[:12]} on top of {base_sha[:12]} in {repo}",
+    )

@@ -52,10 +52,14 @@ def _step_detail(node: str, update: dict[str, Any]) -> str:
         d = update["detection"]
         if not d.is_incident:
             return "not an incident"
-        return f"incident {d.severity}" + (f", code regression suspected in {d.suspect_service}" if d.code_regression else "")
+        return f"incident {d.severity}" + (
+            f", code regression suspected in {d.suspect_service}" if d.code_regression else ""
+        )
     if node == "analyze_code" and update.get("code"):
         code = update["code"]
-        return f"commit {code.commit[:10]} \"{code.subject}\"" + (" matches the stack traces" if code.matches_stack_trace else "")
+        return f'commit {code.commit[:10]} "{code.subject}"' + (
+            " matches the stack traces" if code.matches_stack_trace else ""
+        )
     if node == "rca" and "root_cause" in update:
         rc = update["root_cause"]
         return f"{rc.fault_type} in {rc.service} ({rc.confidence:.0%})"
@@ -111,7 +115,8 @@ def print_outcome(result: RunResult) -> None:
     rc = report["root_cause"]
     print(f"\n  incident {result.incident_id}: {result.status} in {result.seconds:.2f} s")
     if report["is_incident"]:
-        print(f"  root cause: {rc['fault_type']} in {rc['service']} ({rc['confidence']:.0%}), severity {report['severity']}")
+        cause = f"{rc['fault_type']} in {rc['service']} ({rc['confidence']:.0%})"
+        print(f"  root cause: {cause}, severity {report['severity']}")
     else:
         print("  verdict: not an incident")
     brief = values.get("brief")
@@ -141,7 +146,9 @@ async def cmd_demo(args: argparse.Namespace) -> int:
         runner = IncidentRunner(db, context, on_step=print_step)
         for name in names:
             scenario, telemetry = _sim_case(name, args.seed, None)
-            print(f"\n▶ scenario {name} (seed {args.seed}): alert {scenario.alert.alertname} on {scenario.alert.service}")
+            print(
+                f"\n▶ scenario {name} (seed {args.seed}): alert {scenario.alert.alertname} on {scenario.alert.service}"
+            )
             result = await runner.start(scenario.alert, telemetry)
             seconds = result.seconds
             if result.status == "awaiting_approval":
@@ -154,7 +161,9 @@ async def cmd_demo(args: argparse.Namespace) -> int:
                     verdict = "approve" if answer in ("y", "yes") else "reject"
                     decision = ApprovalDecision(decision=verdict, by=approver())
                 if decision is None:
-                    print(f"\n  waiting for approval. To approve: incident-copilot incidents approve {result.incident_id}")
+                    print(
+                        f"\n  waiting for approval. To approve: incident-copilot incidents approve {result.incident_id}"
+                    )
                     print(f"  to reject:  incident-copilot incidents reject {result.incident_id}")
                 else:
                     result = await runner.resume(result.incident_id, decision)
@@ -168,8 +177,11 @@ async def cmd_demo(args: argparse.Namespace) -> int:
 
 async def cmd_investigate(args: argparse.Namespace) -> int:
     if not args.scenario:
-        print("error: live telemetry (--service with LOKI_URL/PROMETHEUS_URL) is not available in this build; "
-              "use --scenario NAME", file=sys.stderr)
+        print(
+            "error: live telemetry (--service with LOKI_URL/PROMETHEUS_URL) is not available in this build; "
+            "use --scenario NAME",
+            file=sys.stderr,
+        )
         return 2
     at = datetime.fromisoformat(args.at) if args.at else None
     scenario, telemetry = _sim_case(args.scenario, args.seed, at)
@@ -210,12 +222,16 @@ async def cmd_incidents(args: argparse.Namespace) -> int:
         runner = IncidentRunner(db, context, on_step=print_step)
         try:
             if args.action == "list":
-                rows = await incidents.list_incidents(db.pool, status=args.status, service=args.service, limit=args.limit)
+                rows = await incidents.list_incidents(
+                    db.pool, status=args.status, service=args.service, limit=args.limit
+                )
                 print(f"{'id':<32} {'status':<18} {'sev':<4} {'service':<16} root cause")
                 for row in rows:
                     rc = row["root_cause"] or {}
                     cause = f"{rc.get('fault_type', '')} in {rc.get('service', '')}" if rc else "-"
-                    print(f"{row['id']:<32} {row['status']:<18} {row['severity'] or '-':<4} {row['service']:<16} {cause}")
+                    print(
+                        f"{row['id']:<32} {row['status']:<18} {row['severity'] or '-':<4} {row['service']:<16} {cause}"
+                    )
                 return 0
             if args.action == "show":
                 snapshot = await runner.snapshot(args.id)
@@ -229,8 +245,10 @@ async def cmd_incidents(args: argparse.Namespace) -> int:
             if args.action == "history":
                 print(f"{'step':>4}  {'checkpoint_id':<38} {'created_at':<33} {'ran':<28} next")
                 for e in await runner.history(args.id):
-                    print(f"{e.step:>4}  {e.checkpoint_id:<38} {e.created_at:<33} {','.join(e.ran) or '-':<28} "
-                          f"{','.join(e.next) or '-'}")
+                    print(
+                        f"{e.step:>4}  {e.checkpoint_id:<38} {e.created_at:<33} {','.join(e.ran) or '-':<28} "
+                        f"{','.join(e.next) or '-'}"
+                    )
                 return 0
             if args.action in ("approve", "reject"):
                 result = await runner.resume(args.id, _parse_decision(args.action, args))

@@ -45,7 +45,10 @@ def accept_verdict(verdict: RcaVerdict, candidates: list[Hypothesis]) -> list[Hy
                 update={
                     "summary": verdict.summary,
                     "confidence": min(verdict.confidence, max(candidate.confidence + 0.2, 0.5)),
-                    "evidence": [*candidate.evidence, *(e for e in verdict.evidence[:3] if e not in candidate.evidence)],
+                    "evidence": [
+                        *candidate.evidence,
+                        *(e for e in verdict.evidence[:3] if e not in candidate.evidence),
+                    ],
                 }
             )
             return [chosen, *candidates[:i], *candidates[i + 1 :]]
@@ -58,7 +61,9 @@ async def rca(state: IncidentState, runtime: Runtime[Context]) -> dict[str, Any]
     candidates = list(evidence.candidates)
     if not candidates:
         unknown = Hypothesis(
-            service=evidence.alerted_service, fault_type="none", confidence=0.0,
+            service=evidence.alerted_service,
+            fault_type="none",
+            confidence=0.0,
             summary=f"No fault signature found around {evidence.alerted_service}; see the evidence.",
         )
         candidates = [unknown]

@@ -186,8 +186,7 @@ def _steady_templates(service: str) -> list[_Template]:
                 25,
                 "info",
                 "pgbouncer",
-                f"C-0x{{hex}}: {db}/app_{db}@{{ip}}:{{port}} closing because: "
-                "client close request (age={n}s)",
+                f"C-0x{{hex}}: {db}/app_{db}@{{ip}}:{{port}} closing because: client close request (age={{n}}s)",
             ),
             _Template(
                 4,
@@ -216,9 +215,7 @@ def _steady_templates(service: str) -> list[_Template]:
             ),
         ]
     templates = [
-        _Template(
-            40, "info", "http", "request completed method={method} path={path} status=200 duration_ms={ms}"
-        ),
+        _Template(40, "info", "http", "request completed method={method} path={path} status=200 duration_ms={ms}"),
         _Template(6, "info", "health", "health check ok"),
         _Template(
             1.2,
@@ -334,9 +331,7 @@ class _Model:
         self.pool_max = {s: rng.choice((50, 100)) for s in INTERNAL if SERVICES[s] == "db_proxy"}
         self.pool_frac = {s: rng.uniform(0.08, 0.18) for s in self.pool_max}
         self.disk0 = {s: rng.uniform(20, 80) * GIB for s in INTERNAL}
-        self.disk_drain = {
-            s: rng.uniform(0.5, 3.0) * MIB for s in INTERNAL
-        }  # bytes per step (logs, temp files)
+        self.disk_drain = {s: rng.uniform(0.5, 3.0) * MIB for s in INTERNAL}  # bytes per step (logs, temp files)
         self.cert = {s: sc.end.timestamp() + rng.uniform(20, 90) * 86400 for s in INTERNAL}
         self.version = {s: f"{rng.randint(1, 3)}.{rng.randint(0, 30)}.{rng.randint(0, 9)}" for s in INTERNAL}
         self.gateway_rps = rng.uniform(180, 260)
@@ -391,9 +386,7 @@ class _Model:
                 rates[p] += rates[s] * CALLS[(s, p)][0]
         return rates
 
-    def event(
-        self, ts: float, service: str, level: str, logger: str, text: str, stack: str | None = None
-    ) -> None:
+    def event(self, ts: float, service: str, level: str, logger: str, text: str, stack: str | None = None) -> None:
         self.events.append((ts, service, _Template(1, level, logger, text, stack), {}))
 
     def deploy(
@@ -473,14 +466,12 @@ class _Model:
                 )
             elapsed += 1
         gc_text = (
-            "GC pause (G1 Evacuation Pause) {slowms}ms, heap usage above 90%"
+            "GC pause (G1 Evacuation Pause) {slowms}ms, heap nearly full"
             if java
             else "memory usage high: rss above soft limit, gc collected 0 objects in {slowms}ms"
         )
         self.rate_logs.append((root, _Template(1, "warn", "gc", gc_text), gc_rate))
-        self.own_templates[root] = [
-            _Template(1, "error", "http", "request timed out after 2000ms path={path}")
-        ]
+        self.own_templates[root] = [_Template(1, "error", "http", "request timed out after 2000ms path={path}")]
 
     def _log_oom(self, root: str, ts: float, java: bool) -> None:
         if java:
@@ -492,9 +483,7 @@ class _Model:
                 f"\tat com.shop.{cls.lower()}.handler.PageHandler.render(PageHandler.java:64)"
             )
             if self.rng.random() < 0.5:
-                self.event(
-                    ts - 20, root, "error", "gc", "java.lang.OutOfMemoryError: GC overhead limit exceeded"
-                )
+                self.event(ts - 20, root, "error", "gc", "java.lang.OutOfMemoryError: GC overhead limit exceeded")
             self.event(ts, root, "error", "main", "java.lang.OutOfMemoryError: Java heap space", stack)
         else:
             stack = (
@@ -637,9 +626,7 @@ class _Model:
             "redis",
             "=== REDIS BUG REPORT START: Cut & paste starting from here ===",
         )
-        cache_to_db = (
-            1 + CALLS[("catalog", "redis-cache")][0] * 0.75 / CALLS[("catalog", "catalog-db-proxy")][0]
-        )
+        cache_to_db = 1 + CALLS[("catalog", "redis-cache")][0] * 0.75 / CALLS[("catalog", "catalog-db-proxy")][0]
         for i in self.incident_steps():
             self.up[root][i] = 0.0
             self.alive[root][i] = False
@@ -851,10 +838,7 @@ class _Model:
         series: list[MetricSeries] = []
 
         def noisy(values: list[float], rel: float, low: float = 0.0, high: float = math.inf) -> list[tuple]:
-            return [
-                (t, min(high, max(low, v * (1 + rng.gauss(0, rel)))))
-                for t, v in zip(times, values, strict=True)
-            ]
+            return [(t, min(high, max(low, v * (1 + rng.gauss(0, rel))))) for t, v in zip(times, values, strict=True)]
 
         for s in INTERNAL:
             signals = SIGNALS_BY_KIND[SERVICES[s]]
@@ -887,25 +871,19 @@ class _Model:
                 values["db_pool_in_use"] = [
                     (
                         t,
-                        float(mx)
-                        if v >= mx
-                        else float(max(0, min(mx - 1, round(v * (1 + rng.gauss(0, 0.08)))))),
+                        float(mx) if v >= mx else float(max(0, min(mx - 1, round(v * (1 + rng.gauss(0, 0.08)))))),
                     )
                     for t, v in zip(times, in_use, strict=True)
                 ]
                 values["db_pool_max"] = [(t, float(mx)) for t in times]
-            series.extend(
-                MetricSeries(signal, s, [(t, float(v)) for t, v in values[signal]]) for signal in signals
-            )
+            series.extend(MetricSeries(signal, s, [(t, float(v)) for t, v in values[signal]]) for signal in signals)
         for edge in EDGES:
             caller, peer = edge
             base_ce = [
                 (t, min(1.0, max(0.0, ce + rng.gauss(0, 0.001))))
                 for t, ce in zip(times, self.client_err[edge], strict=True)
             ]
-            series.append(
-                MetricSeries("client_request_rate", caller, noisy(self.client_rate[edge], 0.03), peer)
-            )
+            series.append(MetricSeries("client_request_rate", caller, noisy(self.client_rate[edge], 0.03), peer))
             series.append(MetricSeries("client_error_ratio", caller, base_ce, peer))
         return series
 
@@ -956,9 +934,7 @@ class _Model:
         records = []
         for ts, service, template, fields in entries:
             text = template.text.format_map(_Vars(rng, service)) if "{" in template.text else template.text
-            line = format_line(
-                PROFILES[service].fmt, ts, template.level, template.logger, text, fields, template.stack
-            )
+            line = format_line(PROFILES[service].fmt, ts, template.level, template.logger, text, fields, template.stack)
             records.append(LogRecord(ts=ts, service=service, line=line))
         return records
 
@@ -986,9 +962,7 @@ class _Model:
         rng = self.rng
         span_id = f"{rng.getrandbits(64):016x}"
         own = (
-            _lognormal(
-                rng, self.base_p99[service] * max(self.p99_mult[service][i], 1.0) + self.p99_add[service][i]
-            )
+            _lognormal(rng, self.base_p99[service] * max(self.p99_mult[service][i], 1.0) + self.p99_add[service][i])
             * 0.45
         )
         error = rng.random() < self.own_err[service][i]
@@ -1093,8 +1067,7 @@ def failure_message(caller: str, peer: str, kind: str | None, rng: random.Random
             )
         if runtime == "java":
             return (
-                f"javax.net.ssl.SSLHandshakeException: PKIX path validation failed for {peer}: certificate "
-                "has expired"
+                f"javax.net.ssl.SSLHandshakeException: PKIX path validation failed for {peer}: certificate has expired"
             )
         return f'Get "https://{peer}:8443/": x509: certificate has expired or is not yet valid'
     if kind == "provider":

@@ -131,11 +131,6 @@ class Scenario:
     blip_steps: int  # false_alarm: length of the blip ending before `end`; 0 otherwise
 
     @property
-    def baseline_start(self) -> datetime:
-        """Start of the baseline window (the data start)."""
-        return self.start
-
-    @property
     def incident_start(self) -> datetime:
         """Start of the incident window."""
         return self.end - INCIDENT_SPAN

@@ -69,9 +69,7 @@ class SimTelemetry:
             if record.service in wanted:
                 yield record
 
-    async def metrics(
-        self, services: list[str], start: datetime, end: datetime, step: float
-    ) -> list[MetricSeries]:
+    async def metrics(self, services: list[str], start: datetime, end: datetime, step: float) -> list[MetricSeries]:
         """Series of the services (edge series of callers among them) in [start, end] at `step` seconds."""
         wanted = set(services)
         lo, hi = _utc(start).timestamp(), _utc(end).timestamp()
@@ -89,9 +87,7 @@ class SimTelemetry:
         """All spans of the traces that start in [start, end] and touch one of the services."""
         wanted = set(services)
         lo, hi = _utc(start).timestamp(), _utc(end).timestamp()
-        roots = {
-            span.trace_id for span in self._data.spans if span.parent_id is None and lo <= span.start <= hi
-        }
+        roots = {span.trace_id for span in self._data.spans if span.parent_id is None and lo <= span.start <= hi}
         touching = {
             span.trace_id
             for span in self._data.spans
@@ -115,9 +111,7 @@ class SimTelemetry:
         return str(ensure_sample_repo(service).path)
 
 
-def _resample(
-    points: list[tuple[float, float]], lo: float, hi: float, step: float
-) -> list[tuple[float, float]]:
+def _resample(points: list[tuple[float, float]], lo: float, hi: float, step: float) -> list[tuple[float, float]]:
     """Points in [lo, hi]; at a coarser step, the latest sample at or before each lo + k*step (as PromQL)."""
     if step <= STEP:
         return [(t, v) for t, v in points if lo <= t <= hi]

@@ -64,9 +64,7 @@ CALLS: dict[tuple[str, str], tuple[float, float]] = {
 INTERNAL: tuple[str, ...] = tuple(s for s, kind in SERVICES.items() if kind != "external")
 
 # Services that emit server spans; proxies, the cache and the provider only appear as peers of client spans.
-TRACED: frozenset[str] = frozenset(
-    s for s, kind in SERVICES.items() if kind in ("gateway", "frontend", "backend")
-)
+TRACED: frozenset[str] = frozenset(s for s, kind in SERVICES.items() if kind in ("gateway", "frontend", "backend"))
 
 
 def callers_of(service: str) -> list[str]:
@@ -98,8 +96,7 @@ def error_impact(service: str) -> dict[str, float]:
     for caller in reversed(topological_order()):
         if caller != service:
             share = sum(
-                min(1.0, CALLS[(caller, p)][0]) * CALLS[(caller, p)][1] * impact.get(p, 0.0)
-                for p in callees_of(caller)
+                min(1.0, CALLS[(caller, p)][0]) * CALLS[(caller, p)][1] * impact.get(p, 0.0) for p in callees_of(caller)
             )
             if share > 0:
                 impact[caller] = min(1.0, share)

@@ -108,9 +108,7 @@ def signature(d: SimData) -> None:
         assert any("invalid configuration" in line for line in incident_logs(d, root))
     elif sc.name == "dependency_outage":
         if root == "payment-provider":
-            assert not any(s.service == root for s in d.metrics) and not any(
-                r.service == root for r in d.logs
-            )
+            assert not any(s.service == root for s in d.metrics) and not any(r.service == root for r in d.logs)
             assert min(after(d, "client_error_ratio", "payments", root)) > 0.5
             assert any("503 Service Unavailable" in line for line in incident_logs(d, "payments"))
         else:
@@ -207,9 +205,7 @@ def test_false_alarm_has_no_sustained_anomaly() -> None:
 def test_build_scenario_is_deterministic_and_seeds_vary() -> None:
     first, again = build_scenario("memory_leak", 7, END), build_scenario("memory_leak", 7, END)
     assert first == again and first.alert.fingerprint == again.alert.fingerprint
-    seen = {
-        (s.root_service, s.onset) for s in (build_scenario("memory_leak", seed, END) for seed in range(8))
-    }
+    seen = {(s.root_service, s.onset) for s in (build_scenario("memory_leak", seed, END) for seed in range(8))}
     assert len(seen) >= 5
     with pytest.raises(ValueError, match="valid: memory_leak, deployment_regression"):
         build_scenario("meteor_strike", 0, END)
@@ -249,9 +245,7 @@ def test_noise_innocent_deploys_and_unrelated_errors_appear_in_some_seeds() -> N
     innocent = [x for x in d.deploys if x.service == sc.innocent_deploy_service]
     assert len(innocent) == 1 and innocent[0].at < sc.onset
     noisy = [
-        r
-        for r in d.logs
-        if r.service == sc.noisy_service and is_error(r.line) and r.ts >= sc.noisy_start.timestamp()
+        r for r in d.logs if r.service == sc.noisy_service and is_error(r.line) and r.ts >= sc.noisy_start.timestamp()
     ]
     assert noisy
 
@@ -261,9 +255,7 @@ def test_logs_mix_formats_and_multiline_stack_traces() -> None:
     json_lines = [line for line in lines if line.startswith("{")]
     assert json_lines and all(json.loads(line.split("\n", 1)[0])["level"] for line in json_lines[:50])
     assert any(line.startswith("ts=") and " level=" in line for line in lines)
-    assert any(
-        re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (INFO|WARN|ERROR|DEBUG) \[", line) for line in lines
-    )
+    assert any(re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (INFO|WARN|ERROR|DEBUG) \[", line) for line in lines)
     traces = [line for line in lines if "\nTraceback (most recent call last):\n" in line]
     assert traces and all('File "/app/' in line for line in traces)
 
@@ -284,10 +276,7 @@ def test_topology_matches_the_spec() -> None:
 async def test_sim_telemetry_filters_by_service_and_window() -> None:
     source = SimTelemetry(TelemetrySpec(kind="sim", scenario="network_partition", seed=0, end=END))
     assert source.scenario.name == "network_partition"
-    assert (
-        source.data
-        is SimTelemetry(TelemetrySpec(kind="sim", scenario="network_partition", seed=0, end=END)).data
-    )
+    assert source.data is SimTelemetry(TelemetrySpec(kind="sim", scenario="network_partition", seed=0, end=END)).data
     start, end = END - timedelta(minutes=15), END - timedelta(minutes=5)
     logs = [r async for r in source.logs(["cart", "checkout"], start, end)]
     assert logs and {r.service for r in logs} == {"cart", "checkout"}

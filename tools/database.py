@@ -60,14 +60,15 @@ async def apply_migrations(conn: AsyncConnection) -> list[str]:
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
         await conn.execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+            "CREATE TABLE IF NOT EXISTS schema_migrations"
+            " (name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
         )
         cur = await conn.execute("SELECT name FROM schema_migrations")
-        done = {row["name"] if isinstance(row, dict) else row[0] for row in await cur.fetchall()}
+        done = {row["name"] for row in await cur.fetchall()}
         for path in sorted(MIGRATIONS_DIR.glob("[0-9][0-9][0-9][0-9]_*.sql")):
             if path.name in done:
                 continue
-            await conn.execute(path.read_text())
+            await conn.execute(path.read_text(), prepare=False)
             await conn.execute("INSERT INTO schema_migrations (name) VALUES (%s)", (path.name,))
             applied.append(path.name)
     return applied

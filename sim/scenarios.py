@@ -176,7 +176,6 @@ def build_scenario(name: str, seed: int, end: datetime) -> Scenario:
     labels = {
         "service": alerted,
         "severity": "critical" if signal in _CRITICAL else "warning",
-        "scenario": name,
     }
     alertname = ALERT_NAMES[signal]
     alert = Alert(

@@ -229,7 +229,7 @@ def test_scenario_shape_over_many_seeds(name: str) -> None:
             assert sc.alerted_service in upstream_distances(sc.root_service)
         alert = sc.alert
         assert alert.source == "sim" and alert.service == sc.alerted_service and alert.starts_at == END
-        assert alert.labels == {"service": sc.alerted_service, "severity": alert.severity, "scenario": name}
+        assert alert.labels == {"service": sc.alerted_service, "severity": alert.severity}
         assert re.fullmatch(r"[0-9a-f]{16}", alert.fingerprint)
         for bystander in (sc.innocent_deploy_service, sc.noisy_service):
             assert bystander is None or bystander not in (sc.root_service, sc.alerted_service)

@@ -135,11 +135,11 @@ def _excess(count: float, expected: float) -> bool:
 
 
 def _onset(buckets: list[int], first: list[float | None], expected_per_bucket: float) -> float | None:
-    """Start of the first sustained rise: a bucket above expectation and at least half the rest after it."""
+    """Start of the first sustained rise: a hot bucket, 2 of 3 hot from it, and at least half the rest hot."""
     hot = [count > expected_per_bucket + 3 * math.sqrt(expected_per_bucket) + 0.5 for count in buckets]
     for i, is_hot in enumerate(hot):
         rest = hot[i:]
-        if is_hot and sum(rest) >= max(2, len(rest) / 2) or is_hot and i >= len(hot) - 1:
+        if is_hot and sum(rest[:3]) >= min(2, len(rest)) and sum(rest) >= len(rest) / 2:
             return first[i]
     return None
 

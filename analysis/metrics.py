@@ -29,13 +29,11 @@ ONSET_Z = 3.0
 ANOMALY_SCORE = 4.0
 MAX_SCORE = 1000.0
 EXPIRED_SCORE = 20.0
-MAX_SIGNALS = 30
+MAX_SIGNALS = 24
 COMPANIONS = {"db_pool_in_use": "db_pool_max"}
 
 
-def summarize_metrics(
-    series: list[MetricSeries], window: Window, *, max_signals: int = MAX_SIGNALS
-) -> MetricEvidence:
+def summarize_metrics(series: list[MetricSeries], window: Window, *, max_signals: int = MAX_SIGNALS) -> MetricEvidence:
     """Score each series against its baseline; keep the anomalous ones (and restart dips), strongest first."""
     start, base_start, end = (
         window.start.timestamp(),
@@ -58,7 +56,8 @@ def summarize_metrics(
             signals.append(signal)
         elif s.signal in COMPANIONS.values():
             companions.append(signal)
-    signals.sort(key=lambda m: (-m.score, m.service, m.signal, m.peer or ""))
+    # A call rate mostly repeats its callee's request_rate: it yields its place to every other signal.
+    signals.sort(key=lambda m: (m.signal == "client_request_rate", -m.score, m.service, m.signal, m.peer or ""))
     kept = signals[:max_signals]
     # A usage signal is read against its limit (pool in use vs pool max): keep the limit beside it.
     wanted = {(m.service, COMPANIONS[m.signal]) for m in kept if m.signal in COMPANIONS}

@@ -13,7 +13,7 @@ from state import DeployEvent, Evidence, Hypothesis, LogTemplate, MetricSignal
 ANOMALY = 4.0
 MAX_HYPOTHESES = 5
 DEPLOY_BEFORE = timedelta(minutes=3)  # a deploy this close before (or after) a service's onset is a suspect
-DEPLOY_AFTER = timedelta(minutes=1)
+DEPLOY_AFTER = timedelta(minutes=2)
 EXPLAINED_DISCOUNT = 0.6
 
 # Log cues: what a message says about the fault, whichever service logged it (peers it names share the blame).

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from langgraph.types import Command
+from psycopg.errors import UniqueViolation
 
 from graph.builder import build_graph
 from graph.context import Context
@@ -84,21 +85,33 @@ class IncidentRunner:
         self.on_step = on_step
         self.graph = build_graph(checkpointer=db.checkpointer)
 
-    async def start(self, alert: Alert, telemetry: TelemetrySpec, incident_id: str | None = None) -> RunResult:
-        """Record the incident and run its graph until it ends or waits at the gate."""
+    async def start(
+        self, alert: Alert, telemetry: TelemetrySpec, incident_id: str | None = None, *, record: bool = True
+    ) -> RunResult:
+        """Run a new incident's graph until it ends or waits at the gate (record=False: the row exists already)."""
         incident_id = incident_id or new_incident_id()
-        await incidents.create_incident(self.db.pool, incident_id, alert, telemetry)
+        if record:
+            await incidents.create_incident(self.db.pool, incident_id, alert, telemetry)
         graph_input = {"incident_id": incident_id, "alert": alert, "telemetry": telemetry}
         return await self._drive(incident_id, graph_input, thread_config(incident_id))
 
-    async def resume(self, incident_id: str, decision: ApprovalDecision) -> RunResult:
-        """Answer the approval gate and run on; refuses when the incident is not waiting there."""
+    async def resume(self, incident_id: str, decision: ApprovalDecision, *, record: bool = True) -> RunResult:
+        """Answer the approval gate and run on; refuses when the incident is not waiting there.
+
+        record=False when the decision was stored already (the HTTP API stores it with the queued resume)."""
         snapshot = await self.graph.aget_state(thread_config(incident_id))
         if not snapshot.values:
             raise RunError(f"unknown incident {incident_id}")
         if not snapshot.interrupts:
             raise RunError(f"incident {incident_id} is not waiting for approval (status {derive_status(snapshot)})")
-        await incidents.record_approval(self.db.pool, incident_id, decision.decision, decision.by, decision.comment)
+        if record:
+            try:
+                gate = snapshot.interrupts[0].id
+                await incidents.record_approval(
+                    self.db.pool, incident_id, gate, decision.decision, decision.by, decision.comment
+                )
+            except UniqueViolation as exc:
+                raise RunError(f"incident {incident_id}: this approval gate was already decided") from exc
         command = Command(resume=decision.model_dump())
         return await self._drive(incident_id, command, thread_config(incident_id))
 
@@ -145,6 +158,7 @@ class IncidentRunner:
 
     async def _drive(self, incident_id: str, graph_input: Any, config: dict[str, Any]) -> RunResult:
         started = last = time.perf_counter()
+        await incidents.update_incident(self.db.pool, incident_id, "investigating")
         try:
             async for chunk in self.graph.astream(graph_input, config, context=self.context, stream_mode="updates"):
                 for node, update in chunk.items():

@@ -9,7 +9,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from state import Alert, RootCause, TelemetrySpec
 
-STATUSES = ("investigating", "awaiting_approval", "completed", "not_an_incident", "failed", "resolved")
+STATUSES = ("queued", "investigating", "awaiting_approval", "completed", "not_an_incident", "failed", "resolved")
 
 
 async def create_incident(pool: AsyncConnectionPool, incident_id: str, alert: Alert, telemetry: TelemetrySpec) -> None:
@@ -63,10 +63,13 @@ async def list_incidents(
         return await cur.fetchall()
 
 
-async def record_approval(pool: AsyncConnectionPool, incident_id: str, decision: str, by: str, comment: str) -> None:
-    """Keep every decision taken at the gate."""
+async def record_approval(
+    pool: AsyncConnectionPool, incident_id: str, interrupt_id: str, decision: str, by: str, comment: str
+) -> None:
+    """Keep every decision taken at a gate; a second decision for the same gate raises UniqueViolation."""
     async with pool.connection() as conn:
         await conn.execute(
-            "INSERT INTO approvals (incident_id, decision, approver, comment) VALUES (%s, %s, %s, %s)",
-            (incident_id, decision, by, comment),
+            """INSERT INTO approvals (incident_id, interrupt_id, decision, approver, comment)
+               VALUES (%s, %s, %s, %s, %s)""",
+            (incident_id, interrupt_id, decision, by, comment),
         )

@@ -274,6 +274,20 @@ async def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from server import SettingsError, create_app
+
+    try:
+        app = create_app()
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=args.access_log)
+    return 0
+
+
 async def cmd_db(args: argparse.Namespace) -> int:
     async with open_database() as db:
         print(f"database ready: checkpointer tables and migrations applied ({db.url.split('@')[-1]})")
@@ -331,6 +345,13 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", action="store_true")
     ev.set_defaults(func=cmd_eval)
 
+    serve = sub.add_parser("serve", help="run the HTTP service (alert intake, API, dashboard)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--log-level", default="info")
+    serve.add_argument("--access-log", action="store_true")
+    serve.set_defaults(func=cmd_serve)
+
     db = sub.add_parser("db", help="database maintenance")
     db.add_argument("action", choices=["migrate"])
     db.set_defaults(func=cmd_db)
@@ -341,6 +362,8 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point."""
     os.environ.setdefault("LANGSMITH_TRACING", "false")
     args = build_parser().parse_args(argv)
+    if args.func is cmd_serve:
+        return cmd_serve(args)
     return asyncio.run(args.func(args))
 
 

@@ -54,7 +54,8 @@ async def list_incidents(
     """Incidents, newest first, optionally filtered."""
     async with pool.connection() as conn:
         cur = await conn.execute(
-            """SELECT id, service, alertname, source, status, severity, root_cause, created_at, updated_at
+            """SELECT id, service, alertname, source, status, severity, root_cause, created_at, updated_at,
+                      resolved_at, resolved_by, alert_count
                FROM incidents WHERE (%(status)s::text IS NULL OR status = %(status)s)
                  AND (%(service)s::text IS NULL OR service = %(service)s)
                ORDER BY created_at DESC, id LIMIT %(limit)s OFFSET %(offset)s""",

@@ -13,7 +13,7 @@ _TEMPLATES = Path(__file__).parent / "templates"
 
 
 @cache
-def _env(autoescape: bool) -> Environment:
+def template_env(autoescape: bool) -> Environment:
     env = Environment(
         loader=FileSystemLoader(_TEMPLATES),
         autoescape=select_autoescape(["html"]) if autoescape else False,
@@ -81,9 +81,9 @@ def _context(state: dict[str, Any], summary: str | None) -> dict[str, Any]:
 
 def render_brief_markdown(state: dict[str, Any], summary: str | None = None) -> str:
     """The brief as Markdown."""
-    return _env(False).get_template("brief.md.j2").render(**_context(state, summary))
+    return template_env(False).get_template("brief.md.j2").render(**_context(state, summary))
 
 
 def render_brief_html(state: dict[str, Any]) -> str:
     """The brief as a standalone HTML page (the state must already hold the brief)."""
-    return _env(True).get_template("brief.html.j2").render(**_context(state, state["brief"].summary or None))
+    return template_env(True).get_template("brief.html.j2").render(**_context(state, state["brief"].summary or None))

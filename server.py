@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import json
 import logging
@@ -444,11 +445,9 @@ def dashboard_router() -> APIRouter:
             return RedirectResponse("/ui/login", status_code=303)
         snapshot = await load_snapshot(request, incident_id)
         if snapshot.interrupts:
-            try:
+            with contextlib.suppress(UniqueViolation):  # decided meanwhile: the page shows the outcome
                 await intake.queue_resume(request.app.state.db.pool, incident_id, snapshot.interrupts[0].id,
                                           {"decision": decision, "by": caller, "comment": comment})
-            except UniqueViolation:
-                pass  # decided meanwhile: the page shows the outcome
         return RedirectResponse(f"/ui/incidents/{incident_id}", status_code=303)
 
     return router

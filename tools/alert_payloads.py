@@ -1,6 +1,6 @@
-"""Alert webhook bodies (Alertmanager v4, Grafana unified alerting, the seeds' generic one) parsed into Alerts.
+"""Alert webhook bodies (Alertmanager v4, Grafana unified alerting, the seeds' generic one) parsed to Alerts.
 
-Pure: no I/O. Every rejection is a `PayloadError` with a stable `code` and a message naming the field at fault.
+Pure: no I/O. Every rejection is a `PayloadError` with a stable `code` and a message naming the faulty field.
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ def decode_body(data: bytes | str) -> Any:
 
 
 def fingerprint_of(alertname: str, service: str) -> str:
-    """Stable fingerprint for alerts that come without one: a sha256 of alertname and service, 16 hex chars."""
+    """Stable fingerprint for alerts that come without one: sha256 of alertname and service, 16 hex chars."""
     # Service names cannot contain "|", so the joined text is unambiguous.
     return hashlib.sha256(f"{alertname}|{service}".encode()).hexdigest()[:16]
 
@@ -139,7 +139,8 @@ def _detect(body: dict[str, Any]) -> PayloadFormat:
     raise PayloadError(
         "unknown_format",
         "body",
-        f'expected an Alertmanager (version "4") or Grafana webhook, or {{"service_name": ...}}; got keys {keys}',
+        'expected an Alertmanager (version "4") or Grafana webhook, or {"service_name": ...}; '
+        f"got keys {keys}",
     )
 
 
@@ -253,7 +254,7 @@ def _window(value: Any) -> int | None:
 
 
 def _timestamp(value: Any, at: str) -> datetime | None:
-    """An RFC 3339 time in UTC (fractions beyond microseconds are cut); None when absent, empty or Go's zero time."""
+    """An RFC 3339 time in UTC, fractions beyond microseconds cut; None when absent, empty or Go's zero time."""
     if value is None or value == "":
         return None
     if not isinstance(value, str):

@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN = $(VENV)/bin
 export LANGSMITH_TRACING = false
 
-.PHONY: demo test install install-test lint eval clean
+.PHONY: demo test install install-test system-deps eval clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -13,8 +13,11 @@ $(BIN)/python:
 install: $(BIN)/python
 	$(BIN)/pip install --quiet -e .
 
-install-test: $(BIN)/python
+install-test: $(BIN)/python system-deps
 	$(BIN)/pip install --quiet -e '.[test]'
+
+system-deps:
+	bash scripts/install-system-deps.sh
 
 demo: install
 	$(BIN)/incident-copilot demo --scenario deployment_regression --yes

@@ -19,6 +19,8 @@ ErrorCode = Literal["invalid_json", "unknown_format", "missing_field", "invalid_
 PayloadFormat = Literal["alertmanager", "grafana", "generic"]
 
 MAX_TEXT_BYTES = 4096
+# Real payloads nest 3-4 levels; deep nesting would break pydantic's serializer (about 255 levels) later.
+MAX_DEPTH = 32
 MIN_WINDOW_SECONDS = 60
 MAX_WINDOW_SECONDS = 86400
 UNNAMED_ALERT = "UnnamedAlert"
@@ -75,6 +77,9 @@ def decode_body(data: bytes | str) -> Any:
         ) from None
     except UnicodeDecodeError:
         raise PayloadError("invalid_json", "body", "not valid UTF-8") from None
+    except (ValueError, RecursionError):
+        # Integers past Python's digit limit, or nesting past the recursion limit.
+        raise PayloadError("invalid_json", "body", "not decodable JSON") from None
 
 
 def fingerprint_of(alertname: str, service: str) -> str:
@@ -92,6 +97,7 @@ def parse_payload(body: Any, *, received_at: datetime, max_alerts: int = 1000) -
         raise ValueError("received_at must be timezone-aware")
     if not isinstance(body, dict):
         raise PayloadError("invalid_json", "body", f"expected a JSON object, got {_kind(body)}")
+    _check_depth(body)
     received_at = received_at.astimezone(UTC)
     fmt = _detect(body)
     if fmt == "generic":
@@ -248,13 +254,13 @@ def _window(value: Any) -> int | None:
         raise PayloadError(
             "invalid_field",
             "lookup_window_seconds",
-            f"{value} is out of range {MIN_WINDOW_SECONDS}..{MAX_WINDOW_SECONDS}",
+            f"{_cap(str(value))} is out of range {MIN_WINDOW_SECONDS}..{MAX_WINDOW_SECONDS}",
         )
     return value
 
 
 def _timestamp(value: Any, at: str) -> datetime | None:
-    """An RFC 3339 time in UTC, fractions beyond microseconds cut; None when absent, empty or Go's zero time."""
+    """An RFC 3339 time in UTC, fractions past microseconds cut; None when absent, empty or Go's zero time."""
     if value is None or value == "":
         return None
     if not isinstance(value, str):
@@ -265,20 +271,23 @@ def _timestamp(value: Any, at: str) -> datetime | None:
     year, month, day, hour, minute, second, fraction, zulu, sign, off_h, off_m = match.groups()
     try:
         offset = timedelta(0) if zulu else int(sign + "1") * timedelta(hours=int(off_h), minutes=int(off_m))
-        parsed = datetime(
-            int(year),
-            int(month),
-            int(day),
-            int(hour),
-            int(minute),
-            int(second),
-            int((fraction or "0")[:6].ljust(6, "0")),
-            tzinfo=timezone(offset),
-        )
-        parsed = parsed.astimezone(UTC)
+        micros = int((fraction or "0")[:6].ljust(6, "0"))
+        fields = (int(part) for part in (year, month, day, hour, minute, second))
+        parsed = datetime(*fields, micros, tzinfo=timezone(offset)).astimezone(UTC)
     except (ValueError, OverflowError):
         raise PayloadError("invalid_field", at, f"{_show(value)} is not a valid date and time") from None
     return None if parsed == _ZERO_TIME else parsed
+
+
+def _check_depth(body: dict[str, Any]) -> None:
+    """Reject a body nested deeper than MAX_DEPTH levels (iteratively: no recursion on untrusted input)."""
+    stack: list[tuple[Any, int]] = [(body, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise PayloadError("invalid_field", "body", f"nested deeper than {MAX_DEPTH} levels")
+        children = value.values() if isinstance(value, dict) else value
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
 
 
 def _text_map(value: Any, at: str) -> dict[str, str]:

@@ -176,7 +176,8 @@ async def test_approval_gate_over_http(database_url, tmp_path):
         assert missing.status_code == 404
         assert (await c.get("/incidents/inc-nope", headers=AUTH)).status_code == 404
         metrics = (await c.get("/metrics")).text
-        assert "incident_copilot_alerts_received_total" in metrics and "incident_copilot_node_duration_seconds" in metrics
+        for name in ("alerts_received_total", "node_duration_seconds", "run_duration_seconds", "run_queue_depth"):
+            assert f"incident_copilot_{name}" in metrics
         assert (await c.get("/readyz")).json() == {"status": "ready"}
     with psycopg.connect(database_url) as conn:
         approvals = conn.execute("SELECT decision, approver FROM approvals").fetchall()

@@ -168,6 +168,26 @@ Caller = Annotated[str, Depends(authenticate)]
 # --- request and response bodies ------------------------------------------------------------------------
 
 
+class ErrorDetail(BaseModel):
+    """What went wrong: a stable machine-readable code and a message for people."""
+
+    model_config = {"extra": "forbid"}
+    code: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    """The body of every error response."""
+
+    model_config = {"extra": "forbid"}
+    error: ErrorDetail
+
+
+def documented_errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for these error statuses, all in the one error shape (422 too, not FastAPI's)."""
+    return {status: {"model": ErrorBody} for status in statuses}
+
+
 class AlertAccepted(BaseModel):
     """What happened to one alert of the request."""
 
@@ -271,7 +291,7 @@ def intake_router() -> APIRouter:
     for path in ("/alerts", "/webhook/trigger_agent"):
         router.add_api_route(
             path, receive, methods=["POST"], status_code=202, response_model=IntakeResponse,
-            responses={400: {}, 401: {}, 413: {}, 422: {}},
+            responses=documented_errors(400, 401, 413, 422),
             openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": {
                 "type": "object", "description": "Grafana, Alertmanager v4 or {service_name, lookup_window_seconds}",
             }}}}},
@@ -294,7 +314,7 @@ def incidents_router() -> APIRouter:
     """The incidents resource: list, one, its history, its approval gate, replays."""
     router = APIRouter(prefix="/incidents", tags=["incidents"])
 
-    @router.get("")
+    @router.get("", responses=documented_errors(401, 422))
     async def list_incidents(
         request: Request, caller: Caller,
         status: Annotated[str | None, Query(max_length=40)] = None,
@@ -308,7 +328,7 @@ def incidents_router() -> APIRouter:
         return {"items": [_row_json(r) for r in rows], "limit": limit, "offset": offset,
                 "next_offset": offset + limit if len(rows) == limit else None}
 
-    @router.get("/{incident_id}")
+    @router.get("/{incident_id}", responses=documented_errors(401, 404, 422))
     async def get_incident(request: Request, caller: Caller, incident_id: str) -> dict[str, Any]:
         row = await incidents.get_incident(request.app.state.db.pool, incident_id)
         if row is None:
@@ -322,7 +342,7 @@ def incidents_router() -> APIRouter:
         body["awaiting_approval"] = snapshot.interrupts[0].value if snapshot.interrupts else None
         return body
 
-    @router.get("/{incident_id}/history")
+    @router.get("/{incident_id}/history", responses=documented_errors(401, 404, 422))
     async def history(request: Request, caller: Caller, incident_id: str) -> dict[str, Any]:
         from graph.runs import RunError
 
@@ -333,7 +353,7 @@ def incidents_router() -> APIRouter:
         return {"incident_id": incident_id, "checkpoints": [vars(e) for e in entries]}
 
     @router.post("/{incident_id}/approval", status_code=202, response_model=Queued,
-                 responses={401: {}, 404: {}, 409: {}, 422: {}})
+                 responses=documented_errors(401, 404, 409, 422))
     async def approval(request: Request, caller: Caller, incident_id: str, body: ApprovalBody) -> Queued:
         snapshot = await load_snapshot(request, incident_id)
         if not snapshot.interrupts:
@@ -348,7 +368,7 @@ def incidents_router() -> APIRouter:
         return Queued(incident_id=incident_id, status="resuming", run_id=run_id)
 
     @router.post("/{incident_id}/replay", status_code=202, response_model=Queued,
-                 responses={401: {}, 404: {}, 422: {}})
+                 responses=documented_errors(401, 404, 422))
     async def replay(request: Request, caller: Caller, incident_id: str, body: ReplayBody) -> Queued:
         await load_snapshot(request, incident_id)
         past = await request.app.state.graph.aget_state(thread_config(incident_id, body.checkpoint_id))
@@ -379,7 +399,7 @@ def ops_router() -> APIRouter:
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @router.get("/readyz", responses={503: {}})
+    @router.get("/readyz", responses=documented_errors(503))
     async def readyz(request: Request) -> JSONResponse:
         try:
             async with request.app.state.db.pool.connection(timeout=2) as conn:

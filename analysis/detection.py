@@ -70,13 +70,9 @@ def _fact(m) -> str:
 def _severity(evidence: Evidence, signals) -> tuple[str, str]:
     """P1 when the entry points fail hard or go down, P2 when users see errors or slowness, else P3."""
     callees = {callee for _, callee in evidence.dependencies}
-    entries = {caller for caller, _ in evidence.dependencies if caller not in callees} or {
-        evidence.alerted_service
-    }
+    entries = {caller for caller, _ in evidence.dependencies if caller not in callees} or {evidence.alerted_service}
     at_entry = [m for m in signals if m.service in entries and m.peer is None]
-    errors = max(
-        (m.current for m in at_entry if m.signal == "error_ratio" and m.direction == "up"), default=0.0
-    )
+    errors = max((m.current for m in at_entry if m.signal == "error_ratio" and m.direction == "up"), default=0.0)
     down = any(m.signal == "up" and m.direction == "down" for m in at_entry)
     slow = any(m.signal == "latency_p99" and m.direction == "up" for m in at_entry)
     entry = ", ".join(sorted(entries))

@@ -49,7 +49,6 @@ def evaluate(seeds: int, scenarios=None, *, end: datetime = DEFAULT_END) -> dict
     For the false alarm a case is correct when detection says it is not an incident.
     """
     from sim.generate import generate
-
     from sim.scenarios import SCENARIOS, build_scenario
     from sim.topology import EDGES, SERVICES
 
@@ -88,9 +87,7 @@ def evaluate(seeds: int, scenarios=None, *, end: datetime = DEFAULT_END) -> dict
                     }
                 )
     cases = sum(r["cases"] for r in per.values())
-    totals = {
-        key: sum(r[key] for r in per.values()) for key in ("top1_service", "top3_service", "top1_fault")
-    }
+    totals = {key: sum(r[key] for r in per.values()) for key in ("top1_service", "top3_service", "top1_fault")}
     return {
         "cases": cases,
         **{key: round(value / cases, 4) if cases else 0.0 for key, value in totals.items()},

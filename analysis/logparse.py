@@ -38,9 +38,7 @@ _PLAIN = re.compile(
 )
 _PY_FRAME = re.compile(r'^\s*File "(?P<file>[^"]+)", line (?P<line>\d+)(?:, in (?P<func>[^\s]+))?')
 _JAVA_FRAME = re.compile(r"^\s*at (?P<func>[\w$.<>/]+)\((?P<file>[^:)]+)(?::(?P<line>\d+))?\)")
-_EXCEPTION_LINE = re.compile(
-    r"^(?:[\w.$]+(?:Error|Exception|Exit|Interrupt|Warning)|[\w.$]+\.[A-Z]\w+)(?::\s.*)?$"
-)
+_EXCEPTION_LINE = re.compile(r"^(?:[\w.$]+(?:Error|Exception|Exit|Interrupt|Warning)|[\w.$]+\.[A-Z]\w+)(?::\s.*)?$")
 
 
 @dataclass(slots=True)

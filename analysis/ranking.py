@@ -83,11 +83,7 @@ def rank_candidates(evidence: Evidence) -> list[Hypothesis]:
             # Load flows downstream: a surge is never explained by a callee.
             discounted = explained and fault != "traffic_surge"
             total = (score + location) * (EXPLAINED_DISCOUNT if discounted else 1.0)
-            extra = (
-                [f"symptoms of {service} are explained by anomalous dependency {explained}"]
-                if discounted
-                else []
-            )
+            extra = [f"symptoms of {service} are explained by anomalous dependency {explained}"] if discounted else []
             scored.append((round(total, 3), service, fault, notes + location_notes + extra))
     scored.sort(key=lambda x: (-x[0], x[1], x[2]))
     picked: list[tuple[float, str, str, list[str]]] = []
@@ -187,9 +183,7 @@ def _add_template(facts: dict[str, Facts], graph: _Graph, t: LogTemplate) -> Non
         if not pattern.search(text):
             continue
         f.own_cues[cue] += t.incident_count
-        note = (
-            f"log template '{t.template[:90]}' of {t.service} {t.kind}: {t.incident_count} in incident window"
-        )
+        note = f"log template '{t.template[:90]}' of {t.service} {t.kind}: {t.incident_count} in incident window"
         f.cue_notes.setdefault(cue, note)
         for peer in peers:
             facts[peer].peer_cues[cue] += t.incident_count
@@ -225,15 +219,11 @@ def _cue(f: Facts, cue: str, own: bool = True) -> tuple[float, list[str]]:
 def _near_onset(f: Facts, kind: str) -> DeployEvent | None:
     if f.onset is None:
         return None
-    hits = [
-        d for d in f.deploys if d.kind == kind and f.onset - DEPLOY_BEFORE <= d.at <= f.onset + DEPLOY_AFTER
-    ]
+    hits = [d for d in f.deploys if d.kind == kind and f.onset - DEPLOY_BEFORE <= d.at <= f.onset + DEPLOY_AFTER]
     return hits[-1] if hits else None
 
 
-def _signatures(
-    service: str, f: Facts, facts: dict[str, Facts], graph: _Graph
-) -> dict[str, tuple[float, list]]:
+def _signatures(service: str, f: Facts, facts: dict[str, Facts], graph: _Graph) -> dict[str, tuple[float, list]]:
     """Score each fault type's signature at a service (about 0..12) with the evidence strings behind it."""
     out: dict[str, tuple[float, list[str]]] = {}
     err = f.anomalous("error_ratio")
@@ -285,12 +275,7 @@ def _signatures(
         add("db_connection_exhaustion", 1.5 * w, n)
 
     disk = f.sig("disk_free_bytes")
-    if (
-        disk
-        and disk.direction == "down"
-        and disk.score >= ANOMALY
-        and disk.current <= 0.1 * disk.baseline + 1e6
-    ):
+    if disk and disk.direction == "down" and disk.score >= ANOMALY and disk.current <= 0.1 * disk.baseline + 1e6:
         add("disk_full", 6, [_describe(disk)])
         w, n = _cue(f, "disk")
         add("disk_full", 3 * w, n)
@@ -306,9 +291,7 @@ def _signatures(
 
     if inbound:
         callers = ", ".join(sorted({m.service for m in inbound}))
-        inbound_note = [
-            _describe(inbound[0]) + (f" (callers failing: {callers})" if len(inbound) > 1 else "")
-        ]
+        inbound_note = [_describe(inbound[0]) + (f" (callers failing: {callers})" if len(inbound) > 1 else "")]
         quiet = not err and not f.new_errors
         net_w, net_n = _cue(f, "net", own=False)
         ref_w, ref_n = _cue(f, "refused", own=False)
@@ -322,11 +305,7 @@ def _signatures(
         notes = (
             inbound_note
             + ref_n
-            + (
-                [f"{service} has no telemetry of its own (external dependency)"]
-                if not f.has_telemetry
-                else []
-            )
+            + ([f"{service} has no telemetry of its own (external dependency)"] if not f.has_telemetry else [])
         )
         add("dependency_outage", outage, notes + ([_describe(down)] if down else []))
 
@@ -335,9 +314,7 @@ def _signatures(
             c for c in graph.callers.get(service, ()) if facts.get(c) and facts[c].anomalous("request_rate")
         ]
         add("traffic_surge", 3 if not callers_surging else 1, [_describe(rate_up)])
-        spread = [
-            c for c in graph.callees.get(service, ()) if facts.get(c) and facts[c].anomalous("request_rate")
-        ]
+        spread = [c for c in graph.callees.get(service, ()) if facts.get(c) and facts[c].anomalous("request_rate")]
         if spread:
             add("traffic_surge", 1.5, [f"request_rate also up downstream at {', '.join(sorted(spread))}"])
         w, n = _cue(f, "ratelimit")
@@ -352,9 +329,7 @@ def _signatures(
             add("deployment_regression", 2, [f.frame_note])
         elif f.new_errors:
             t = f.new_errors[0]
-            add(
-                "deployment_regression", 1, [f"log template '{t.template[:90]}' {t.kind}: {t.incident_count}"]
-            )
+            add("deployment_regression", 1, [f"log template '{t.template[:90]}' {t.kind}: {t.incident_count}"])
     config = _near_onset(f, "config")
     w, n = _cue(f, "config")
     if config and (err or f.new_errors or w):

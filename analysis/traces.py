@@ -65,9 +65,7 @@ def _is_slow(span: Span, typical: dict[tuple[str, str], float]) -> bool:
     return usual is not None and span.duration_ms > SLOW_FACTOR * usual + 1.0
 
 
-def _origins(
-    group: list[Span], children: dict[str | None, list[Span]], bad: Callable[[Span], bool]
-) -> list[Span]:
+def _origins(group: list[Span], children: dict[str | None, list[Span]], bad: Callable[[Span], bool]) -> list[Span]:
     """The deepest bad spans: bad, with no bad descendant below them."""
     memo: dict[str, bool] = {}
 

@@ -27,9 +27,7 @@ STEPS = range(0, 45 * 60 + 1, 15)
 def series(signal, service, value, peer=None, seed=0):
     """A 45-minute series at 15 s steps; `value(t)` plus small deterministic noise."""
     rng = random.Random(f"{signal}/{service}/{peer}/{seed}")
-    return MetricSeries(
-        signal, service, [(T0 + s, value(T0 + s) * (1 + rng.gauss(0, 0.02))) for s in STEPS], peer
-    )
+    return MetricSeries(signal, service, [(T0 + s, value(T0 + s) * (1 + rng.gauss(0, 0.02))) for s in STEPS], peer)
 
 
 def after(onset, before_value, after_value):
@@ -85,9 +83,7 @@ def _log_records():
     rng = random.Random(7)
     for i in range(0, 45 * 60, 3):
         ts = T0 + i
-        yield LogRecord(
-            ts, "cart", f'ts=x level=info msg="served request id={rng.randint(1, 10**6)} in 12ms"'
-        )
+        yield LogRecord(ts, "cart", f'ts=x level=info msg="served request id={rng.randint(1, 10**6)} in 12ms"')
         if i % 30 == 0:
             yield LogRecord(ts, "cart", "2026-11-21T12:00:00Z WARN deprecated API v1 called by client 42")
         if ts < WINDOW.start.timestamp() and i % 60 == 0:
@@ -103,9 +99,7 @@ def _log_records():
                 ),
             )
         if i % 60 == 0 or (ts >= ONSET and i % 9 == 0):
-            yield LogRecord(
-                ts, "web-frontend", f'{{"level": "warn", "msg": "retrying request attempt={i % 3}"}}'
-            )
+            yield LogRecord(ts, "web-frontend", f'{{"level": "warn", "msg": "retrying request attempt={i % 3}"}}')
 
 
 def test_summarize_logs_kinds_rates_frames_and_redaction():
@@ -158,9 +152,7 @@ def test_certificate_expiry_crossing_scores():
     ev = summarize_metrics(
         [
             MetricSeries("cert_expiry_timestamp", "payments", [(T0 + s, expires) for s in STEPS]),
-            MetricSeries(
-                "cert_expiry_timestamp", "cart", [(T0 + s, END.timestamp() + 86400 * 30) for s in STEPS]
-            ),
+            MetricSeries("cert_expiry_timestamp", "cart", [(T0 + s, END.timestamp() + 86400 * 30) for s in STEPS]),
         ],
         WINDOW,
     )
@@ -231,9 +223,7 @@ def test_deploys_sorted_merged_and_near_window():
     ev = summarize_deploys(
         [
             DeployEvent(at=at, service="cart", version="1.8.0", source="metrics"),
-            DeployEvent(
-                at=at + timedelta(seconds=20), service="cart", version="1.8.0", commit="abc1234", source="git"
-            ),
+            DeployEvent(at=at + timedelta(seconds=20), service="cart", version="1.8.0", commit="abc1234", source="git"),
             DeployEvent(at=WINDOW.baseline_start + timedelta(minutes=1), service="catalog", version="2.0"),
             DeployEvent(at=WINDOW.baseline_start - timedelta(hours=3), service="catalog", version="1.9"),
         ],
@@ -314,9 +304,7 @@ def test_code_regression_and_graceful_degradation():
         commit="abc1234def",
         kind="code",
     )
-    innocent = DeployEvent(
-        at=datetime.fromtimestamp(ONSET - 900, UTC), service="web", version="3.1", commit="fff0000"
-    )
+    innocent = DeployEvent(at=datetime.fromtimestamp(ONSET - 900, UTC), service="web", version="3.1", commit="fff0000")
     logs = summarize_logs(_log_records(), WINDOW)
     logs = logs.model_copy(
         update={

@@ -20,11 +20,22 @@ def _age(created: datetime) -> str:
     return f"{seconds}s"
 
 
+async def _decision(pool: AsyncConnectionPool, incident_id: str, interrupt_id: str) -> dict[str, Any] | None:
+    """The decision already taken at this gate, if any."""
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT decision, approver, comment FROM approvals WHERE incident_id = %s AND interrupt_id = %s",
+            (incident_id, interrupt_id),
+        )
+        return await cur.fetchone()
+
+
 class DashboardViews:
     """Renders the pages from the incidents table and the checkpoints."""
 
     def __init__(self) -> None:
-        self.env = template_env(True)
+        # every page shows alert labels, which anyone holding a webhook key chooses: always escape
+        self.env = template_env(True).overlay(autoescape=True)
 
     async def index(self, pool: AsyncConnectionPool, status: str | None, service: str | None) -> str:
         """The incidents list, newest first."""
@@ -44,10 +55,19 @@ class DashboardViews:
             steps = await app_state.runner.history(incident_id) if values else []
         except RunError:
             steps = []
+        status = derive_status(snapshot) if values else row["status"]
+        gate, decision = None, None
+        if snapshot.interrupts:
+            decision = await _decision(app_state.db.pool, incident_id, snapshot.interrupts[0].id)
+            if decision is None:
+                gate = snapshot.interrupts[0].value
+            else:  # decided and the resume queued: offer no second decision, and follow the run
+                status = "resuming"
+        if row["status"] == "failed":  # a failed run's last checkpoint still looks mid-run
+            status = "failed"
         return self.env.get_template("dashboard/incident.html.j2").render(
-            row=row, s=values, status=derive_status(snapshot) if values else row["status"],
-            steps=steps, timeline=timeline(values) if values.get("window") else [],
-            gate=snapshot.interrupts[0].value if snapshot.interrupts else None,
+            row=row, s=values, status=status, steps=steps, gate=gate, decision=decision,
+            timeline=timeline(values) if values.get("window") else [],
         )
 
     def login(self, error: str | None) -> str:

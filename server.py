@@ -13,11 +13,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, FastAPI, Form, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Form, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from psycopg.errors import UniqueViolation
 from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException
 
 from graph.context import Context
 from graph.runs import derive_status, new_incident_id, thread_config
@@ -123,10 +124,12 @@ def install_error_handlers(app: FastAPI) -> None:
         where = ".".join(str(p) for p in first.get("loc", ()))
         return error_response(422, "invalid_request", f"{where}: {first.get('msg', 'invalid')}"[:300])
 
+    # Starlette's base class: the router's own 404 and 405 are raised as it, not as FastAPI's subclass.
     @app.exception_handler(HTTPException)
     async def _http(request: Request, exc: HTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return error_response(exc.status_code, code, str(exc.detail)[:300] if exc.status_code < 500 else "error")
+        message = str(exc.detail)[:300] if exc.status_code < 500 else "error"
+        return error_response(exc.status_code, code, message, exc.headers)  # e.g. 405's Allow
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
+from langgraph_sdk import get_client
 
 from tests.live_server import free_port
 
@@ -92,12 +93,13 @@ def dev_server(database_url: str, tmp_path: Path) -> Iterator[DevServer]:
         "OUTPUT_DIR": str(tmp_path / "output"),
     }
     # dev-only: the nodes do file and git I/O on the event loop, which `langgraph dev` refuses by default
-    argv = [str(LANGGRAPH), "dev", "--config", str(config_path), "--port", str(port), "--no-browser", "--no-reload",
-            "--allow-blocking"]
+    argv = [str(LANGGRAPH), "dev", "--config", str(config_path), "--port", str(port)]
+    argv += ["--no-browser", "--no-reload", "--allow-blocking"]
     log_path = tmp_path / "langgraph-dev.log"
     with open(log_path, "wb") as log:
-        process = subprocess.Popen(argv, cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL)
+        process = subprocess.Popen(
+            argv, cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
     server = DevServer(f"http://127.0.0.1:{port}", process, log_path)
     try:
         _wait_until_ready(server, timeout=60)
@@ -126,9 +128,12 @@ def _wait_until_ready(server: DevServer, timeout: float) -> None:
 
 
 async def test_sdk_runs_to_the_gate_and_resumes(dev_server: DevServer, database_url: str, tmp_path: Path):
-    from langgraph_sdk import get_client
-
     client = get_client(url=dev_server.url)
+    [assistant] = await client.assistants.search(graph_id="incident_copilot")
+    schemas = await client.assistants.get_schemas(assistant["assistant_id"])
+    assert {"incident_id", "alert", "telemetry"} <= set(schemas["input_schema"]["properties"])
+    assert {"llm_provider", "require_approval"} <= set(schemas["context_schema"]["properties"])
+
     incident_id = "inc-sdk-1"
     thread = await client.threads.create(metadata={"incident_id": incident_id})
     thread_id = thread["thread_id"]

@@ -21,7 +21,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
 from graph.context import Context
-from graph.runs import derive_status, new_incident_id, thread_config
+from graph.runs import incident_view, new_incident_id, thread_config
 from graph.summary import incident_report
 from graph.worker import RunWorkers
 from state import Alert, TelemetrySpec
@@ -338,11 +338,13 @@ def incidents_router() -> APIRouter:
             raise ApiError(404, "not_found", f"no incident {incident_id}")
         snapshot = await request.app.state.graph.aget_state(thread_config(incident_id))
         values = snapshot.values
+        view = await incident_view(request.app.state.db.pool, snapshot, row["status"])
         body = _row_json(row)
-        body["run_status"] = derive_status(snapshot) if values else row["status"]
+        body["run_status"] = view.status
         body["report"] = incident_report(values) if values.get("window") else None
         body["brief"] = values["brief"].markdown if values.get("brief") else None
-        body["awaiting_approval"] = snapshot.interrupts[0].value if snapshot.interrupts else None
+        body["awaiting_approval"] = view.gate
+        body["decision"] = view.decision
         return body
 
     @router.get("/{incident_id}/history", responses=documented_errors(401, 404, 422))

@@ -76,6 +76,31 @@ def derive_status(snapshot: Any) -> str:
     return "not_an_incident" if detection is not None and not detection.is_incident else "completed"
 
 
+@dataclass
+class IncidentView:
+    """What an incident looks like now: its status, and the gate's question if one is open and undecided."""
+
+    status: str
+    gate: dict[str, Any] | None
+    decision: dict[str, Any] | None
+
+
+async def incident_view(pool: Any, snapshot: Any, row_status: str) -> IncidentView:
+    """Status from the checkpoint, corrected by what the database knows that the checkpoint cannot yet:
+    a decision taken at the gate whose resume is queued, and a run that failed."""
+    status = derive_status(snapshot) if snapshot.values else row_status
+    gate = decision = None
+    if snapshot.interrupts:
+        decision = await incidents.gate_decision(pool, snapshot.values["incident_id"], snapshot.interrupts[0].id)
+        if decision is None:
+            gate = snapshot.interrupts[0].value
+        else:
+            status = "resuming"
+    if row_status == "failed":  # a failed run's last checkpoint still looks mid-run
+        status = "failed"
+    return IncidentView(status, gate, decision)
+
+
 class IncidentRunner:
     """Runs the graph on the durable checkpointer and keeps the incidents table in step."""
 

@@ -1,4 +1,4 @@
-"""What langgraph.json serves: the incident graph and the project's Postgres checkpointer for LangGraph Server."""
+"""What langgraph.json serves to LangGraph Server and `langgraph dev`: the graph and our checkpointer."""
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -14,6 +14,6 @@ graph = build_graph()
 
 @asynccontextmanager
 async def checkpointer() -> AsyncIterator[AsyncPostgresSaver]:
-    """The project's checkpointer on DATABASE_URL (else the embedded PostgreSQL), with its serializer and migrations."""
+    """The Postgres checkpointer on DATABASE_URL (else the embedded server), with our serde and migrations."""
     async with open_database() as database:
         yield database.checkpointer

@@ -41,7 +41,7 @@ def _require_browser() -> None:
     if problem is None:
         return
     if os.environ.get("CI") == "true":
-        pytest.fail(f"the browser test needs Chromium under CI: {problem}; run scripts/install-system-deps.sh")
+        pytest.fail(f"the browser test needs Chromium under CI: {problem} (scripts/install-system-deps.sh)")
     pytest.skip(problem)
 
 
@@ -158,7 +158,8 @@ def test_approve_an_incident_from_the_dashboard(
     approve.click()
 
     # the page after the decision does not offer the gate again, and follows the run to its end
-    status = _wait(driver, server, "page after approving", lambda: driver.find_element(By.ID, "status").text, 10)
+    status = _wait(driver, server, "page after approving", lambda: driver.find_element(By.ID, "status").text,
+                   timeout=10)
     assert status in ("resuming", "investigating", "completed"), status
     assert not driver.find_elements(By.ID, "approve"), "the gate is offered again after the decision"
 

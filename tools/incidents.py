@@ -74,3 +74,13 @@ async def record_approval(
                VALUES (%s, %s, %s, %s, %s)""",
             (incident_id, interrupt_id, decision, by, comment),
         )
+
+
+async def gate_decision(pool: AsyncConnectionPool, incident_id: str, interrupt_id: str) -> dict[str, Any] | None:
+    """The decision already taken at this gate, if any."""
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT decision, approver, comment FROM approvals WHERE incident_id = %s AND interrupt_id = %s",
+            (incident_id, interrupt_id),
+        )
+        return await cur.fetchone()

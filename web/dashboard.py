@@ -7,7 +7,7 @@ from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 
-from graph.runs import RunError, derive_status, thread_config
+from graph.runs import RunError, incident_view, thread_config
 from tools import incidents
 from web.render import template_env, timeline
 
@@ -20,22 +20,11 @@ def _age(created: datetime) -> str:
     return f"{seconds}s"
 
 
-async def _decision(pool: AsyncConnectionPool, incident_id: str, interrupt_id: str) -> dict[str, Any] | None:
-    """The decision already taken at this gate, if any."""
-    async with pool.connection() as conn:
-        cur = await conn.execute(
-            "SELECT decision, approver, comment FROM approvals WHERE incident_id = %s AND interrupt_id = %s",
-            (incident_id, interrupt_id),
-        )
-        return await cur.fetchone()
-
-
 class DashboardViews:
     """Renders the pages from the incidents table and the checkpoints."""
 
     def __init__(self) -> None:
-        # every page shows alert labels, which anyone holding a webhook key chooses: always escape
-        self.env = template_env(True).overlay(autoescape=True)
+        self.env = template_env(True)
 
     async def index(self, pool: AsyncConnectionPool, status: str | None, service: str | None) -> str:
         """The incidents list, newest first."""
@@ -55,18 +44,9 @@ class DashboardViews:
             steps = await app_state.runner.history(incident_id) if values else []
         except RunError:
             steps = []
-        status = derive_status(snapshot) if values else row["status"]
-        gate, decision = None, None
-        if snapshot.interrupts:
-            decision = await _decision(app_state.db.pool, incident_id, snapshot.interrupts[0].id)
-            if decision is None:
-                gate = snapshot.interrupts[0].value
-            else:  # decided and the resume queued: offer no second decision, and follow the run
-                status = "resuming"
-        if row["status"] == "failed":  # a failed run's last checkpoint still looks mid-run
-            status = "failed"
+        view = await incident_view(app_state.db.pool, snapshot, row["status"])
         return self.env.get_template("dashboard/incident.html.j2").render(
-            row=row, s=values, status=status, steps=steps, gate=gate, decision=decision,
+            row=row, s=values, status=view.status, steps=steps, gate=view.gate, decision=view.decision,
             timeline=timeline(values) if values.get("window") else [],
         )
 

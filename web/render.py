@@ -7,7 +7,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 _TEMPLATES = Path(__file__).parent / "templates"
 
@@ -16,7 +16,7 @@ _TEMPLATES = Path(__file__).parent / "templates"
 def template_env(autoescape: bool) -> Environment:
     env = Environment(
         loader=FileSystemLoader(_TEMPLATES),
-        autoescape=select_autoescape(["html"]) if autoescape else False,
+        autoescape=autoescape,  # alert labels and log samples are untrusted: HTML output is always escaped
         undefined=StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,

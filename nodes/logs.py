@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from analysis.logs import summarize_logs
@@ -13,7 +14,7 @@ from tools.telemetry import TelemetrySource
 async def _read(source: TelemetrySource, task: CollectTask) -> SourceEvidence:
     window = task["window"]
     records = [r async for r in source.logs(task["services"], window.baseline_start, window.end)]
-    summary = summarize_logs(records, window)
+    summary = await asyncio.to_thread(summarize_logs, records, window)
     status = "ok" if summary.lines_read else "no_data"
     return SourceEvidence(source="logs", status=status, logs=summary, queries=len(task["services"]))
 

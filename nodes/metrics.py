@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from analysis.metrics import summarize_metrics
@@ -15,7 +16,7 @@ STEP_SECONDS = 15.0
 async def _read(source: TelemetrySource, task: CollectTask) -> SourceEvidence:
     window = task["window"]
     series = await source.metrics(task["services"], window.baseline_start, window.end, STEP_SECONDS)
-    summary = summarize_metrics(series, window)
+    summary = await asyncio.to_thread(summarize_metrics, series, window)
     status = "ok" if series else "no_data"
     return SourceEvidence(source="metrics", status=status, metrics=summary, queries=len(series))
 

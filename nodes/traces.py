@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from analysis.traces import summarize_traces
@@ -13,7 +14,7 @@ from tools.telemetry import TelemetrySource
 async def _read(source: TelemetrySource, task: CollectTask) -> SourceEvidence:
     window = task["window"]
     spans = await source.traces(task["services"], window.baseline_start, window.end)
-    summary = summarize_traces(spans, window)
+    summary = await asyncio.to_thread(summarize_traces, spans, window)
     status = "ok" if spans else "no_data"
     return SourceEvidence(source="traces", status=status, traces=summary, queries=1)
 

@@ -25,9 +25,9 @@ from schemathesis.specs.openapi.checks import (
 
 from graph.context import Context
 from graph.runs import IncidentRunner
+from server import ServerSettings, create_app
 from sim.scenarios import build_scenario
 from state import TelemetrySpec
-from server import ServerSettings, create_app
 from tests.live_server import API_KEY, LiveServer, start_server
 from tools.database import open_database
 

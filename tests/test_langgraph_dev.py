@@ -1,4 +1,4 @@
-"""`langgraph dev` serves langgraph.json: an SDK client runs an incident to the approval gate and resumes it."""
+"""`langgraph dev` serves langgraph.json: an SDK client runs an incident to the approval gate and resumes."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ ALERT = {
     "starts_at": "2026-11-21T12:00:00+00:00",
     "fingerprint": "sdk-test-fingerprint",
 }
-TELEMETRY = {"kind": "sim", "scenario": "deployment_regression", "seed": 1, "end": "2026-11-21T12:00:00+00:00"}
+TELEMETRY = {"kind": "sim", "scenario": "deployment_regression", "seed": 1, "end": ALERT["starts_at"]}
 
 
 def _require_langgraph_cli() -> None:
@@ -60,7 +60,7 @@ class DevServer:
 
 
 def _scratch_config(tmp_path: Path) -> Path:
-    """The repo's langgraph.json with its paths made absolute, so the server's files land in a scratch directory."""
+    """The repo's langgraph.json with absolute paths, so the server can run in a scratch directory."""
     config = json.loads((REPO_ROOT / "langgraph.json").read_text())
 
     def absolute(target: str) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
+import statistics
 from datetime import UTC, datetime, timedelta
 
 from analysis.deploys import summarize_deploys
@@ -43,60 +43,64 @@ def analyze_case(
     return evidence, detect(evidence, evidence.candidates)
 
 
-def evaluate(seeds: int, scenarios=None, *, end: datetime = DEFAULT_END) -> dict:
-    """Top-1/top-3 root-cause service and top-1 fault accuracy over scenarios x seeds (fractions).
+def score_case(fault_type: str, root_service: str | None, is_incident: bool, ranked: list[tuple[str, str]]) -> dict:
+    """Correctness of one case: ranked = [(service, fault_type), ...] best first, the truth is (root, fault).
 
-    For the false alarm a case is correct when detection says it is not an incident.
+    A false alarm (fault "none") is correct when it is not called an incident; a real fault needs the verdict
+    "incident" too.
     """
+    if fault_type == "none":
+        ok = not is_incident
+        return {"top1_service": ok, "top3_service": ok, "top1_fault": ok, "false_alarm_ok": ok}
+    services = [s for s, _ in ranked]
+    return {
+        "top1_service": is_incident and bool(ranked) and ranked[0][0] == root_service,
+        "top3_service": is_incident and root_service in services[:3],
+        "top1_fault": is_incident and bool(ranked) and ranked[0][1] == fault_type,
+    }
+
+
+def aggregate(cases: list[dict]) -> dict:
+    """The eval table from scored cases ({"scenario", "seconds"?, and score_case's keys}): fractions."""
+
+    def frac(rows: list[dict], key: str) -> float:
+        rows = [r for r in rows if key in r]
+        return round(sum(r[key] for r in rows) / len(rows), 4) if rows else 0.0
+
+    def median_seconds(rows: list[dict]) -> float:
+        timed = [r["seconds"] for r in rows if "seconds" in r]
+        return round(statistics.median(timed), 3) if timed else 0.0
+
+    per_scenario = {}
+    for name in dict.fromkeys(c["scenario"] for c in cases):
+        rows = [c for c in cases if c["scenario"] == name]
+        per_scenario[name] = {
+            "cases": len(rows),
+            **{k: frac(rows, k) for k in ("top1_service", "top3_service", "top1_fault")},
+            "median_seconds": median_seconds(rows),
+            "misses": [r["seed"] for r in rows if not (r["top1_service"] and r["top1_fault"])],
+        }
+    return {
+        "cases": len(cases),
+        **{k: frac(cases, k) for k in ("top1_service", "top3_service", "top1_fault")},
+        "false_alarms_ok": frac(cases, "false_alarm_ok"),
+        "median_seconds": median_seconds(cases),
+        "per_scenario": per_scenario,
+    }
+
+
+def evaluate(seeds: int, scenarios=None, *, end: datetime = DEFAULT_END) -> dict:
+    """Top-1/top-3 root-cause service and top-1 fault accuracy over scenarios x seeds, engine only (no graph)."""
     from sim.generate import generate
     from sim.scenarios import SCENARIOS, build_scenario
     from sim.topology import EDGES, SERVICES
 
-    per: dict[str, dict] = defaultdict(
-        lambda: {"cases": 0, "top1_service": 0, "top3_service": 0, "top1_fault": 0, "misses": []}
-    )
-    false_alarm_ok = false_alarm_cases = 0
+    cases = []
     for name in scenarios or SCENARIOS:
         for seed in range(seeds):
             scenario = build_scenario(name, seed, end)
             evidence, detection = analyze_case(scenario, generate(scenario), list(SERVICES), list(EDGES))
-            row = per[name]
-            row["cases"] += 1
             ranked = [(h.service, h.fault_type) for h in evidence.candidates]
-            if scenario.fault_type == "none":
-                ok = not detection.is_incident
-                false_alarm_cases += 1
-                false_alarm_ok += ok
-                hit1 = hit3 = fault = ok
-            else:
-                services = [s for s, _ in ranked]
-                hit1 = bool(ranked) and detection.is_incident and ranked[0][0] == scenario.root_service
-                hit3 = scenario.root_service in services[:3]
-                fault = bool(ranked) and detection.is_incident and ranked[0][1] == scenario.fault_type
-            row["top1_service"] += hit1
-            row["top3_service"] += hit3
-            row["top1_fault"] += fault
-            if not (hit1 and fault):
-                got = ranked[0] if ranked else None
-                row["misses"].append(
-                    {
-                        "seed": seed,
-                        "root": scenario.root_service,
-                        "got": got,
-                        "is_incident": detection.is_incident,
-                    }
-                )
-    cases = sum(r["cases"] for r in per.values())
-    totals = {key: sum(r[key] for r in per.values()) for key in ("top1_service", "top3_service", "top1_fault")}
-    return {
-        "cases": cases,
-        **{key: round(value / cases, 4) if cases else 0.0 for key, value in totals.items()},
-        "false_alarms_ok": round(false_alarm_ok / false_alarm_cases, 4) if false_alarm_cases else None,
-        "per_scenario": {
-            name: {
-                **r,
-                **{k: round(r[k] / r["cases"], 4) for k in ("top1_service", "top3_service", "top1_fault")},
-            }
-            for name, r in per.items()
-        },
-    }
+            score = score_case(scenario.fault_type, scenario.root_service, detection.is_incident, ranked)
+            cases.append({"scenario": name, "seed": seed, **score})
+    return aggregate(cases)

@@ -71,3 +71,17 @@ def test_bad_arguments_are_clear_errors(database_url):
     assert out.returncode == 2 and "invalid choice" in out.stderr
     out = cli("incidents", "show", "inc-unknown", env=env)
     assert out.returncode == 1 and "unknown incident" in out.stderr
+
+
+def test_eval_prints_the_accuracy_contract(database_url):
+    env = {**os.environ, "DATABASE_URL": database_url}
+    out = cli("eval", "--seeds", "1", "--scenario", "false_alarm", "--scenario", "disk_full", "--json", env=env)
+    assert out.returncode == 0, out.stderr
+    scores = json.loads(out.stdout)
+    assert {"cases", "top1_service", "top3_service", "top1_fault", "false_alarms_ok", "median_seconds",
+            "per_scenario"} <= set(scores)
+    assert scores["cases"] == 2 and set(scores["per_scenario"]) == {"false_alarm", "disk_full"}
+    assert scores["false_alarms_ok"] == 1.0 and scores["top1_service"] == 1.0
+    assert scores["median_seconds"] > 0
+    table = cli("eval", "--seeds", "1", "--scenario", "false_alarm", env=env)
+    assert "false alarms classified as no incident: 100%" in table.stdout

@@ -2,8 +2,9 @@
 
 1. Two replicas take 2,000 alerts of 20 groups at once: exactly one incident and one start run per group, every
    raw payload and alert stored; resolution by the source, and a new incident after it.
-2. `kill -9` of the server mid-graph, twice (while the collectors run, and inside create_pr after the approval):
-   each time a new process resumes the run from its checkpoint, and no node or side effect is repeated.
+2. `kill -9` of the server mid-graph, twice (in check_patch before the gate, and in create_pr after the approval):
+   each time a new process resumes the run from its checkpoint, re-runs only the node in flight, and no side
+   effect is repeated.
 """
 
 from __future__ import annotations
@@ -11,11 +12,13 @@ from __future__ import annotations
 import asyncio
 import random
 import re
+import shutil
 import subprocess
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +27,8 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
+from sim.sample_repo import ensure_sample_repo
+from sim.scenarios import build_scenario
 from tests.live_server import LiveServer, start_server
 from tools.database import open_database
 
@@ -216,14 +221,16 @@ async def test_two_replicas_dedup_2000_concurrent_alerts(fleet, database_url, ru
 
 # --- 2. kill -9 mid-graph, restart, resume from the checkpoint ----------------------------------------------
 
-
+# A git hook in the sample repository gives the crashes exact places: it logs every committed ref update, and
+# stalls once (while the server waits on git in a thread) on the first update matching the pattern in `stall`.
 REFERENCE_HOOK = """#!/bin/sh
-# Test hook: log every committed update of a fix branch, then stall so the test can kill the server in create_pr.
 refs=$(cat)
 [ "$1" = committed ] || exit 0
-case "$refs" in
-  *refs/heads/incident-copilot/*) echo "$refs" >> "{log}"; sleep 4 ;;
-esac
+echo "$refs" >> "{dir}/updates.log"
+if [ -f "{dir}/stall" ] && echo "$refs" | grep -qE "$(cat "{dir}/stall")" && rm "{dir}/stall" 2>/dev/null; then
+  touch "{dir}/stalled"
+  sleep 4
+fi
 exit 0
 """
 
@@ -245,83 +252,109 @@ def git(repo: Path, *args: str) -> str:
     return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, check=True).stdout
 
 
+def history(server: LiveServer, incident_id: str) -> list[dict[str, Any]]:
+    answer = httpx.get(f"{server.url}/incidents/{incident_id}/history", headers=server.headers, timeout=10)
+    return answer.json()["checkpoints"]
+
+
+def kill_when_stalled(server: LiveServer, control: Path, pattern: str, action: Callable[[], Any], fleet: Fleet) -> None:
+    """Arm the hook's stall for `pattern`, do `action`, and SIGKILL the server once git sits in the hook."""
+    (control / "stall").write_text(pattern)
+    action()
+    wait_until((control / "stalled").exists, 60, f"a ref update matching {pattern!r}", fleet, interval=0.01)
+    server.stop(kill=True)
+    assert server.process.returncode == -9
+    (control / "stalled").unlink()
+
+
+def remove_stray_worktrees(repo: Path) -> None:
+    """Worktrees whose check_patch was killed stay registered (and on disk); remove them."""
+    for line in git(repo, "worktree", "list", "--porcelain").splitlines():
+        path = line.removeprefix("worktree ")
+        if line.startswith("worktree ") and "incident-copilot-worktree-" in path:
+            subprocess.run(["git", "-C", str(repo), "worktree", "remove", "--force", path], capture_output=True)
+            shutil.rmtree(Path(path).parent, ignore_errors=True)
+
+
 def test_kill_9_mid_graph_resumes_from_checkpoint(fleet, database_url, tmp_path):
-    home = tmp_path / "home"  # own sample repos: the test hook must not slow other tests down
+    # Own sample repos (the hook must not touch other tests), built before the server starts so that the only
+    # ref updates are the run's own: check_patch's test worktrees, and create_pr's fix branch.
+    home, control = tmp_path / "home", tmp_path / "hook"
+    control.mkdir()
+    root_service = build_scenario("deployment_regression", 1, datetime(2026, 11, 21, 12, tzinfo=UTC)).root_service
+    repo = ensure_sample_repo(root_service, home / "sample-repos").path
+    hook = Path(git(repo, "rev-parse", "--absolute-git-dir").strip()) / "hooks" / "reference-transaction"
+    hook.parent.mkdir(exist_ok=True)
+    hook.write_text(REFERENCE_HOOK.format(dir=control))
+    hook.chmod(0o755)
     env = {"INCIDENT_COPILOT_HOME": str(home)}
-    [first] = fleet.start(extra_env=env)
     alert = {"status": "firing", "startsAt": STARTS_AT, "labels": {
         "alertname": "HighErrorRate", "service": "web-frontend", "scenario": "deployment_regression", "seed": "1"}}
-    answer = httpx.post(f"{first.url}/alerts", json=alertmanager([alert]), headers=first.headers, timeout=30)
-    assert answer.status_code == 202, answer.text
-    incident_id = answer.json()["incident_id"]
+    incident: dict[str, str] = {}
 
-    # Crash 1: SIGKILL as soon as the collectors (step 2's tasks, after ingest and collect) are running.
-    wait_until(lambda: any(c["step"] >= 2 for c in checkpoints(database_url, incident_id)), 30,
-               "the run to reach the collectors", fleet, interval=0.01)
-    first.stop(kill=True)
-    assert first.process.returncode == -9
-    at_kill = checkpoints(database_url, incident_id)
-    assert max(c["step"] for c in at_kill) == 2, f"the kill came too late: {at_kill}"
-    assert query(database_url, "SELECT status, attempts FROM runs") == [{"status": "running", "attempts": 1}]
+    def post_alert() -> None:
+        answer = httpx.post(f"{first.url}/alerts", json=alertmanager([alert]), headers=first.headers, timeout=30)
+        assert answer.status_code == 202, answer.text
+        incident["id"] = answer.json()["incident_id"]
 
-    [second] = fleet.start(extra_env=env)
-    wait_until(lambda: scalar(database_url, "SELECT status FROM incidents") == "awaiting_approval", 60,
-               "the recovered run to reach the gate", fleet)
-    assert query(database_url, "SELECT status, attempts FROM runs") == [{"status": "done", "attempts": 2}]
-    headers = second.headers
-    waiting = httpx.get(f"{second.url}/incidents/{incident_id}", headers=headers, timeout=10).json()
-    assert waiting["run_status"] == "awaiting_approval" and waiting["awaiting_approval"]["patch"]["kind"] == "revert"
-    history = httpx.get(f"{second.url}/incidents/{incident_id}/history", headers=headers, timeout=10).json()
-    entries = history["checkpoints"]
-    assert [e["checkpoint_id"] for e in entries[: len(at_kill)]] == [c["checkpoint_id"] for c in at_kill]
-    ran = Counter(node for e in entries for node in e["ran"])
-    assert all(n == 1 for n in ran.values()), f"a node ran twice: {ran}"
-    done_before_kill = {node for e in entries[: len(at_kill)] for node in e["ran"]}
-    assert {"ingest", "collect"} <= done_before_kill
-    second_ran = node_counts(second)
-    assert not done_before_kill & set(second_ran), f"the new process re-ran {done_before_kill & set(second_ran)}"
-    assert {"correlate", "detect", "check_patch"} <= set(second_ran)
-    assert all(n == 1 for n in second_ran.values()), second_ran
+    try:
+        # Crash 1, after correlate and before the gate: check_patch is creating its test worktree.
+        [first] = fleet.start(extra_env=env)
+        kill_when_stalled(first, control, " HEAD$", post_alert, fleet)
+        incident_id = incident["id"]
+        at_kill = checkpoints(database_url, incident_id)
+        assert query(database_url, "SELECT status, attempts FROM runs") == [{"status": "running", "attempts": 1}]
 
-    # Crash 2: approve, then SIGKILL while create_pr is inside `git update-ref` (held there by a hook), i.e.
-    # after the branch exists and before create_pr's checkpoint.
-    repo = home / "sample-repos" / f"shop-{waiting['report']['root_cause']['service']}"
-    hook_log = tmp_path / "fix-branch-updates.log"
-    hooks = Path(git(repo, "rev-parse", "--absolute-git-dir").strip()) / "hooks"
-    hooks.mkdir(exist_ok=True)
-    (hooks / "reference-transaction").write_text(REFERENCE_HOOK.format(log=hook_log))
-    (hooks / "reference-transaction").chmod(0o755)
-    approval = httpx.post(f"{second.url}/incidents/{incident_id}/approval", json={"decision": "approve"},
-                          headers=headers, timeout=10)
-    assert approval.status_code == 202, approval.text
-    wait_until(hook_log.exists, 30, "create_pr to update the fix branch", fleet, interval=0.01)
-    second.stop(kill=True)
-    branch = f"incident-copilot/{incident_id}"
-    assert git(repo, "branch", "--list", branch).split() == [branch]
-    resume_run = query(database_url, "SELECT status, attempts FROM runs WHERE kind = 'resume'")
-    assert resume_run == [{"status": "running", "attempts": 1}]
+        [second] = fleet.start(extra_env=env)
+        wait_until(lambda: scalar(database_url, "SELECT status FROM incidents") == "awaiting_approval", 60,
+                   "the recovered run to reach the gate", fleet)
+        assert query(database_url, "SELECT status, attempts FROM runs") == [{"status": "done", "attempts": 2}]
+        entries = history(second, incident_id)
+        assert [e["checkpoint_id"] for e in entries[: len(at_kill)]] == [c["checkpoint_id"] for c in at_kill]
+        in_flight = entries[len(at_kill) - 1]["next"]
+        assert in_flight == ["check_patch"], f"killed elsewhere than in check_patch: {entries[len(at_kill) - 1]}"
+        ran = Counter(node for e in entries for node in e["ran"])
+        assert {"ingest", "collect", "correlate", "check_patch"} <= set(ran) and set(ran.values()) == {1}, ran
+        assert node_counts(second) == {"check_patch": 1}, "the new process re-ran more than the in-flight node"
+        waiting = httpx.get(f"{second.url}/incidents/{incident_id}", headers=second.headers, timeout=10).json()
+        assert waiting["run_status"] == "awaiting_approval"
+        assert waiting["awaiting_approval"]["patch"]["kind"] == "revert"
 
-    [third] = fleet.start(extra_env=env)
-    wait_until(lambda: scalar(database_url, "SELECT count(*) FROM runs WHERE status <> 'done'") == 0
-               and scalar(database_url, "SELECT status FROM incidents") == "completed", 60,
-               "the recovered resume to finish", fleet)
-    runs = query(database_url, "SELECT kind, status, attempts FROM runs ORDER BY id")
-    assert runs == [{"kind": "start", "status": "done", "attempts": 2}, {"kind": "resume", "status": "done", "attempts": 2}]
-    assert node_counts(third) == {"create_pr": 1, "brief": 1, "notify": 1}
+        # Crash 2, after the approval: create_pr has written the fix branch, its checkpoint is not written yet.
+        def approve() -> None:
+            answer = httpx.post(f"{second.url}/incidents/{incident_id}/approval", json={"decision": "approve"},
+                                headers=second.headers, timeout=10)
+            assert answer.status_code == 202, answer.text
 
-    done = httpx.get(f"{third.url}/incidents/{incident_id}", headers=headers, timeout=10).json()
-    assert done["run_status"] == "completed"
-    pr = done["report"]["pr"]
-    assert pr["status"] == "exists" and pr["branch"] == branch, pr  # the re-run found the branch and left it
-    base = done["report"]["patch"]["base_commit"]
-    assert git(repo, "branch", "--list", "incident-copilot/*").split() == [branch]
-    assert git(repo, "rev-list", f"{base}..{branch}").split() == [pr["commit"]]
-    assert git(repo, "rev-parse", f"{branch}^").strip() == base
-    assert len(hook_log.read_text().splitlines()) == 1, "the fix branch was written more than once"
-    output = fleet.workdir / "output"
-    assert sorted(p.relative_to(output).as_posix() for p in output.rglob("brief.*")) == [
-        f"{incident_id}/brief.html", f"{incident_id}/brief.md"]
-    assert scalar(database_url, "SELECT count(*) FROM approvals") == 1
-    entries = httpx.get(f"{third.url}/incidents/{incident_id}/history", headers=headers, timeout=10).json()
-    ran = Counter(node for e in entries["checkpoints"] for node in e["ran"])
-    assert all(n == 1 for n in ran.values()) and {"approve", "create_pr", "brief", "notify"} <= set(ran), ran
+        branch = f"incident-copilot/{incident_id}"
+        kill_when_stalled(second, control, f" refs/heads/{branch}$", approve, fleet)
+        assert git(repo, "branch", "--list", branch).split() == [branch]
+        resume = query(database_url, "SELECT status, attempts FROM runs WHERE kind = 'resume'")
+        assert resume == [{"status": "running", "attempts": 1}]
+
+        [third] = fleet.start(extra_env=env)
+        wait_until(lambda: scalar(database_url, "SELECT count(*) FROM runs WHERE status <> 'done'") == 0
+                   and scalar(database_url, "SELECT status FROM incidents") == "completed", 60,
+                   "the recovered resume to finish", fleet)
+        assert query(database_url, "SELECT kind, status, attempts FROM runs ORDER BY id") == [
+            {"kind": "start", "status": "done", "attempts": 2}, {"kind": "resume", "status": "done", "attempts": 2}]
+        assert node_counts(third) == {"create_pr": 1, "brief": 1, "notify": 1}
+
+        done = httpx.get(f"{third.url}/incidents/{incident_id}", headers=third.headers, timeout=10).json()
+        assert done["run_status"] == "completed"
+        pr = done["report"]["pr"]
+        assert pr["status"] == "exists" and pr["branch"] == branch, pr  # the re-run found the branch, left it
+        base = done["report"]["patch"]["base_commit"]
+        assert git(repo, "branch", "--list", "incident-copilot/*").split() == [branch]
+        assert git(repo, "rev-list", f"{base}..{branch}").split() == [pr["commit"]]
+        assert git(repo, "rev-parse", f"{branch}^").strip() == base
+        updates = (control / "updates.log").read_text().splitlines()
+        assert sum(line.endswith(f" refs/heads/{branch}") for line in updates) == 1, updates
+        output = fleet.workdir / "output"
+        assert sorted(p.relative_to(output).as_posix() for p in output.rglob("brief.*")) == [
+            f"{incident_id}/brief.html", f"{incident_id}/brief.md"]
+        assert scalar(database_url, "SELECT count(*) FROM approvals") == 1
+        ran = Counter(node for e in history(third, incident_id) for node in e["ran"])
+        assert {"approve", "create_pr", "brief", "notify"} <= set(ran) and set(ran.values()) == {1}, ran
+    finally:
+        remove_stray_worktrees(repo)

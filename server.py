@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, FastAPI, Form, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
-from psycopg.errors import UniqueViolation
+from psycopg.errors import DataError, UniqueViolation
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
@@ -26,7 +26,7 @@ from graph.summary import incident_report
 from graph.worker import RunWorkers
 from state import Alert, TelemetrySpec
 from tools import incidents, intake
-from tools.alert_payloads import PayloadError, parse_payload
+from tools.alert_payloads import PayloadError, decode_body, parse_payload
 from tools.database import open_database
 from web.dashboard import DashboardViews
 from web.metrics import ServerMetrics
@@ -131,6 +131,12 @@ def install_error_handlers(app: FastAPI) -> None:
         message = str(exc.detail)[:300] if exc.status_code < 500 else "error"
         return error_response(exc.status_code, code, message, exc.headers)  # e.g. 405's Allow
 
+    @app.exception_handler(DataError)
+    async def _unstorable(request: Request, exc: DataError) -> JSONResponse:
+        # A value PostgreSQL refuses as data (a NUL character in text, a number out of range): the caller's input.
+        log.warning("refused data on %s %s: %s", request.method, request.url.path, exc)
+        return error_response(422, "invalid_field", "a value in the request cannot be stored (e.g. a NUL character)")
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
@@ -165,7 +171,12 @@ def authenticate(request: Request) -> str:
     raise ApiError(401, "unauthorized", "missing or invalid credentials", {"WWW-Authenticate": "Bearer"})
 
 
-Caller = Annotated[str, Depends(authenticate)]
+async def caller_identity(request: Request) -> str:
+    """`authenticate` as an async dependency: FastAPI runs a sync one in a worker thread, on every request."""
+    return authenticate(request)
+
+
+Caller = Annotated[str, Depends(caller_identity)]
 
 
 # --- request and response bodies ------------------------------------------------------------------------
@@ -246,10 +257,17 @@ async def read_json_body(request: Request, limit: int) -> Any:
         if size > limit:
             raise ApiError(413, "body_too_large", f"request body over {limit} bytes")
         chunks.append(chunk)
+    raw = b"".join(chunks)
     try:
-        return json.loads(b"".join(chunks))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ApiError(400, "invalid_json", f"body is not valid JSON: {str(exc)[:100]}") from exc
+        body = decode_body(raw)
+    except PayloadError as exc:
+        raise ApiError(400, "invalid_json", exc.message) from exc
+    if b"\\u" in raw:  # only an escape can make a lone surrogate, which no database column can hold
+        try:
+            json.dumps(body, ensure_ascii=False).encode()
+        except UnicodeEncodeError as exc:
+            raise ApiError(400, "invalid_json", "body: a string holds an unpaired UTF-16 surrogate") from exc
+    return body
 
 
 def telemetry_for(settings: ServerSettings, alert: Alert) -> TelemetrySpec:

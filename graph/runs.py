@@ -70,7 +70,7 @@ def derive_status(snapshot: Any) -> str:
     if snapshot.next:
         return "investigating"
     values = snapshot.values
-    if "notifications" not in values:
+    if values.get("brief") is None:  # `next` can be empty between a step's end and its checkpoint
         return "investigating"
     detection = values.get("detection")
     return "not_an_incident" if detection is not None and not detection.is_incident else "completed"
@@ -89,6 +89,8 @@ async def incident_view(pool: Any, snapshot: Any, row_status: str) -> IncidentVi
     """Status from the checkpoint, corrected by what the database knows that the checkpoint cannot yet:
     a decision taken at the gate whose resume is queued, and a run that failed."""
     status = derive_status(snapshot) if snapshot.values else row_status
+    if status != "awaiting_approval" and await incidents.has_active_run(pool, snapshot.values.get("incident_id")):
+        status = "investigating"  # a queued or running run is not finished, whatever the last checkpoint says
     gate = decision = None
     if snapshot.interrupts:
         decision = await incidents.gate_decision(pool, snapshot.values["incident_id"], snapshot.interrupts[0].id)
@@ -185,7 +187,11 @@ class IncidentRunner:
         started = last = time.perf_counter()
         await incidents.update_incident(self.db.pool, incident_id, "investigating")
         try:
-            async for chunk in self.graph.astream(graph_input, config, context=self.context, stream_mode="updates"):
+            # durability="sync": each step's checkpoint is written before the next step starts, so a crash
+            # re-runs at most the node in flight, never steps that already finished
+            async for chunk in self.graph.astream(
+                graph_input, config, context=self.context, stream_mode="updates", durability="sync"
+            ):
                 for node, update in chunk.items():
                     now = time.perf_counter()
                     if self.on_step is not None and node != "__interrupt__":

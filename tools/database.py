@@ -88,9 +88,14 @@ async def open_database(url: str | None = None, *, max_size: int = 10) -> AsyncI
     await pool.open(wait=True, timeout=30)
     try:
         saver = AsyncPostgresSaver(pool, serde=checkpoint_serializer())  # type: ignore[arg-type]
-        await saver.setup()
         async with pool.connection() as conn:
-            await apply_migrations(conn)
+            # replicas starting together: one sets up the checkpointer's tables and ours, the others wait
+            await conn.execute("SELECT pg_advisory_lock(%s)", (_MIGRATION_LOCK,))
+            try:
+                await saver.setup()
+                await apply_migrations(conn)
+            finally:
+                await conn.execute("SELECT pg_advisory_unlock(%s)", (_MIGRATION_LOCK,))
         yield Database(url=conninfo, pool=pool, checkpointer=saver)
     finally:
         await pool.close()

@@ -84,3 +84,15 @@ async def gate_decision(pool: AsyncConnectionPool, incident_id: str, interrupt_i
             (incident_id, interrupt_id),
         )
         return await cur.fetchone()
+
+
+async def has_active_run(pool: AsyncConnectionPool, incident_id: str | None) -> bool:
+    """True while a run of the incident is queued or running."""
+    if incident_id is None:
+        return False
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM runs WHERE incident_id = %s AND status IN ('queued', 'running')) AS busy",
+            (incident_id,),
+        )
+        return (await cur.fetchone())["busy"]

@@ -1,0 +1,221 @@
+"""Alert intake under a storm: sustained alerts/s and acknowledgement latency of POST /alerts on loopback.
+
+Usage (from the repository root):
+    python -m bench.intake [--alerts 10000] [--groups 50] [--concurrency 16,32,64] [--batch 1] [--workers-on]
+                           [--admin-url URL] [--json]
+
+For every configuration (batch size x concurrency, run workers off, and on with --workers-on) the bench creates a
+fresh database on the local PostgreSQL (admin URL from --admin-url, else $BENCH_POSTGRES_URL, else
+postgresql://postgres@127.0.0.1:5432/postgres), starts the real service as a subprocess on it, sends the storm as
+Alertmanager v4 webhooks over `concurrency` keep-alive connections, then checks that it holds exactly `groups`
+incidents and `alerts` stored alerts, stops the server and drops the database.
+
+Latency is per request, from writing it to reading the whole 202 (the acknowledgement the sender waits for).
+The load generator is a minimal HTTP/1.1 client on asyncio streams, so that the client is not what is measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import psycopg
+
+from sim.scenarios import SCENARIOS
+from tests.live_server import API_KEY, LiveServer, start_server
+
+DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+STARTS_AT = "2026-11-21T12:00:00Z"
+
+
+@dataclass(frozen=True)
+class Result:
+    """One configuration's figures."""
+
+    workers: str
+    batch: int
+    concurrency: int
+    requests: int
+    alerts: int
+    seconds: float
+    alerts_per_s: float
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+    server_cpu: float  # CPU seconds of the server process per wall second during the storm
+    incidents: int
+    stored_alerts: int
+    ok: bool
+
+
+def storm(alerts: int, groups: int, batch: int) -> list[bytes]:
+    """The request bodies: alert k belongs to group k % groups; `batch` alerts per Alertmanager webhook."""
+    items = [
+        {
+            "status": "firing",
+            "labels": {
+                "alertname": f"BenchAlert{k % groups}", "service": f"svc-{k % groups}", "severity": "critical",
+                "scenario": SCENARIOS[k % groups % len(SCENARIOS)], "seed": str(k % groups),
+            },
+            "annotations": {"summary": f"storm alert {k}"},
+            "startsAt": STARTS_AT,
+        }
+        for k in range(alerts)
+    ]
+    return [
+        json.dumps({"version": "4", "status": "firing", "receiver": "bench", "alerts": items[i:i + batch]}).encode()
+        for i in range(0, alerts, batch)
+    ]
+
+
+async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> int:
+    """Send one request on a keep-alive connection and read its whole response; the status code."""
+    writer.write(request)
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    length = next(int(line[15:]) for line in lines if line[:15].lower() == "content-length:")
+    await reader.readexactly(length)
+    return int(lines[0].split(" ", 2)[1])
+
+
+async def send_storm(url: str, bodies: list[bytes], concurrency: int) -> tuple[list[float], list[int], float]:
+    """POST every body to /alerts over `concurrency` connections: (latencies in s, status codes, wall seconds)."""
+    parts = urlsplit(url)
+    head = (
+        f"POST /alerts HTTP/1.1\r\nHost: {parts.netloc}\r\nAuthorization: Bearer {API_KEY}\r\n"
+        "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n"
+    )
+    requests = [head.format(len(body)).encode() + body for body in bodies]
+    pending = iter(range(len(requests)))
+    latencies, statuses = [0.0] * len(requests), [0] * len(requests)
+
+    async def connection() -> None:
+        reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+        try:
+            for i in pending:  # the one shared iterator hands each request to exactly one connection
+                started = time.perf_counter()
+                statuses[i] = await _exchange(reader, writer, requests[i])
+                latencies[i] = time.perf_counter() - started
+        finally:
+            writer.close()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(connection() for _ in range(concurrency)))
+    return latencies, statuses, time.perf_counter() - started
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The q-quantile (0..1) by the nearest-rank method."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@contextmanager
+def fresh_database(admin_url: str) -> Iterator[str]:
+    """A new database on the admin connection's server, dropped on exit."""
+    name = f"bench_intake_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield admin_url.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def stored(database_url: str) -> tuple[int, int]:
+    """(incidents, alerts) in the database."""
+    with psycopg.connect(database_url) as conn:
+        incidents = conn.execute("SELECT count(*) FROM incidents").fetchone()[0]
+        alerts = conn.execute("SELECT count(*) FROM alerts").fetchone()[0]
+    return incidents, alerts
+
+
+def run_one(
+    admin_url: str, workdir: Path, *, alerts: int, groups: int, batch: int, concurrency: int, workers_on: bool
+) -> Result:
+    """One storm against a fresh server and database."""
+    bodies = storm(alerts, groups, batch)
+    with fresh_database(admin_url) as database_url:
+        server: LiveServer = start_server(database_url, workdir, run_workers=workers_on, telemetry="sim")
+        try:
+            cpu_before = cpu_seconds(server.process.pid)
+            latencies, statuses, seconds = asyncio.run(send_storm(server.url, bodies, concurrency))
+            server_cpu = (cpu_seconds(server.process.pid) - cpu_before) / seconds
+            incidents, stored_alerts = stored(database_url)
+        finally:
+            server.stop()
+    ok = all(s == 202 for s in statuses) and incidents == groups and stored_alerts == alerts
+    if not ok:
+        print(f"FAILED: statuses {sorted(set(statuses))}, {incidents} incidents, {stored_alerts} alerts\n"
+              f"{server.log()[-2000:]}", file=sys.stderr)
+    return Result(
+        workers="on" if workers_on else "off", batch=batch, concurrency=concurrency, requests=len(bodies),
+        alerts=alerts, seconds=round(seconds, 3), alerts_per_s=round(alerts / seconds, 1),
+        p50_ms=round(percentile(latencies, 0.50) * 1000, 2), p99_ms=round(percentile(latencies, 0.99) * 1000, 2),
+        max_ms=round(max(latencies) * 1000, 2), server_cpu=round(server_cpu, 2), incidents=incidents,
+        stored_alerts=stored_alerts, ok=ok,
+    )
+
+
+def format_table(results: list[Result]) -> str:
+    """A fixed-width table of the results."""
+    header = (f"{'workers':>7} {'batch':>5} {'conc':>4} {'requests':>8} {'alerts/s':>9} {'p50 ms':>7} {'p99 ms':>7} "
+              f"{'max ms':>7} {'srv cpu':>7} {'incidents':>9} {'alerts':>6}  ok")
+    rows = [
+        f"{r.workers:>7} {r.batch:>5} {r.concurrency:>4} {r.requests:>8} {r.alerts_per_s:>9.0f} {r.p50_ms:>7.2f} "
+        f"{r.p99_ms:>7.2f} {r.max_ms:>7.1f} {r.server_cpu:>7.2f} {r.incidents:>9} {r.stored_alerts:>6}  "
+        f"{'yes' if r.ok else 'NO'}"
+        for r in results
+    ]
+    return "\n".join([header, *rows])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--alerts", type=int, default=10_000)
+    parser.add_argument("--groups", type=int, default=50)
+    parser.add_argument("--concurrency", default="16,32,64", help="comma-separated connection counts")
+    parser.add_argument("--batch", default="1", help="comma-separated alerts per request")
+    parser.add_argument("--workers-on", action="store_true", help="also run each storm with run workers on")
+    parser.add_argument("--admin-url", default=os.environ.get("BENCH_POSTGRES_URL", DEFAULT_ADMIN_URL))
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+
+    results = []
+    with tempfile.TemporaryDirectory(prefix="bench-intake-") as tmp:
+        os.environ["INCIDENT_COPILOT_HOME"] = tmp  # the server's sample repos and outputs stay in here
+        for workers_on in (False, True) if args.workers_on else (False,):
+            for batch in (int(b) for b in args.batch.split(",")):
+                for concurrency in (int(c) for c in args.concurrency.split(",")):
+                    results.append(run_one(
+                        args.admin_url, Path(tmp) / f"run-{len(results)}", alerts=args.alerts, groups=args.groups,
+                        batch=batch, concurrency=concurrency, workers_on=workers_on,
+                    ))
+                    if not args.json:
+                        print(format_table(results[-1:]).splitlines()[-1] if len(results) > 1
+                              else format_table(results), flush=True)
+    if args.json:
+        print(json.dumps([asdict(r) for r in results], indent=2))
+    return 0 if all(r.ok for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

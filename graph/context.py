@@ -31,6 +31,16 @@ class Context:
     """Where briefs are written."""
     notify_channels: tuple[str, ...] = ("file",)
     """Sinks the brief goes to."""
+    loki_url: str | None = None
+    """Loki base URL for live telemetry (LOKI_URL)."""
+    loki_auth: str | None = None
+    """Loki credentials: "user:password" (basic) or "Bearer <token>" (LOKI_AUTH)."""
+    prometheus_url: str | None = None
+    """Prometheus base URL for live telemetry (PROMETHEUS_URL)."""
+    prometheus_auth: str | None = None
+    """Prometheus credentials, same forms as loki_auth (PROMETHEUS_AUTH)."""
+    telemetry_config: str | None = None
+    """A TOML file overriding query names, labels and thresholds of the connectors (TELEMETRY_CONFIG)."""
     chat_models: dict[str, Any] = field(default_factory=dict)
     """Chat model instances by tier ("reasoning", "fast"); set by tests or embedding apps, never persisted."""
 
@@ -49,6 +59,9 @@ class Context:
             values["repo"] = env["INCIDENT_REPO"]
         if env.get("OUTPUT_DIR"):
             values["output_dir"] = env["OUTPUT_DIR"]
+        for name in ("loki_url", "loki_auth", "prometheus_url", "prometheus_auth", "telemetry_config"):
+            if env.get(name.upper()):
+                values[name] = env[name.upper()]
         if env.get("REQUIRE_APPROVAL"):
             values["require_approval"] = env["REQUIRE_APPROVAL"].lower() not in ("0", "false", "no", "off")
         known = {f.name for f in fields(cls)}

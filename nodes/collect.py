@@ -39,7 +39,7 @@ async def collect(state: IncidentState, runtime: Runtime[Context]) -> dict[str, 
     """Read the dependency graph of the window and choose the services in scope."""
     alert, window = state["alert"], state["window"]
     try:
-        edges = await open_source(state["telemetry"]).dependencies(window.baseline_start, window.end)
+        edges = await open_source(state["telemetry"], runtime.context).dependencies(window.baseline_start, window.end)
     except Exception as exc:  # no topology: investigate the alerted service alone
         edges = []
         error = error_record("collect", f"dependency graph unavailable: {exc}", source="topology")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from graph.context import Context
 from nodes.common import error_record
 from state import CollectTask, SourceEvidence
 from tools.telemetry import TelemetrySource, open_source
@@ -12,11 +13,11 @@ from tools.telemetry import TelemetrySource, open_source
 Reader = Callable[[TelemetrySource, CollectTask], Awaitable[SourceEvidence]]
 
 
-async def run_collector(task: CollectTask, read: Reader) -> dict[str, Any]:
+async def run_collector(task: CollectTask, context: Context, read: Reader) -> dict[str, Any]:
     """Run `read` for the task's source; a failure becomes status=error and an errors entry."""
     source = task["source"]
     try:
-        evidence = await read(open_source(task["telemetry"]), task)
+        evidence = await read(open_source(task["telemetry"], context), task)
     except Exception as exc:
         message = f"{source} unavailable: {type(exc).__name__}: {exc}"
         evidence = SourceEvidence(source=source, status="error", error=message[:500])

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from langgraph.runtime import Runtime
+
 from analysis.deploys import summarize_deploys
+from graph.context import Context
 from nodes.collectors import run_collector
 from state import CollectTask, SourceEvidence
 from tools.telemetry import TelemetrySource
@@ -18,6 +21,6 @@ async def _read(source: TelemetrySource, task: CollectTask) -> SourceEvidence:
     return SourceEvidence(source="deploys", status="ok", deploys=summary, queries=1)
 
 
-async def deploys(task: CollectTask) -> dict[str, Any]:
+async def deploys(task: CollectTask, runtime: Runtime[Context]) -> dict[str, Any]:
     """Collect deploys."""
-    return await run_collector(task, _read)
+    return await run_collector(task, runtime.context, _read)

@@ -63,7 +63,7 @@ async def detect(state: IncidentState, runtime: Runtime[Context]) -> dict[str, A
         repo = runtime.context.repo
         if repo is None:
             try:
-                repo = await open_source(state["telemetry"]).code_repository(detection.suspect_service)
+                repo = await open_source(state["telemetry"], runtime.context).code_repository(detection.suspect_service)
             except Exception as exc:
                 update.setdefault("errors", []).append(error_record("detect", f"code repository lookup: {exc}"))
         detection = detection.model_copy(update={"repo": repo})

@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from langgraph.runtime import Runtime
+
 from analysis.metrics import summarize_metrics
+from graph.context import Context
 from nodes.collectors import run_collector
 from state import CollectTask, SourceEvidence
 from tools.telemetry import TelemetrySource
@@ -21,6 +24,6 @@ async def _read(source: TelemetrySource, task: CollectTask) -> SourceEvidence:
     return SourceEvidence(source="metrics", status=status, metrics=summary, queries=len(series))
 
 
-async def metrics(task: CollectTask) -> dict[str, Any]:
+async def metrics(task: CollectTask, runtime: Runtime[Context]) -> dict[str, Any]:
     """Collect and summarize metrics."""
-    return await run_collector(task, _read)
+    return await run_collector(task, runtime.context, _read)

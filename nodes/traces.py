@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from langgraph.runtime import Runtime
+
 from analysis.traces import summarize_traces
+from graph.context import Context
 from nodes.collectors import run_collector
 from state import CollectTask, SourceEvidence
 from tools.telemetry import TelemetrySource
@@ -19,6 +22,6 @@ async def _read(source: TelemetrySource, task: CollectTask) -> SourceEvidence:
     return SourceEvidence(source="traces", status=status, traces=summary, queries=1)
 
 
-async def traces(task: CollectTask) -> dict[str, Any]:
+async def traces(task: CollectTask, runtime: Runtime[Context]) -> dict[str, Any]:
     """Collect and summarize traces."""
-    return await run_collector(task, _read)
+    return await run_collector(task, runtime.context, _read)

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from analysis.records import LogRecord, MetricSeries, Span
 from state import DeployEvent, TelemetrySpec
+
+if TYPE_CHECKING:
+    from graph.context import Context
 
 
 class TelemetrySource(Protocol):
@@ -33,9 +36,13 @@ class TelemetrySource(Protocol):
         """Deploys and config changes of the services in the window."""
         ...
 
+    async def code_repository(self, service: str) -> str | None:
+        """A local git repository holding the service's code, when the backend knows one."""
+        ...
 
-def open_source(spec: TelemetrySpec) -> TelemetrySource:
-    """The backend a run's telemetry spec names."""
+
+def open_source(spec: TelemetrySpec, context: Context) -> TelemetrySource:
+    """The backend a run's telemetry spec names; live backends take their URLs and credentials from the context."""
     if spec.kind == "sim":
         from sim.source import SimTelemetry
 

@@ -355,6 +355,10 @@ def build_parser() -> argparse.ArgumentParser:
     db = sub.add_parser("db", help="database maintenance")
     db.add_argument("action", choices=["migrate"])
     db.set_defaults(func=cmd_db)
+
+    from sim.cli_commands import add_sim_commands
+
+    add_sim_commands(sub)
     return parser
 
 

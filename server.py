@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import hmac
 import json
 import logging
@@ -516,6 +517,9 @@ def create_app(settings: ServerSettings | None = None, context: Context | None =
             app.state.views = DashboardViews()
             if settings.run_workers:
                 await workers.start()
+            # Start-up's objects (modules, the compiled graph: ~150k) live as long as the process; frozen, the
+            # collector's full passes skip them instead of pausing every request for ~100 ms each time.
+            gc.freeze()
             try:
                 yield
             finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from dataclasses import dataclass, field
@@ -39,9 +40,10 @@ _PLAIN = re.compile(
 _PY_FRAME = re.compile(r'^\s*File "(?P<file>[^"]+)", line (?P<line>\d+)(?:, in (?P<func>[^\s]+))?')
 _JAVA_FRAME = re.compile(r"^\s*at (?P<func>[\w$.<>/]+)\((?P<file>[^:)]+)(?::(?P<line>\d+))?\)")
 _EXCEPTION_LINE = re.compile(r"^(?:[\w.$]+(?:Error|Exception|Exit|Interrupt|Warning)|[\w.$]+\.[A-Z]\w+)(?::\s.*)?$")
+_LEVEL_WORD = re.compile(r"\b([A-Za-z]{4,8})\b[:\]]")
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, frozen=True)
 class Frame:
     """One stack frame: file, line and function as the trace names them."""
 
@@ -71,14 +73,15 @@ def normalize_level(raw: str | None) -> str | None:
 def parse_line(line: str) -> ParsedLog:
     """Parse a log entry; a multi-line entry keeps its first line as message and its trace as frames."""
     head, _, tail = line.partition("\n")
-    parsed = _parse_json(line) or _parse_json(head) or _parse_logfmt(head) or _parse_plain(head)
+    parsed = _parse_json(line) or (_parse_json(head) if tail else None) or _parse_logfmt(head) or _parse_plain(head)
     trace_text = tail
     for key in _TRACE_KEYS:
         if key in parsed.fields and "\n" in parsed.fields[key]:
             trace_text = parsed.fields.pop(key) + ("\n" + tail if tail else "")
             break
     if trace_text:
-        parsed.frames, parsed.exception = _parse_trace(trace_text)
+        frames, parsed.exception = _parse_trace(trace_text)
+        parsed.frames = list(frames)
     if parsed.exception and parsed.exception not in parsed.message:
         parsed.message = f"{parsed.message} | {parsed.exception}" if parsed.message else parsed.exception
     if parsed.level == "":
@@ -86,7 +89,23 @@ def parse_line(line: str) -> ParsedLog:
     return parsed
 
 
-def _parse_json(text: str) -> ParsedLog | None:
+def parse_json_entry(line: str) -> tuple[str, str] | None:
+    """(level, message) of a one-line JSON entry without a stack trace, as parse_line gives them, in less time.
+
+    None for any other entry: parse it with parse_line.
+    """
+    obj = _json_object(line) if "\n" not in line else None
+    if obj is None:
+        return None
+    # Only an escape makes a newline inside a JSON string, and a newline in a trace field makes a trace.
+    if "\\" in line and any(isinstance(obj.get(key), str) and "\n" in obj[key] for key in _TRACE_KEYS):
+        return None
+    _, level_key, message_key = _keys(obj)
+    level = normalize_level(_text(obj[level_key])) if level_key else None
+    return level or "info", _text(obj[message_key]).strip() if message_key else ""
+
+
+def _json_object(text: str) -> dict | None:
     text = text.strip()
     if not text.startswith("{"):
         return None
@@ -94,13 +113,23 @@ def _parse_json(text: str) -> ParsedLog | None:
         obj = json.loads(text)
     except ValueError:
         return None
-    if not isinstance(obj, dict):
+    return obj if isinstance(obj, dict) else None
+
+
+def _text(value: object) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _parse_json(text: str) -> ParsedLog | None:
+    obj = _json_object(text)
+    if obj is None:
         return None
-    fields = {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in obj.items()}
-    return _from_fields(fields)
+    return _from_fields({str(k): _text(v) for k, v in obj.items()})
 
 
 def _parse_logfmt(text: str) -> ParsedLog | None:
+    if "=" not in text:
+        return None
     pairs = _LOGFMT_PAIR.findall(text)
     keys = {k.lower() for k, _ in pairs}
     if not keys.intersection(_LEVEL_KEYS + _MESSAGE_KEYS):
@@ -109,10 +138,17 @@ def _parse_logfmt(text: str) -> ParsedLog | None:
     return _from_fields(fields)
 
 
-def _from_fields(fields: dict[str, str]) -> ParsedLog:
-    lower = {k.lower(): k for k in fields}
-    level = next((fields[lower[k]] for k in _LEVEL_KEYS if k in lower), None)
+def _keys(names: dict) -> tuple[dict[str, str], str | None, str | None]:
+    """Lower-cased name -> name, and the names holding the level and the message."""
+    lower = {k.lower(): k for k in names}
+    level_key = next((lower[k] for k in _LEVEL_KEYS if k in lower), None)
     message_key = next((lower[k] for k in _MESSAGE_KEYS if k in lower), None)
+    return lower, level_key, message_key
+
+
+def _from_fields(fields: dict[str, str]) -> ParsedLog:
+    lower, level_key, message_key = _keys(fields)
+    level = fields[level_key] if level_key else None
     message = fields.pop(message_key) if message_key else ""
     for key in _LEVEL_KEYS + _TS_KEYS:
         if key in lower:
@@ -133,7 +169,7 @@ def _parse_plain(text: str) -> ParsedLog:
 
 def _level_in_text(text: str) -> str | None:
     # Plain lines like "app: error: disk full" carry the level later in the line.
-    for word in re.findall(r"\b([A-Za-z]{4,8})\b[:\]]", text[:60]):
+    for word in _LEVEL_WORD.findall(text[:60]):
         level = normalize_level(word)
         if level:
             return level
@@ -146,8 +182,12 @@ def _unquote(value: str) -> str:
     return value
 
 
-def _parse_trace(text: str) -> tuple[list[Frame], str | None]:
-    """Frames innermost first, and the exception line (Python: last line; Java: first line)."""
+@functools.lru_cache(maxsize=1024)
+def _parse_trace(text: str) -> tuple[tuple[Frame, ...], str | None]:
+    """Frames innermost first, and the exception line (Python: last line; Java: first line).
+
+    Cached: a failing code path logs the same trace over and over.
+    """
     python_frames: list[Frame] = []
     java_frames: list[Frame] = []
     exception = None
@@ -166,4 +206,4 @@ def _parse_trace(text: str) -> tuple[list[Frame], str | None]:
         elif _EXCEPTION_LINE.match(line) and (python_frames or exception is None):
             exception = line
     python_frames.reverse()
-    return python_frames + java_frames, exception
+    return tuple(python_frames + java_frames), exception

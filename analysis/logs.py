@@ -8,9 +8,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from analysis.logparse import parse_line
+from analysis.logparse import ParsedLog, parse_json_entry, parse_line
 from analysis.records import LogRecord
-from analysis.templates import TemplateMiner
+from analysis.templates import LRU, TemplateMiner, masks_alike, shape_key
 from state import LogEvidence, LogTemplate, ServiceLogStats, StackFrame, Window
 from tools.redact import redact
 
@@ -20,6 +20,7 @@ TEMPLATE_CHARS = 120
 MAX_FRAMES = 12
 BUCKETS = 30
 SPIKE_RATIO = 3.0
+PRUNE_AT = 20_000  # (service, template) counters kept before dropping those of templates the miner forgot
 
 
 @dataclass(slots=True)
@@ -44,69 +45,129 @@ class _Service:
     bucket_first: list[float | None] = field(default_factory=lambda: [None] * BUCKETS)
 
 
-def summarize_logs(records: Iterable[LogRecord], window: Window, *, max_templates: int = 40) -> LogEvidence:
-    """Summarise log entries of the baseline and incident windows in one streaming pass."""
-    base_start, start, end = (_ts(window.baseline_start), _ts(window.start), _ts(window.end))
-    bucket_len = max((end - start) / BUCKETS, 1e-9)
-    miner = TemplateMiner()
-    templates: dict[tuple[str, str], _Template] = {}
-    services: dict[str, _Service] = {}
-    frames: Counter[tuple[str, str, int | None, str | None]] = Counter()
-    lines = size = 0
-    for record in records:
-        lines += 1
-        size += len(record.line)
-        if not base_start <= record.ts <= end:
-            continue
-        parsed = parse_line(record.line)
-        template_id, _ = miner.add(parsed.message)
-        incident = record.ts >= start
-        acc = templates.get((record.service, template_id))
+class LogSummarizer:
+    """Summarises the log entries of a window as they stream in: memory grows with templates, not lines.
+
+    Feed entries with `add` / `add_many` (any order of calls, entries in time order as sources give them), then
+    `finish` for the evidence. The result is the same however the entries are split into calls.
+    """
+
+    def __init__(self, window: Window, *, max_templates: int = 40) -> None:
+        self._base_start, self._start, self._end = (_ts(window.baseline_start), _ts(window.start), _ts(window.end))
+        self._bucket_len = max((self._end - self._start) / BUCKETS, 1e-9)
+        self._max_templates = max_templates
+        self._miner = TemplateMiner()
+        # (level, masked message) by shape key of a one-line entry: entries of one shape parse and mask alike.
+        self._shapes = LRU()
+        self._templates: dict[tuple[str, str], _Template] = {}
+        self._prune_at = PRUNE_AT
+        self._services: dict[str, _Service] = {}
+        self._frames: Counter[tuple[str, str, int | None, str | None]] = Counter()
+        self._lines = self._size = 0
+
+    def add_many(self, records: Iterable[LogRecord]) -> None:
+        """Add entries in time order."""
+        for record in records:
+            self.add(record)
+
+    def add(self, record: LogRecord) -> None:
+        """Add one entry; entries outside the baseline and incident windows only count as read."""
+        line = record.line
+        self._lines += 1
+        self._size += len(line)
+        ts = record.ts
+        if not self._base_start <= ts <= self._end:
+            return
+        level, template_id, parsed = self._mine(line)
+        service = record.service
+        acc = self._templates.get((service, template_id))
         if acc is None:
-            acc = templates[(record.service, template_id)] = _Template(record.service, parsed.level)
-        elif LEVEL_RANK[parsed.level] > LEVEL_RANK[acc.level]:
-            acc.level = parsed.level
-        svc = services.setdefault(record.service, _Service())
-        is_error = parsed.level == "error"
+            acc = self._templates[(service, template_id)] = _Template(service, level)
+            if len(self._templates) > self._prune_at:
+                self._prune()
+        elif LEVEL_RANK[level] > LEVEL_RANK[acc.level]:
+            acc.level = level
+        svc = self._services.get(service)
+        if svc is None:
+            svc = self._services[service] = _Service()
+        is_error = level == "error"
         if acc.first_ts is None:
-            acc.first_ts = record.ts
-        if not incident:
+            acc.first_ts = ts
+        if ts < self._start:
             acc.baseline += 1
             svc.baseline_lines += 1
             svc.baseline_errors += is_error
             if not acc.sample:
-                acc.sample = _sample(parsed.message, parsed.fields)
-            continue
+                acc.sample = _sample(parsed or parse_line(line))
+            return
         if acc.incident == 0:
-            acc.sample = _sample(parsed.message, parsed.fields)
+            acc.sample = _sample(parsed or parse_line(line))
         acc.incident += 1
         svc.incident_lines += 1
-        bucket = min(int((record.ts - start) / bucket_len), BUCKETS - 1)
-        _bump(acc.buckets, acc.bucket_first, bucket, record.ts)
+        bucket = min(int((ts - self._start) / self._bucket_len), BUCKETS - 1)
+        _bump(acc.buckets, acc.bucket_first, bucket, ts)
         if is_error:
             svc.incident_errors += 1
-            _bump(svc.buckets, svc.bucket_first, bucket, record.ts)
-            for frame in parsed.frames:
-                frames[(record.service, frame.file, frame.line, frame.function)] += 1
+            _bump(svc.buckets, svc.bucket_first, bucket, ts)
+            if parsed is not None:
+                for frame in parsed.frames:
+                    self._frames[(service, frame.file, frame.line, frame.function)] += 1
 
-    base_min = max((start - base_start) / 60, 1e-9)
-    inc_min = max((end - start) / 60, 1e-9)
-    texts = miner.templates()
-    summarised = [
-        _summarise(template_id, acc, texts.get(template_id, ""), base_min, inc_min)
-        for (_, template_id), acc in templates.items()
-    ]
-    notable = sorted((t for t in summarised if t.kind != "steady"), key=_priority)
-    return LogEvidence(
-        services={name: _service_stats(svc, base_min, inc_min) for name, svc in sorted(services.items())},
-        templates=notable[:max_templates],
-        stack_frames=[
-            StackFrame(service=svc, file=file, line=line, function=func, count=count)
-            for (svc, file, line, func), count in frames.most_common(MAX_FRAMES)
-        ],
-        lines_read=lines,
-        bytes_read=size,
-    )
+    def finish(self) -> LogEvidence:
+        """The evidence of the entries added so far."""
+        base_min = max((self._start - self._base_start) / 60, 1e-9)
+        inc_min = max((self._end - self._start) / 60, 1e-9)
+        texts = self._miner.templates()
+        summarised = [
+            _summarise(template_id, acc, texts.get(template_id, ""), base_min, inc_min)
+            for (_, template_id), acc in self._templates.items()
+        ]
+        notable = sorted((t for t in summarised if t.kind != "steady"), key=_priority)
+        return LogEvidence(
+            services={name: _service_stats(svc, base_min, inc_min) for name, svc in sorted(self._services.items())},
+            templates=notable[: self._max_templates],
+            stack_frames=[
+                StackFrame(service=svc, file=file, line=line, function=func, count=count)
+                for (svc, file, line, func), count in self._frames.most_common(MAX_FRAMES)
+            ],
+            lines_read=self._lines,
+            bytes_read=self._size,
+        )
+
+    def _mine(self, line: str) -> tuple[str, str, ParsedLog | None]:
+        """Level and template id of an entry, and its parse unless a known shape made parsing unneeded.
+
+        Only one-line entries without escapes or JSON are keyed by shape: those parse alike digit for digit
+        (no stack trace can hide in them, and JSON's number syntax depends on the digits).
+        """
+        first = line[:1]
+        key = None
+        if first == "{" and (entry := parse_json_entry(line)) is not None:
+            return entry[0], self._miner.add(entry[1])[0], None
+        if first != "{" and not first.isspace() and "\n" not in line and "\\" not in line:
+            key = shape_key(line)
+            if key is not None:
+                known = self._shapes.get(key)
+                if known is not None:
+                    return known[0], self._miner.add_masked(known[1])[0], None
+        parsed = parse_line(line)
+        masked = self._miner.mask(parsed.message)
+        if key is not None and masks_alike(masked):
+            self._shapes.put(key, (parsed.level, masked))
+        return parsed.level, self._miner.add_masked(masked)[0], parsed
+
+    def _prune(self) -> None:
+        """Forget templates the miner has dropped (past its own bound), so memory stays bounded by templates."""
+        live = self._miner.templates()
+        self._templates = {key: acc for key, acc in self._templates.items() if key[1] in live}
+        self._prune_at = max(PRUNE_AT, 2 * len(self._templates))
+
+
+def summarize_logs(records: Iterable[LogRecord], window: Window, *, max_templates: int = 40) -> LogEvidence:
+    """Summarise log entries of the baseline and incident windows in one streaming pass."""
+    summarizer = LogSummarizer(window, max_templates=max_templates)
+    summarizer.add_many(records)
+    return summarizer.finish()
 
 
 def _ts(value: datetime) -> float:
@@ -123,9 +184,10 @@ def _bump(buckets: list[int], first: list[float | None], index: int, ts: float) 
         first[index] = ts
 
 
-def _sample(message: str, fields: dict[str, str]) -> str:
+def _sample(parsed: ParsedLog) -> str:
     """The parsed message (exception included) and its fields, without the timestamp prefix, redacted."""
-    text = redact(" ".join([message, *(f"{k}={v}" for k, v in fields.items() if "\n" not in v)]))
+    fields = (f"{k}={v}" for k, v in parsed.fields.items() if "\n" not in v)
+    text = redact(" ".join([parsed.message, *fields]))
     return text if len(text) <= SAMPLE_CHARS else text[: SAMPLE_CHARS - 3] + "..."
 
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import re
+from collections import OrderedDict
+from collections.abc import Hashable, Sequence
+from typing import Any
 
 from drain3 import TemplateMiner as _Drain3Miner
 from drain3.masking import MaskingInstruction
@@ -43,6 +46,52 @@ DEFAULT_MASKS: tuple[tuple[str, str, str], ...] = (
 )
 
 MAX_MESSAGE_CHARS = 2048
+CACHE_SIZE = 4096
+
+_ZERO_DIGITS = bytes.maketrans(b"123456789", b"000000000")
+_DIGIT = re.compile(r"[0-9]")
+_HEX_NUMBER = re.compile(rb"(?<![0-9A-Za-z])0[xX][0-9a-fA-F]+(?![0-9A-Za-z])")
+
+
+def shape_key(text: str) -> bytes | None:
+    """The shape of a text: its ASCII digits turned into 0 and its 0x numbers into a run of 0xFF bytes.
+
+    The default masks tell no digit from another, nor one 0x number from another (none but the 0x mask can
+    take part of one), so texts of one shape mask alike, up to digits the masks keep (see `masks_alike`).
+    None when a digit stands before "x" or "X" elsewhere: there "0x" and "1x" would mask differently.
+    0xFF never occurs in UTF-8, so no text has the run of another's 0x number.
+    """
+    raw = text.encode("utf-8", "surrogatepass")
+    if b"0x" in raw or b"0X" in raw:
+        raw = _HEX_NUMBER.sub(lambda m: b"\xff" * len(m[0]), raw)
+    key = raw.translate(_ZERO_DIGITS)
+    return None if b"0x" in key or b"0X" in key else key
+
+
+def masks_alike(masked: str) -> bool:
+    """Whether every text of the masked text's shape masks to it: true when masking kept no digit."""
+    return not _DIGIT.search(masked)
+
+
+class LRU:
+    """A mapping bounded to `size` entries that forgets the least recently used one first."""
+
+    def __init__(self, size: int = CACHE_SIZE) -> None:
+        self._size = size
+        self._items: OrderedDict[Hashable, Any] = OrderedDict()
+
+    def get(self, key: Hashable) -> Any:
+        """The value stored for `key`, or None."""
+        value = self._items.get(key)
+        if value is not None:
+            self._items.move_to_end(key)
+        return value
+
+    def put(self, key: Hashable, value: Any) -> None:
+        """Store a value (not None), dropping the least recently used entry when full."""
+        self._items[key] = value
+        if len(self._items) > self._size:
+            self._items.popitem(last=False)
 
 
 def _headline(message: str) -> str:
@@ -96,15 +145,47 @@ class TemplateMiner:
         config.drain_max_clusters = max_templates
         config.masking_instructions = [_Mask(regex, name, needle) for regex, name, needle in masks]
         self._miner = _Drain3Miner(persistence_handler=None, config=config)
+        # Masked text by shape key (the default masks mask texts of one shape to one text when it keeps no
+        # digit; the caller's own masks may not, and turn shapes off), else by the text itself.
+        self._shapes = not extra_masks
+        self._masked = LRU()
+        # Drain's answer by masked text, valid while its tree and templates stay as they were (same version).
+        self._matched = LRU()
+        self._version = 0
 
     def mask(self, message: str) -> str:
         """The message with its variable values replaced by <NAME> tokens, as the miner sees it."""
-        return self._miner.masker.mask(_headline(message))
+        headline = _headline(message)
+        key = shape_key(headline) if self._shapes else None
+        masked = self._masked.get(key) if key is not None else None
+        if masked is None:
+            masked = self._masked.get(headline)
+        if masked is None:
+            masked = self._miner.masker.mask(headline)
+            self._masked.put(key if key is not None and masks_alike(masked) else headline, masked)
+        return masked
 
     def add(self, message: str) -> tuple[str, str]:
         """Mine one message; returns (template id, the template's current text)."""
-        result = self._miner.add_log_message(_headline(message))
-        return f"T{result['cluster_id']}", result["template_mined"]
+        return self.add_masked(self.mask(message))
+
+    def add_masked(self, masked: str) -> tuple[str, str]:
+        """Mine a message already masked by `mask`; returns (template id, the template's current text)."""
+        drain = self._miner.drain
+        hit = self._matched.get(masked)
+        if hit is not None and hit[0] == self._version:
+            _, cluster, template_id, text = hit
+            # What Drain does on a match that changes nothing: count it and mark the template recently used.
+            cluster.size += 1
+            drain.id_to_cluster.__getitem__(cluster.cluster_id)
+            return template_id, text
+        cluster, change = drain.add_log_message(masked)
+        template_id, text = f"T{cluster.cluster_id}", cluster.get_template()
+        if change == "none":
+            self._matched.put(masked, (self._version, cluster, template_id, text))
+        else:
+            self._version += 1
+        return template_id, text
 
     def template(self, template_id: str) -> str:
         """Current text of a template (it generalises as messages arrive); KeyError if unknown or dropped."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import sys
@@ -31,6 +32,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import psycopg
+from psycopg.conninfo import make_conninfo
 
 from sim.scenarios import SCENARIOS
 from tests.live_server import API_KEY, LiveServer, start_server
@@ -54,28 +56,33 @@ class Result:
     p99_ms: float
     max_ms: float
     server_cpu: float  # CPU seconds of the server process per wall second during the storm
+    server_ms_per_alert: float  # server CPU milliseconds per alert
+    machine_cpu: float  # busy cores of the whole machine (all processes) during the storm, of os.cpu_count()
     incidents: int
     stored_alerts: int
     ok: bool
 
 
 def storm(alerts: int, groups: int, batch: int) -> list[bytes]:
-    """The request bodies: alert k belongs to group k % groups; `batch` alerts per Alertmanager webhook."""
-    items = [
-        {
+    """The request bodies: alert k belongs to group k % groups; each Alertmanager webhook carries up to `batch`
+    alerts of one group (Alertmanager sends one per alert group), and the groups take turns."""
+    per_group: list[list[dict]] = [[] for _ in range(groups)]
+    for k in range(alerts):
+        g = k % groups
+        per_group[g].append({
             "status": "firing",
             "labels": {
-                "alertname": f"BenchAlert{k % groups}", "service": f"svc-{k % groups}", "severity": "critical",
-                "scenario": SCENARIOS[k % groups % len(SCENARIOS)], "seed": str(k % groups),
+                "alertname": f"BenchAlert{g}", "service": f"svc-{g}", "severity": "critical",
+                "scenario": SCENARIOS[g % len(SCENARIOS)], "seed": str(g),
             },
             "annotations": {"summary": f"storm alert {k}"},
             "startsAt": STARTS_AT,
-        }
-        for k in range(alerts)
-    ]
+        })
+    chunks = [[items[i:i + batch] for i in range(0, len(items), batch)] for items in per_group]
+    turns = [chunk for turn in itertools.zip_longest(*chunks) for chunk in turn if chunk]
     return [
-        json.dumps({"version": "4", "status": "firing", "receiver": "bench", "alerts": items[i:i + batch]}).encode()
-        for i in range(0, alerts, batch)
+        json.dumps({"version": "4", "status": "firing", "receiver": "bench", "alerts": chunk}).encode()
+        for chunk in turns
     ]
 
 
@@ -127,6 +134,12 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def busy_seconds() -> float:
+    """CPU seconds all cores of the machine spent busy so far (Linux /proc): shows other load on the machine."""
+    ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # less idle and iowait
+
+
 @contextmanager
 def fresh_database(admin_url: str) -> Iterator[str]:
     """A new database on the admin connection's server, dropped on exit."""
@@ -134,7 +147,7 @@ def fresh_database(admin_url: str) -> Iterator[str]:
     with psycopg.connect(admin_url, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
     try:
-        yield admin_url.rsplit("/", 1)[0] + f"/{name}"
+        yield make_conninfo(admin_url, dbname=name)
     finally:
         with psycopg.connect(admin_url, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -156,9 +169,10 @@ def run_one(
     with fresh_database(admin_url) as database_url:
         server: LiveServer = start_server(database_url, workdir, run_workers=workers_on, telemetry="sim")
         try:
-            cpu_before = cpu_seconds(server.process.pid)
+            cpu_before, busy_before = cpu_seconds(server.process.pid), busy_seconds()
             latencies, statuses, seconds = asyncio.run(send_storm(server.url, bodies, concurrency))
-            server_cpu = (cpu_seconds(server.process.pid) - cpu_before) / seconds
+            server_cpu = cpu_seconds(server.process.pid) - cpu_before
+            machine_cpu = (busy_seconds() - busy_before) / seconds
             incidents, stored_alerts = stored(database_url)
         finally:
             server.stop()
@@ -170,19 +184,21 @@ def run_one(
         workers="on" if workers_on else "off", batch=batch, concurrency=concurrency, requests=len(bodies),
         alerts=alerts, seconds=round(seconds, 3), alerts_per_s=round(alerts / seconds, 1),
         p50_ms=round(percentile(latencies, 0.50) * 1000, 2), p99_ms=round(percentile(latencies, 0.99) * 1000, 2),
-        max_ms=round(max(latencies) * 1000, 2), server_cpu=round(server_cpu, 2), incidents=incidents,
-        stored_alerts=stored_alerts, ok=ok,
+        max_ms=round(max(latencies) * 1000, 2), server_cpu=round(server_cpu / seconds, 2),
+        server_ms_per_alert=round(server_cpu / alerts * 1000, 3), machine_cpu=round(machine_cpu, 2),
+        incidents=incidents, stored_alerts=stored_alerts, ok=ok,
     )
 
 
 def format_table(results: list[Result]) -> str:
     """A fixed-width table of the results."""
     header = (f"{'workers':>7} {'batch':>5} {'conc':>4} {'requests':>8} {'alerts/s':>9} {'p50 ms':>7} {'p99 ms':>7} "
-              f"{'max ms':>7} {'srv cpu':>7} {'incidents':>9} {'alerts':>6}  ok")
+              f"{'max ms':>7} {'srv cores':>9} {'srv ms/alert':>12} {'busy cores':>10} {'incidents':>9} {'alerts':>6}"
+              "  ok")
     rows = [
         f"{r.workers:>7} {r.batch:>5} {r.concurrency:>4} {r.requests:>8} {r.alerts_per_s:>9.0f} {r.p50_ms:>7.2f} "
-        f"{r.p99_ms:>7.2f} {r.max_ms:>7.1f} {r.server_cpu:>7.2f} {r.incidents:>9} {r.stored_alerts:>6}  "
-        f"{'yes' if r.ok else 'NO'}"
+        f"{r.p99_ms:>7.2f} {r.max_ms:>7.1f} {r.server_cpu:>9.2f} {r.server_ms_per_alert:>12.3f} {r.machine_cpu:>10.2f} "
+        f"{r.incidents:>9} {r.stored_alerts:>6}  {'yes' if r.ok else 'NO'}"
         for r in results
     ]
     return "\n".join([header, *rows])

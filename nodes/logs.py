@@ -7,17 +7,27 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
-from analysis.logs import summarize_logs
+from analysis.logs import LogSummarizer
+from analysis.records import LogRecord
 from graph.context import Context
 from nodes.collectors import run_collector
 from state import CollectTask, SourceEvidence
 from tools.telemetry import TelemetrySource
 
+CHUNK = 5000  # records summarised per worker-thread call: memory holds one chunk, the event loop stays free
+
 
 async def _read(source: TelemetrySource, task: CollectTask) -> SourceEvidence:
     window = task["window"]
-    records = [r async for r in source.logs(task["services"], window.baseline_start, window.end)]
-    summary = await asyncio.to_thread(summarize_logs, records, window)
+    summarizer = LogSummarizer(window)
+    chunk: list[LogRecord] = []
+    async for record in source.logs(task["services"], window.baseline_start, window.end):
+        chunk.append(record)
+        if len(chunk) >= CHUNK:
+            await asyncio.to_thread(summarizer.add_many, chunk)
+            chunk = []
+    await asyncio.to_thread(summarizer.add_many, chunk)
+    summary = summarizer.finish()
     status = "ok" if summary.lines_read else "no_data"
     return SourceEvidence(source="logs", status=status, logs=summary, queries=len(task["services"]))
 

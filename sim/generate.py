@@ -12,7 +12,7 @@ import functools
 import json
 import math
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from analysis.records import LogRecord, MetricSeries, Span
@@ -39,6 +39,7 @@ class SimData:
     metrics: list[MetricSeries]
     spans: list[Span]
     deploys: list[DeployEvent]
+    versions: dict[str, str] = field(default_factory=dict)  # code version of each service at the data start
 
 
 @dataclass(frozen=True)
@@ -725,7 +726,7 @@ class _Model:
         )
 
     def fault_false_alarm(self, alerted: str, mag: float) -> None:
-        last = self.n - 1 - self.rng.randint(1, 8)
+        last = self.index(self.sc.alert.starts_at) - self.rng.randint(1, 8)
         for i in range(last - self.sc.blip_steps + 1, last + 1):
             if self.sc.alert_signal == "error_ratio":
                 self.own_err[alerted][i] += 0.02 * mag
@@ -1096,12 +1097,14 @@ def failure_message(caller: str, peer: str, kind: str | None, rng: random.Random
     return f"upstream {peer} returned 502 Bad Gateway"
 
 
-def generate(scenario: Scenario) -> SimData:
-    """All telemetry of a scenario, deterministic for (name, seed, end)."""
+def generate(scenario: Scenario, *, fault: bool = True) -> SimData:
+    """All telemetry of a scenario, deterministic for (name, seed, end); without `fault`, only its baseline
+    (the same fleet and noise, no fault)."""
     model = _Model(scenario)
-    if scenario.root_service is not None:
+    versions = dict(model.version)
+    if fault and scenario.root_service is not None:
         getattr(model, f"fault_{scenario.name}")(scenario.root_service, scenario.magnitude)
-    else:
+    elif fault:
         model.fault_false_alarm(scenario.alerted_service, scenario.magnitude)
     model.add_noise()
     model.propagate()
@@ -1109,4 +1112,7 @@ def generate(scenario: Scenario) -> SimData:
     logs = model.logs()
     spans = model.spans()
     deploys = sorted(model.deploys, key=lambda d: d.at)
-    return SimData(scenario=scenario, logs=logs, metrics=metrics, spans=spans, deploys=deploys)
+    for deploy in reversed(deploys):
+        if deploy.kind == "code":
+            versions[deploy.service] = deploy.previous_version or versions[deploy.service]
+    return SimData(scenario=scenario, logs=logs, metrics=metrics, spans=spans, deploys=deploys, versions=versions)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,42 +25,55 @@ class Accepted:
     fingerprint: str
 
 
-async def store_payload(conn: AsyncConnection, path: str, fmt: str | None, body: Any) -> int:
-    """Keep the request body as it arrived; returns its id."""
-    cur = await conn.execute(
-        "INSERT INTO alert_payloads (path, format, body) VALUES (%s, %s, %s) RETURNING id", (path, fmt, Jsonb(body))
-    )
-    return (await cur.fetchone())["id"]
+# Every alert is one statement, which stores the payload too when it is the request's first: a one-alert webhook
+# (the usual case) is a single round trip and a single-statement transaction.
+_NEW_PAYLOAD = """WITH payload AS (
+    INSERT INTO alert_payloads (path, format, body) VALUES (%(path)s, %(format)s, %(body)s) RETURNING id
+)"""
+_STORED_PAYLOAD = "WITH payload AS (SELECT %(payload_id)s::bigint AS id)"
+
+# Open a new incident for the alert group (and queue its run), or attach to the open one; store the alert.
+_FIRING = """, incident AS (
+    INSERT INTO incidents (id, fingerprint, dedup_key, service, alertname, source, status, alert, telemetry)
+    VALUES (%(new_id)s, %(fingerprint)s, %(fingerprint)s, %(service)s, %(alertname)s, %(source)s, 'queued',
+            %(alert)s, %(telemetry)s)
+    ON CONFLICT (dedup_key) WHERE resolved_at IS NULL AND dedup_key IS NOT NULL
+    DO UPDATE SET alert_count = incidents.alert_count + 1, last_alert_at = now()
+    RETURNING id, status, (xmax = 0) AS inserted
+), run AS (
+    INSERT INTO runs (incident_id, kind) SELECT id, 'start' FROM incident WHERE inserted
+), stored AS (
+    INSERT INTO alerts (payload_id, incident_id, fingerprint, status, deduplicated, alert)
+    SELECT payload.id, incident.id, %(fingerprint)s, 'firing', NOT incident.inserted, %(alert)s FROM payload, incident
+)
+SELECT payload.id AS payload_id, incident.id, incident.status, NOT incident.inserted AS deduplicated
+FROM payload, incident"""
+
+# Mark the open incident of the alert group resolved by its source, if there is one; store the alert.
+_RESOLVED = """, incident AS (
+    UPDATE incidents SET resolved_at = now(), resolved_by = %(resolved_by)s, last_alert_at = now(), updated_at = now()
+    WHERE dedup_key = %(fingerprint)s AND resolved_at IS NULL RETURNING id
+), stored AS (
+    INSERT INTO alerts (payload_id, incident_id, fingerprint, status, deduplicated, alert)
+    SELECT payload.id, incident.id, %(fingerprint)s, 'resolved', incident.id IS NOT NULL, %(alert)s
+    FROM payload LEFT JOIN incident ON true
+)
+SELECT payload.id AS payload_id, incident.id,
+       CASE WHEN incident.id IS NULL THEN 'no_open_incident' ELSE 'resolved' END AS status,
+       incident.id IS NOT NULL AS deduplicated
+FROM payload LEFT JOIN incident ON true"""
 
 
-async def _open_or_attach(
-    conn: AsyncConnection, new_id: str, alert: Alert, telemetry: TelemetrySpec
-) -> tuple[str, bool, str]:
-    """Insert a new open incident for the alert group, or attach to the open one: (id, deduplicated, status)."""
-    cur = await conn.execute(
-        """INSERT INTO incidents (id, fingerprint, dedup_key, service, alertname, source, status, alert, telemetry)
-           VALUES (%s, %s, %s, %s, %s, %s, 'queued', %s, %s)
-           ON CONFLICT (dedup_key) WHERE resolved_at IS NULL AND dedup_key IS NOT NULL
-           DO UPDATE SET alert_count = incidents.alert_count + 1, last_alert_at = now()
-           RETURNING id, status, (xmax = 0) AS inserted""",
-        (
-            new_id, alert.fingerprint, alert.fingerprint, alert.service, alert.alertname, alert.source,
-            Jsonb(alert.model_dump(mode="json")), Jsonb(telemetry.model_dump(mode="json")),
-        ),
-    )
-    row = await cur.fetchone()
-    return row["id"], not row["inserted"], row["status"]
-
-
-async def _resolve(conn: AsyncConnection, alert: Alert) -> str | None:
-    """Mark the open incident of the alert group resolved by its source; returns its id if there was one."""
-    cur = await conn.execute(
-        """UPDATE incidents SET resolved_at = now(), resolved_by = %s, last_alert_at = now(), updated_at = now()
-           WHERE dedup_key = %s AND resolved_at IS NULL RETURNING id""",
-        (f"source:{alert.source}", alert.fingerprint),
-    )
-    row = await cur.fetchone()
-    return row["id"] if row else None
+def _statement(alert: Alert, telemetry: TelemetrySpec, new_id: Any, payload: dict[str, Any]) -> tuple[str, dict]:
+    """The one statement for an alert, with its parameters; `payload` holds the body or the stored payload id."""
+    params = {**payload, "fingerprint": alert.fingerprint, "alert": Jsonb(alert.model_dump(mode="json"))}
+    if alert.status == "firing":
+        sql = _FIRING
+        params.update(new_id=new_id(), service=alert.service, alertname=alert.alertname, source=alert.source,
+                      telemetry=Jsonb(telemetry.model_dump(mode="json")))
+    else:
+        sql, params["resolved_by"] = _RESOLVED, f"source:{alert.source}"
+    return (_STORED_PAYLOAD if "payload_id" in payload else _NEW_PAYLOAD) + sql, params
 
 
 async def accept_alerts(
@@ -70,37 +84,27 @@ async def accept_alerts(
     alerts: list[tuple[Alert, TelemetrySpec]],
     new_id: Any,
 ) -> list[Accepted]:
-    """Store the payload and every alert, open/attach/resolve incidents and queue runs, in one transaction.
+    """Store the payload and every alert, open/attach/resolve incidents and queue runs, all or nothing.
 
-    Alerts are handled in fingerprint order so that two requests touching the same groups cannot deadlock.
-    Pipeline mode sends the statements without waiting for each reply: the round trips go from one per
-    statement to one per result read (the payload id, each incident row), which halves a storm's latency.
+    Several alerts share one transaction and are handled in fingerprint order, so that two requests touching
+    the same groups cannot deadlock. After the first, their statements go in one pipeline (one round trip, not
+    one each), so the incident rows of a big batch stay locked for a short time.
     """
-    results: dict[int, Accepted] = {}
-    order = sorted(range(len(alerts)), key=lambda i: (alerts[i][0].fingerprint, i))
-    async with pool.connection() as conn, conn.pipeline(), conn.transaction():
-        payload_id = await store_payload(conn, path, fmt, body)
-        for i in order:
-            alert, telemetry = alerts[i]
-            if alert.status == "firing":
-                incident_id, deduplicated, status = await _open_or_attach(conn, new_id(), alert, telemetry)
-                if not deduplicated:
-                    await conn.execute(
-                        "INSERT INTO runs (incident_id, kind) VALUES (%s, 'start')", (incident_id,)
-                    )
-            else:
-                incident_id = await _resolve(conn, alert)
-                deduplicated, status = incident_id is not None, "resolved" if incident_id else "no_open_incident"
-            await conn.execute(
-                """INSERT INTO alerts (payload_id, incident_id, fingerprint, status, deduplicated, alert)
-                   VALUES (%s, %s, %s, %s, %s, %s)""",
-                (payload_id, incident_id, alert.fingerprint, alert.status, deduplicated,
-                 Jsonb(alert.model_dump(mode="json"))),
-            )
-            results[i] = Accepted(incident_id, status, deduplicated, alert.fingerprint)
-        if any(not r.deduplicated and r.status == "queued" for r in results.values()):
+    first, *rest = sorted(range(len(alerts)), key=lambda i: (alerts[i][0].fingerprint, i))
+    new_payload = {"path": path, "format": fmt, "body": Jsonb(body)}
+    async with pool.connection() as conn, conn.transaction() if rest else nullcontext():
+        cur = await conn.execute(*_statement(*alerts[first], new_id, new_payload))
+        rows = {first: await cur.fetchone()}
+        if rest:
+            payload = {"payload_id": rows[first]["payload_id"]}
+            async with conn.pipeline():
+                cursors = [(i, await conn.execute(*_statement(*alerts[i], new_id, payload))) for i in rest]
+                rows.update([(i, await cur.fetchone()) for i, cur in cursors])
+        results = [Accepted(rows[i]["id"], rows[i]["status"], rows[i]["deduplicated"], alerts[i][0].fingerprint)
+                   for i in range(len(alerts))]
+        if any(not r.deduplicated and r.status == "queued" for r in results):
             await conn.execute(f"NOTIFY {RUNS_CHANNEL}")
-    return [results[i] for i in range(len(alerts))]
+    return results
 
 
 async def enqueue_run(conn: AsyncConnection, incident_id: str, kind: str, payload: dict[str, Any]) -> int:

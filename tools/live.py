@@ -1,0 +1,229 @@
+"""Live telemetry: Loki for logs, Prometheus for metrics, dependencies and deploys (no trace backend yet)."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from analysis.records import PEER_SIGNALS, SIGNALS, LogRecord, MetricSeries, Span
+from state import DeployEvent
+from tools.http_client import BackendError, QueryBudget, QueryBudgetExceeded
+from tools.loki import LogReadStats, LokiClient
+from tools.prometheus import PrometheusClient, PromResult, render_query
+from tools.telemetry_config import TelemetryConfig, load_config
+
+if TYPE_CHECKING:
+    from graph.context import Context
+
+# A ratio is absent where nothing failed (no numerator series) and NaN where nothing was requested (0/0):
+# both mean 0 wherever its rate series has a point.
+RATIO_OF_RATE = {"error_ratio": "request_rate", "client_error_ratio": "client_request_rate"}
+SIGNAL_ORDER = {name: index for index, name in enumerate(SIGNALS)}
+
+
+class NotConfiguredError(RuntimeError):
+    """A live backend was asked for but its URL is not set."""
+
+
+class LiveTelemetry:
+    """TelemetrySource over Loki and Prometheus, from the run's Context (URLs, credentials, config file).
+
+    One instance serves one collector: its query budget, `notes` (warnings, truncation, skipped queries) and
+    `log_stats` belong to that collector's read.
+    """
+
+    def __init__(self, context: Context, config: TelemetryConfig | None = None) -> None:
+        self.config = config or load_config(context.telemetry_config)
+        self._context = context
+        self.budget = QueryBudget(self.config.query_budget)
+        self.notes: list[str] = []
+        self.log_stats = LogReadStats()
+
+    async def dependencies(self, start: datetime, end: datetime) -> list[tuple[str, str]]:
+        """Caller -> callee edges with calls in the window (callees may be external, unscraped peers)."""
+        prom = self.config.prometheus
+        window = (_utc(end) - _utc(start)).total_seconds()
+        query = render_query(
+            prom, "dependencies", window_seconds=window, min_calls=self.config.thresholds.dependency_min_calls
+        )
+        async with self._prometheus() as client:
+            result = await client.query(query, end)
+        self._note_warnings(result)
+        edges = {
+            (s.labels[prom.service_label], s.labels[prom.peer_label])
+            for s in result.series
+            if s.labels.get(prom.service_label) and s.labels.get(prom.peer_label)
+        }
+        return sorted(edges)
+
+    async def logs(self, services: list[str], start: datetime, end: datetime) -> AsyncIterator[LogRecord]:
+        """Raw entries of the services in [start, end], in time order, one Loki page in memory at a time."""
+        if not self._context.loki_url:
+            raise NotConfiguredError("Loki is not configured: set LOKI_URL")
+        if not services:
+            return
+        self.log_stats = LogReadStats()
+        client = LokiClient(
+            self._context.loki_url, self._context.loki_auth, self.config.loki, self.config.http, self.budget
+        )
+        async with client, aclosing(client.pages(services, start, end, self.log_stats)) as pages:
+            async for page in pages:
+                for record in page:
+                    yield record
+        if self.log_stats.truncated:
+            self.notes.append(f"logs truncated after {self.log_stats.lines} lines: {self.log_stats.reason}")
+
+    async def metrics(
+        self, services: list[str], start: datetime, end: datetime, step: float
+    ) -> list[MetricSeries]:
+        """The SIGNALS of the services at `step` seconds: one query per signal and batch of services.
+
+        A failed or unsent query leaves its signal out (noted); only when every query failed does this raise.
+        """
+        prom = self.config.prometheus
+        if not services:
+            return []
+        batches = [
+            services[i : i + prom.services_per_query]
+            for i in range(0, len(services), prom.services_per_query)
+        ]
+        tasks = [(signal, batch) for signal in SIGNALS for batch in batches]
+        gate = asyncio.Semaphore(prom.max_concurrent_queries)
+        async with self._prometheus() as client:
+
+            async def run(signal: str, batch: list[str]) -> PromResult:
+                async with gate:
+                    return await client.query_range(render_query(prom, signal, batch), start, end, step)
+
+            outcomes = await asyncio.gather(*(run(s, b) for s, b in tasks), return_exceptions=True)
+        wanted = set(services)
+        found: dict[tuple[str, str, str | None], list[tuple[float, float]]] = {}
+        answered: set[tuple[str, str]] = set()
+        failures: list[BaseException] = []
+        for (signal, batch), outcome in zip(tasks, outcomes, strict=True):
+            if isinstance(outcome, BackendError | QueryBudgetExceeded):
+                failures.append(outcome)
+                continue
+            if isinstance(outcome, BaseException):
+                raise outcome
+            self._note_warnings(outcome)
+            answered.update((signal, service) for service in batch)
+            for series in outcome.series:
+                service = series.labels.get(prom.service_label)
+                peer = series.labels.get(prom.peer_label) if signal in PEER_SIGNALS else None
+                if service in wanted and (peer or signal not in PEER_SIGNALS):
+                    found[(signal, service, peer)] = series.points
+        if failures and len(failures) == len(tasks):
+            raise failures[0]
+        if failures:
+            self.notes.append(
+                f"metrics: {len(failures)} of {len(tasks)} queries failed or were not sent; "
+                f"first: {failures[0]}"
+            )
+        return _metric_series(found, answered)
+
+    async def traces(self, services: list[str], start: datetime, end: datetime) -> list[Span]:
+        """No trace backend is configured for live telemetry: no spans (a no-data outcome, not an error)."""
+        self.notes.append("traces: no trace backend configured for live telemetry")
+        return []
+
+    async def deploys(self, services: list[str], start: datetime, end: datetime) -> list[DeployEvent]:
+        """Version changes of app_build_info in the window (config reloads are found in logs, not here)."""
+        prom = self.config.prometheus
+        if not services:
+            return []
+        size = prom.services_per_query
+        versions: dict[str, dict[str, set[float]]] = {}
+        async with self._prometheus() as client:
+            for i in range(0, len(services), size):
+                query = render_query(prom, "deploys", services[i : i + size])
+                result = await client.query_range(query, start, end, prom.step_seconds)
+                self._note_warnings(result)
+                for series in result.series:
+                    service, version = (
+                        series.labels.get(prom.service_label),
+                        series.labels.get(prom.version_label),
+                    )
+                    if service and version:
+                        seen = versions.setdefault(service, {}).setdefault(version, set())
+                        seen.update(t for t, v in series.points if math.isfinite(v))
+        events = [
+            event for service in sorted(versions) for event in version_changes(service, versions[service])
+        ]
+        return sorted(events, key=lambda e: (e.at, e.service))
+
+    async def code_repository(self, service: str) -> str | None:
+        """Live telemetry knows no code repository."""
+        return None
+
+    def _prometheus(self) -> PrometheusClient:
+        if not self._context.prometheus_url:
+            raise NotConfiguredError("Prometheus is not configured: set PROMETHEUS_URL")
+        return PrometheusClient(
+            self._context.prometheus_url,
+            self._context.prometheus_auth,
+            self.config.prometheus,
+            self.config.http,
+            self.budget,
+        )
+
+    def _note_warnings(self, result: PromResult) -> None:
+        self.notes.extend(f"prometheus warning: {warning}" for warning in result.warnings)
+
+
+def version_changes(service: str, versions: dict[str, set[float]]) -> list[DeployEvent]:
+    """Deploys from the timestamps each version of a service was reported at.
+
+    At each step the current version is the newest (latest first seen) of those reported, so the overlap while
+    an old series goes stale does not count as a change, and a rollback shows once the newer version is gone.
+    """
+    first_seen = {version: min(times) for version, times in versions.items() if times}
+    events = []
+    current: str | None = None
+    for at in sorted(set().union(*versions.values())):
+        present = [v for v, times in versions.items() if at in times]
+        newest = max(present, key=lambda v: (first_seen[v], v))
+        if current is not None and newest != current:
+            events.append(
+                DeployEvent(
+                    at=datetime.fromtimestamp(at, UTC),
+                    service=service,
+                    version=newest,
+                    previous_version=current,
+                    kind="code",
+                    description=f"app_build_info version {current} -> {newest}",
+                    source="metrics",
+                )
+            )
+        current = newest
+    return events
+
+
+def _metric_series(
+    found: dict[tuple[str, str, str | None], list[tuple[float, float]]], answered: set[tuple[str, str]]
+) -> list[MetricSeries]:
+    """Finite points only; ratios filled with 0 along their rate series where the ratio query answered."""
+    points_by_key: dict[tuple[str, str, str | None], list[tuple[float, float]]] = {}
+    for (signal, service, peer), points in found.items():
+        points_by_key[(signal, service, peer)] = [(t, v) for t, v in points if math.isfinite(v)]
+    for ratio, rate in RATIO_OF_RATE.items():
+        for (signal, service, peer), rate_points in found.items():
+            if signal != rate or (ratio, service) not in answered:
+                continue
+            values = dict.fromkeys((t for t, _ in rate_points), 0.0)
+            values.update(points_by_key.get((ratio, service, peer), []))
+            points_by_key[(ratio, service, peer)] = sorted(values.items())
+    keys = sorted(points_by_key, key=lambda k: (SIGNAL_ORDER[k[0]], k[1], k[2] or ""))
+    return [
+        MetricSeries(signal, service, points_by_key[(signal, service, peer)], peer)
+        for signal, service, peer in keys
+        if points_by_key[(signal, service, peer)]
+    ]
+
+
+def _utc(at: datetime) -> datetime:
+    return at if at.tzinfo else at.replace(tzinfo=UTC)

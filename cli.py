@@ -16,7 +16,7 @@ from graph.context import Context
 from graph.runs import IncidentRunner, RunError, RunResult
 from graph.summary import incident_report
 from nodes.approve import ApprovalDecision
-from state import TelemetrySpec
+from state import Alert, TelemetrySpec
 from tools import incidents
 from tools.database import open_database
 
@@ -175,22 +175,46 @@ async def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def parse_time(text: str | None) -> datetime | None:
+    """An ISO 8601 time (naive = UTC), or None."""
+    if not text:
+        return None
+    try:
+        at = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise SystemExit(f"error: bad time {text!r} (use ISO 8601, e.g. 2026-11-21T12:00:00Z)") from exc
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
+
+
+def _live_case(service: str, at: datetime | None):
+    from tools.alert_payloads import fingerprint_of
+
+    end = at or datetime.now(UTC)
+    alert = Alert(source="cli", alertname="ManualInvestigation", service=service, starts_at=end,
+                  fingerprint=fingerprint_of("ManualInvestigation", service),
+                  summary=f"investigation of {service} requested from the command line")
+    return alert, TelemetrySpec(kind="live", end=end)
+
+
 async def cmd_investigate(args: argparse.Namespace) -> int:
-    if not args.scenario:
-        print(
-            "error: live telemetry (--service with LOKI_URL/PROMETHEUS_URL) is not available in this build; "
-            "use --scenario NAME",
-            file=sys.stderr,
-        )
+    if bool(args.scenario) == bool(args.service):
+        print("error: give either --service S (live telemetry) or --scenario NAME (simulated)", file=sys.stderr)
         return 2
-    at = datetime.fromisoformat(args.at) if args.at else None
-    scenario, telemetry = _sim_case(args.scenario, args.seed, at)
+    at = parse_time(args.at)
     context = Context.from_env(
         notify_channels=("file",) if args.brief else (), window_seconds=parse_duration(args.window)
     )
+    if args.service:
+        if not (context.loki_url or context.prometheus_url):
+            print("error: live telemetry needs LOKI_URL and/or PROMETHEUS_URL", file=sys.stderr)
+            return 2
+        alert, telemetry = _live_case(args.service, at)
+    else:
+        scenario, telemetry = _sim_case(args.scenario, args.seed, at)
+        alert = scenario.alert
     async with open_database() as db:
         runner = IncidentRunner(db, context, on_step=None if args.json else print_step)
-        result = await runner.start(scenario.alert, telemetry)
+        result = await runner.start(alert, telemetry)
     report = incident_report(result.values)
     if args.json:
         print(json.dumps(report, indent=2))
@@ -311,7 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     inv = sub.add_parser("investigate", help="investigate one alert and print the result")
     inv.add_argument("--scenario", choices=SCENARIOS)
-    inv.add_argument("--service", help="live telemetry: the alerted service (not in this build)")
+    inv.add_argument("--service", help="live telemetry (LOKI_URL / PROMETHEUS_URL): the alerted service")
     inv.add_argument("--seed", type=int, default=1)
     inv.add_argument("--at", help="alert time, ISO 8601 (default: now)")
     inv.add_argument("--window", default="15m", help="incident window (default 15m)")

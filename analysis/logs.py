@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ TEMPLATE_CHARS = 120
 MAX_FRAMES = 12
 BUCKETS = 30
 SPIKE_RATIO = 3.0
+_JSON_NUMBER = re.compile(r"[:,\[]\s*-?[0-9]")  # where a JSON number can start, strings aside
 PRUNE_AT = 20_000  # (service, template) counters kept before dropping those of templates the miner forgot
 
 
@@ -135,26 +137,21 @@ class LogSummarizer:
         )
 
     def _mine(self, line: str) -> tuple[str, str, ParsedLog | None]:
-        """Level and template id of an entry, and its parse unless a known shape made parsing unneeded.
-
-        Only one-line entries without escapes or JSON are keyed by shape: those parse alike digit for digit
-        (no stack trace can hide in them, and JSON's number syntax depends on the digits).
-        """
-        first = line[:1]
-        key = None
-        if first == "{" and (entry := parse_json_entry(line)) is not None:
-            return entry[0], self._miner.add(entry[1])[0], None
-        if first != "{" and not first.isspace() and "\n" not in line and "\\" not in line:
-            key = shape_key(line)
-            if key is not None:
-                known = self._shapes.get(key)
-                if known is not None:
-                    return known[0], self._miner.add_masked(known[1])[0], None
-        parsed = parse_line(line)
-        masked = self._miner.mask(parsed.message)
+        """Level and template id of an entry, and its parse unless a known shape made parsing unneeded."""
+        key = _line_shape(line)
+        if key is not None:
+            known = self._shapes.get(key)
+            if known is not None:
+                return known[0], self._miner.add_masked(known[1])[0], None
+        entry = parse_json_entry(line) if line[:1] == "{" else None
+        parsed = None
+        if entry is None:
+            parsed = parse_line(line)
+            entry = (parsed.level, parsed.message)
+        masked = self._miner.mask(entry[1])
         if key is not None and masks_alike(masked):
-            self._shapes.put(key, (parsed.level, masked))
-        return parsed.level, self._miner.add_masked(masked)[0], parsed
+            self._shapes.put(key, (entry[0], masked))
+        return entry[0], self._miner.add_masked(masked)[0], parsed
 
     def _prune(self) -> None:
         """Forget templates the miner has dropped (past its own bound), so memory stays bounded by templates."""
@@ -168,6 +165,19 @@ def summarize_logs(records: Iterable[LogRecord], window: Window, *, max_template
     summarizer = LogSummarizer(window, max_templates=max_templates)
     summarizer.add_many(records)
     return summarizer.finish()
+
+
+def _line_shape(line: str) -> bytes | None:
+    """The shape key of an entry that parses alike for every entry of its shape (same level, message of the
+    same shape), or None.
+
+    Not keyed: multi-line entries (a trace's line numbers matter), escapes (a newline or a digit can hide in
+    one), a leading blank, and JSON with a number outside its strings (JSON's syntax tells 0 from 1-9).
+    """
+    first = line[:1]
+    if "\n" in line or "\\" in line or first.isspace() or (first == "{" and _JSON_NUMBER.search(line)):
+        return None
+    return shape_key(line)
 
 
 def _ts(value: datetime) -> float:

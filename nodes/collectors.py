@@ -16,10 +16,20 @@ Reader = Callable[[TelemetrySource, CollectTask], Awaitable[SourceEvidence]]
 async def run_collector(task: CollectTask, context: Context, read: Reader) -> dict[str, Any]:
     """Run `read` for the task's source; a failure becomes status=error and an errors entry."""
     source = task["source"]
+    backend = None
     try:
-        evidence = await read(open_source(task["telemetry"], context), task)
+        backend = open_source(task["telemetry"], context)
+        evidence = await read(backend, task)
     except Exception as exc:
         message = f"{source} unavailable: {type(exc).__name__}: {exc}"
         evidence = SourceEvidence(source=source, status="error", error=message[:500])
         return {"evidence_parts": {source: evidence}, "errors": [error_record(source, message, source=source)]}
-    return {"evidence_parts": {source: evidence}}
+    # what a live backend noted on the way (failed queries, warnings, truncation) is kept, never dropped
+    notes = list(getattr(backend, "notes", []))
+    if evidence.status == "no_data" and notes:
+        evidence = evidence.model_copy(update={"error": "; ".join(notes)[:500]})
+        notes = []
+    update: dict[str, Any] = {"evidence_parts": {source: evidence}}
+    if notes:
+        update["errors"] = [error_record(source, note, source=source) for note in notes]
+    return update

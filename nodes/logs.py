@@ -27,7 +27,7 @@ async def _read(source: TelemetrySource, task: CollectTask) -> SourceEvidence:
             await asyncio.to_thread(summarizer.add_many, chunk)
             chunk = []
     await asyncio.to_thread(summarizer.add_many, chunk)
-    summary = summarizer.finish()
+    summary = await asyncio.to_thread(summarizer.finish)
     status = "ok" if summary.lines_read else "no_data"
     return SourceEvidence(source="logs", status=status, logs=summary, queries=len(task["services"]))
 

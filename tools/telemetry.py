@@ -47,4 +47,6 @@ def open_source(spec: TelemetrySpec, context: Context) -> TelemetrySource:
         from sim.source import SimTelemetry
 
         return SimTelemetry(spec)
-    raise NotImplementedError("live telemetry (Loki/Prometheus) is not configured in this build")
+    from tools.live import LiveTelemetry
+
+    return LiveTelemetry(context)

@@ -25,6 +25,8 @@ class Context:
     """Length of the incident window before the alert time."""
     baseline_seconds: int = 1800
     """Length of the baseline window before the incident window."""
+    metrics_step_seconds: float = 15.0
+    """Resolution of metric series read for analysis."""
     require_approval: bool = True
     """Stop at the approval gate before any pull request is opened."""
     output_dir: str = "output"
@@ -62,6 +64,9 @@ class Context:
         for name in ("loki_url", "loki_auth", "prometheus_url", "prometheus_auth", "telemetry_config"):
             if env.get(name.upper()):
                 values[name] = env[name.upper()]
+        for name, kind in (("window_seconds", int), ("baseline_seconds", int), ("metrics_step_seconds", float)):
+            if env.get(f"INCIDENT_{name.upper()}"):
+                values[name] = kind(env[f"INCIDENT_{name.upper()}"])
         if env.get("REQUIRE_APPROVAL"):
             values["require_approval"] = env["REQUIRE_APPROVAL"].lower() not in ("0", "false", "no", "off")
         known = {f.name for f in fields(cls)}

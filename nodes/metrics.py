@@ -13,17 +13,16 @@ from nodes.collectors import run_collector
 from state import CollectTask, SourceEvidence
 from tools.telemetry import TelemetrySource
 
-STEP_SECONDS = 15.0
-
-
-async def _read(source: TelemetrySource, task: CollectTask) -> SourceEvidence:
-    window = task["window"]
-    series = await source.metrics(task["services"], window.baseline_start, window.end, STEP_SECONDS)
-    summary = await asyncio.to_thread(summarize_metrics, series, window)
-    status = "ok" if series else "no_data"
-    return SourceEvidence(source="metrics", status=status, metrics=summary, queries=len(series))
-
 
 async def metrics(task: CollectTask, runtime: Runtime[Context]) -> dict[str, Any]:
-    """Collect and summarize metrics."""
-    return await run_collector(task, runtime.context, _read)
+    """Collect and summarize metrics at the run's metric resolution."""
+    step = runtime.context.metrics_step_seconds
+
+    async def read(source: TelemetrySource, task: CollectTask) -> SourceEvidence:
+        window = task["window"]
+        series = await source.metrics(task["services"], window.baseline_start, window.end, step)
+        summary = await asyncio.to_thread(summarize_metrics, series, window)
+        status = "ok" if series else "no_data"
+        return SourceEvidence(source="metrics", status=status, metrics=summary, queries=len(series))
+
+    return await run_collector(task, runtime.context, read)

@@ -301,14 +301,16 @@ async def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from server import SettingsError, create_app
+    from server import ServerSettings, SettingsError
 
     try:
-        app = create_app()
+        ServerSettings.from_env().validate()  # refuse bad settings here, before any process starts
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=args.access_log)
+    # several processes share nothing but PostgreSQL, where dedup, the run queue and approvals are decided
+    uvicorn.run("server:create_app", factory=True, host=args.host, port=args.port, workers=args.processes,
+                log_level=args.log_level, access_log=args.access_log)
     return 0
 
 
@@ -374,6 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--log-level", default="info")
     serve.add_argument("--access-log", action="store_true")
+    serve.add_argument("--processes", type=int, default=1, help="server processes on this port (default 1)")
     serve.set_defaults(func=cmd_serve)
 
     db = sub.add_parser("db", help="database maintenance")

@@ -129,9 +129,13 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of a process so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU seconds of a process and its live children so far (Linux /proc)."""
+    def own(p: int) -> float:
+        fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return own(pid) + sum(own(int(c)) for c in children)
 
 
 def busy_seconds() -> float:
@@ -162,12 +166,15 @@ def stored(database_url: str) -> tuple[int, int]:
 
 
 def run_one(
-    admin_url: str, workdir: Path, *, alerts: int, groups: int, batch: int, concurrency: int, workers_on: bool
+    admin_url: str, workdir: Path, *, alerts: int, groups: int, batch: int, concurrency: int, workers_on: bool,
+    processes: int = 1,
 ) -> Result:
     """One storm against a fresh server and database."""
     bodies = storm(alerts, groups, batch)
     with fresh_database(admin_url) as database_url:
-        server: LiveServer = start_server(database_url, workdir, run_workers=workers_on, telemetry="sim")
+        server: LiveServer = start_server(
+            database_url, workdir, run_workers=workers_on, telemetry="sim", processes=processes
+        )
         try:
             cpu_before, busy_before = cpu_seconds(server.process.pid), busy_seconds()
             latencies, statuses, seconds = asyncio.run(send_storm(server.url, bodies, concurrency))
@@ -211,6 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", default="16,32,64", help="comma-separated connection counts")
     parser.add_argument("--batch", default="1", help="comma-separated alerts per request")
     parser.add_argument("--workers-on", action="store_true", help="also run each storm with run workers on")
+    parser.add_argument("--processes", type=int, default=1, help="server processes (serve --processes)")
     parser.add_argument("--admin-url", default=os.environ.get("BENCH_POSTGRES_URL", DEFAULT_ADMIN_URL))
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
@@ -223,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
                 for concurrency in (int(c) for c in args.concurrency.split(",")):
                     results.append(run_one(
                         args.admin_url, Path(tmp) / f"run-{len(results)}", alerts=args.alerts, groups=args.groups,
-                        batch=batch, concurrency=concurrency, workers_on=workers_on,
+                        batch=batch, concurrency=concurrency, workers_on=workers_on, processes=args.processes,
                     ))
                     if not args.json:
                         print(format_table(results[-1:]).splitlines()[-1] if len(results) > 1

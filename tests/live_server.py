@@ -1,17 +1,22 @@
-"""Start the real HTTP service in a subprocess on a free loopback port (for tests and benchmarks)."""
+"""Start the real HTTP service in a subprocess on a free loopback port (for tests and benchmarks), and the example
+alerting stack of deploy/ (the simulated fleet, Prometheus, Alertmanager) beside it."""
 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
+import yaml
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 API_KEY = "test-key-0123456789abcdef"
@@ -52,10 +57,11 @@ class LiveServer:
 
 def start_server(
     database_url: str, workdir: Path, *, workers: int = 2, run_workers: bool = True, telemetry: str = "sim",
-    extra_env: dict[str, str] | None = None, timeout: float = 60.0,
+    extra_env: dict[str, str] | None = None, timeout: float = 60.0, port: int | None = None,
+    processes: int = 1,
 ) -> LiveServer:
-    """Spawn the service and wait until /readyz answers."""
-    port = free_port()
+    """Spawn the service (on `port`, else a free one) and wait until /readyz answers."""
+    port = port or free_port()
     workdir.mkdir(parents=True, exist_ok=True)
     log_path = workdir / f"server-{port}.log"
     env = {
@@ -71,7 +77,8 @@ def start_server(
     }
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            [sys.executable, str(REPO_ROOT / "cli.py"), "serve", "--port", str(port), "--log-level", "warning"],
+            [sys.executable, str(REPO_ROOT / "cli.py"), "serve", "--port", str(port), "--log-level", "warning",
+             "--processes", str(processes)],
             env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=workdir,
         )
     server = LiveServer(f"http://127.0.0.1:{port}", process, log_path)
@@ -87,3 +94,183 @@ def start_server(
         time.sleep(0.1)
     server.stop(kill=True)
     raise RuntimeError(f"server not ready in {timeout}s:\n{server.log()[-3000:]}")
+
+
+# --- the example alerting stack: the simulated fleet, Prometheus and Alertmanager (deploy/) -----------------
+
+DEPLOY = REPO_ROOT / "deploy"
+PROMETHEUS = "/usr/bin/prometheus"
+ALERTMANAGER = "/usr/bin/prometheus-alertmanager"
+_DURATION = re.compile(r"(\[|for: |offset )(\d+)([smh])\b")
+_UNIT = {"s": 1, "m": 60, "h": 3600}
+
+
+@dataclass
+class Process:
+    """A started helper process with its output in a log file."""
+
+    name: str
+    process: subprocess.Popen
+    log_path: Path
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL if it does not exit within 10 s."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+
+    def log(self, tail: int = 3000) -> str:
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return f"--- {self.name} (exit {self.process.poll()}) ---\n{text[-tail:]}"
+
+
+def spawn(name: str, argv: list[str], workdir: Path, env: dict[str, str] | None = None) -> Process:
+    """Start `argv` with stdout and stderr in workdir/<name>.log."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    log_path = workdir / f"{name}.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            argv, env={**os.environ, **(env or {})}, stdout=log, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, cwd=workdir,
+        )
+    return Process(name, process, log_path)
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float, logs: Callable[[], str]) -> Any:
+    """Poll `check` until it returns something truthy; AssertionError with `logs()` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            value = check()
+        except httpx.HTTPError:
+            value = None
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout:g} s\n{logs()}")
+        time.sleep(0.2)
+
+
+def compress_durations(text: str, speed: float) -> str:
+    """Alert rules for a fleet running `speed` times faster: each range, `for:` and offset divided by speed
+    (in whole seconds, at least 1 s); thresholds stay as they are (rates are per simulated second)."""
+
+    def scaled(match: re.Match[str]) -> str:
+        seconds = int(match.group(2)) * _UNIT[match.group(3)]
+        return f"{match.group(1)}{max(1, round(seconds / speed))}s"
+
+    return _DURATION.sub(scaled, text)
+
+
+@dataclass
+class AlertingStack:
+    """The fleet (`sim serve`), Prometheus with deploy/alert_rules.yml and Alertmanager with
+    deploy/alertmanager.yml, all on free loopback ports, the alerts posted to `alerts_url`."""
+
+    fleet: Process
+    prometheus: Process
+    alertmanager: Process
+    loki_url: str
+    prometheus_url: str
+    alertmanager_url: str
+
+    @property
+    def processes(self) -> list[Process]:
+        return [self.fleet, self.prometheus, self.alertmanager]
+
+    def state(self) -> dict[str, Any]:
+        """The fleet's /state: scenario, root_service, fault_type, inject_at, injected_at, targets."""
+        return httpx.get(f"{self.loki_url}/state", timeout=5).json()
+
+    def stop(self) -> None:
+        for process in reversed(self.processes):
+            process.stop()
+
+
+def alerting_binaries_missing() -> str | None:
+    """Which of Debian's prometheus / prometheus-alertmanager binaries is missing, if any."""
+    missing = [path for path in (PROMETHEUS, ALERTMANAGER) if not os.access(path, os.X_OK)]
+    return ", ".join(missing) or None
+
+
+def start_alerting_stack(
+    workdir: Path, *, scenario: str, seed: int, speed: float, inject_after: float, alerts_url: str,
+    api_key: str = API_KEY, group_wait: str = "1s", timeout: float = 60.0,
+) -> AlertingStack:
+    """Start the fleet, then Prometheus scraping it with the rules compressed to its speed, then Alertmanager
+    posting to `alerts_url` with bearer `api_key`; wait until all three are ready. Everything stops on failure."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    started: list[Process] = []
+
+    def logs() -> str:
+        return "\n".join(p.log() for p in started)
+
+    try:
+        loki_port, prom_port, am_port = free_port(), free_port(), free_port()
+        fleet_config = workdir / "fleet-prometheus.yml"
+        started.append(spawn("fleet", [
+            sys.executable, str(REPO_ROOT / "cli.py"), "sim", "serve", "--scenario", scenario, "--seed", str(seed),
+            "--speed", f"{speed:g}", "--inject-after", f"{inject_after:g}", "--loki-port", str(loki_port),
+            "--prometheus-config", str(fleet_config),
+        ], workdir))
+        loki_url = f"http://127.0.0.1:{loki_port}"
+        wait_for("the fleet's /state", lambda: httpx.get(f"{loki_url}/state", timeout=2).status_code == 200,
+                 timeout, logs)
+
+        (workdir / "alert_rules.yml").write_text(compress_durations((DEPLOY / "alert_rules.yml").read_text(), speed))
+        am_url = f"http://127.0.0.1:{am_port}"
+        config_path = workdir / "prometheus.yml"
+        config_path.write_text(yaml.safe_dump(prometheus_config(fleet_config.read_text(), f"127.0.0.1:{am_port}")))
+        started.append(spawn("prometheus", [
+            PROMETHEUS, f"--config.file={config_path}", f"--storage.tsdb.path={workdir / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{prom_port}",
+        ], workdir))
+
+        key_file = workdir / "incident-copilot.key"
+        key_file.write_text(api_key)
+        am_config = workdir / "alertmanager.yml"
+        am_config.write_text(yaml.safe_dump(alertmanager_config(alerts_url, key_file, group_wait)))
+        started.append(spawn("alertmanager", [
+            ALERTMANAGER, f"--config.file={am_config}", f"--storage.path={workdir / 'alertmanager'}",
+            f"--web.listen-address=127.0.0.1:{am_port}", "--cluster.listen-address=",
+        ], workdir))
+        prom_url = f"http://127.0.0.1:{prom_port}"
+        for url in (prom_url, am_url):
+            wait_for(f"{url}/-/ready", lambda u=url: httpx.get(f"{u}/-/ready", timeout=2).status_code == 200,
+                     timeout, logs)
+        return AlertingStack(*started, loki_url=loki_url, prometheus_url=prom_url, alertmanager_url=am_url)
+    except BaseException:
+        for process in reversed(started):
+            process.stop()
+        raise
+
+
+def prometheus_config(fleet_config: str, alertmanager: str) -> dict[str, Any]:
+    """deploy/prometheus.yml with the fleet's intervals and scrape targets, the compressed rules beside it and
+    `alertmanager` (host:port) as its Alertmanager; its services must be exactly the fleet's."""
+    config = yaml.safe_load((DEPLOY / "prometheus.yml").read_text())
+    fleet = yaml.safe_load(fleet_config)
+    ours, theirs = config["scrape_configs"][0], fleet["scrape_configs"][0]
+    services = {t["labels"]["service"] for t in ours["static_configs"]}
+    fleet_services = {t["labels"]["service"] for t in theirs["static_configs"]}
+    if services != fleet_services:
+        raise ValueError(f"deploy/prometheus.yml scrapes {sorted(services)}, the fleet has {sorted(fleet_services)}")
+    config["global"] = fleet["global"]
+    ours["static_configs"] = theirs["static_configs"]
+    ours["scrape_interval"], ours["scrape_timeout"] = theirs["scrape_interval"], theirs["scrape_timeout"]
+    config["alerting"]["alertmanagers"][0]["static_configs"] = [{"targets": [alertmanager]}]
+    return config
+
+
+def alertmanager_config(alerts_url: str, key_file: Path, group_wait: str) -> dict[str, Any]:
+    """deploy/alertmanager.yml posting to `alerts_url` with the key in `key_file`, groups waiting `group_wait`."""
+    config = yaml.safe_load((DEPLOY / "alertmanager.yml").read_text())
+    config["route"]["group_wait"] = group_wait
+    webhook = config["receivers"][0]["webhook_configs"][0]
+    webhook["url"] = alerts_url
+    webhook["http_config"]["authorization"]["credentials_file"] = str(key_file)
+    return config

@@ -73,7 +73,9 @@ def normalize_level(raw: str | None) -> str | None:
 def parse_line(line: str) -> ParsedLog:
     """Parse a log entry; a multi-line entry keeps its first line as message and its trace as frames."""
     head, _, tail = line.partition("\n")
-    parsed = _parse_json(line) or (_parse_json(head) if tail else None) or _parse_logfmt(head) or _parse_plain(head)
+    # A JSON first line is the whole entry's JSON: after it, a trace makes the entry invalid JSON and blanks
+    # change nothing. So only a first line that is not JSON on its own needs the whole entry tried.
+    parsed = _parse_json(head) or (_parse_json(line) if tail else None) or _parse_logfmt(head) or _parse_plain(head)
     trace_text = tail
     for key in _TRACE_KEYS:
         if key in parsed.fields and "\n" in parsed.fields[key]:

@@ -8,6 +8,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 from analysis.logparse import ParsedLog, parse_json_entry, parse_line
 from analysis.records import LogRecord
@@ -21,8 +22,10 @@ TEMPLATE_CHARS = 120
 MAX_FRAMES = 12
 BUCKETS = 30
 SPIKE_RATIO = 3.0
-_JSON_NUMBER = re.compile(r"[:,\[]\s*-?[0-9]")  # where a JSON number can start, strings aside
 PRUNE_AT = 20_000  # (service, template) counters kept before dropping those of templates the miner forgot
+_DIGIT = re.compile(r"[0-9]")
+_LETTER_WORD = re.compile(rb"(?<![0-9A-Za-z])[A-Za-z][0-9A-Za-z]*")
+_ZERO = ord("0")
 
 
 @dataclass(slots=True)
@@ -59,7 +62,7 @@ class LogSummarizer:
         self._bucket_len = max((self._end - self._start) / BUCKETS, 1e-9)
         self._max_templates = max_templates
         self._miner = TemplateMiner()
-        # (level, masked message) by shape key of a one-line entry: entries of one shape parse and mask alike.
+        # What entries parse and mask to, by shape key (see _line_shape and _learn).
         self._shapes = LRU()
         self._templates: dict[tuple[str, str], _Template] = {}
         self._prune_at = PRUNE_AT
@@ -138,20 +141,45 @@ class LogSummarizer:
 
     def _mine(self, line: str) -> tuple[str, str, ParsedLog | None]:
         """Level and template id of an entry, and its parse unless a known shape made parsing unneeded."""
-        key = _line_shape(line)
+        key: bytes | tuple[bytes, bytes] | None = _line_shape(line)
         if key is not None:
             known = self._shapes.get(key)
-            if known is not None:
-                return known[0], self._miner.add_masked(known[1])[0], None
+            if known is not None and known.kept:
+                key = (key, _digits_at(line, known.kept))
+                known = self._shapes.get(key)
+            if known is not None and known.level is not None:
+                return known.level, self._miner.add_masked(known.masked)[0], None
+        level, masked, parsed = self._parse(line)
+        if key is not None:
+            self._learn(key, line, level, masked)
+        return level, self._miner.add_masked(masked)[0], parsed
+
+    def _parse(self, line: str) -> tuple[str, str, ParsedLog | None]:
+        """Level and masked message of an entry, and its parse when it took a full one."""
         entry = parse_json_entry(line) if line[:1] == "{" else None
-        parsed = None
-        if entry is None:
-            parsed = parse_line(line)
-            entry = (parsed.level, parsed.message)
-        masked = self._miner.mask(entry[1])
-        if key is not None and masks_alike(masked):
-            self._shapes.put(key, (entry[0], masked))
-        return entry[0], self._miner.add_masked(masked)[0], parsed
+        if entry is not None:
+            return entry[0], self._miner.mask(entry[1]), None
+        parsed = parse_line(line)
+        return parsed.level, self._miner.mask(parsed.message), parsed
+
+    def _learn(self, key: bytes | tuple[bytes, bytes], line: str, level: str, masked: str) -> None:
+        """Remember the level and masked message of an entry for its whole shape, when they hold for it.
+
+        They do when masking kept no digit. When it kept some, they do for the entries with the same digits at
+        the kept places, if all other digits are masked: checked once per shape by parsing the entry again with
+        every other digit changed.
+        """
+        if isinstance(key, tuple) or masks_alike(masked):
+            self._shapes.put(key, _Known(level, masked))
+            return
+        if self._shapes.get(key) is not None:
+            return
+        kept = _glued_digits(key)
+        if kept and self._parse(_other_digits(line, key, kept))[:2] == (level, masked):
+            self._shapes.put(key, _Known(None, None, kept))
+            self._shapes.put((key, _digits_at(line, kept)), _Known(level, masked))
+        else:
+            self._shapes.put(key, _Known(None, None))
 
     def _prune(self) -> None:
         """Forget templates the miner has dropped (past its own bound), so memory stays bounded by templates."""
@@ -172,12 +200,47 @@ def _line_shape(line: str) -> bytes | None:
     same shape), or None.
 
     Not keyed: multi-line entries (a trace's line numbers matter), escapes (a newline or a digit can hide in
-    one), a leading blank, and JSON with a number outside its strings (JSON's syntax tells 0 from 1-9).
+    one), a leading blank, and JSON with a digit outside its strings (JSON's syntax tells 0 from 1-9). Without
+    escapes, a JSON parser reads only the text before the 1st quote, between the 2nd and 3rd, ... outside strings.
     """
     first = line[:1]
-    if "\n" in line or "\\" in line or first.isspace() or (first == "{" and _JSON_NUMBER.search(line)):
+    if "\n" in line or "\\" in line or first.isspace():
+        return None
+    if first == "{" and _DIGIT.search("".join(line.split('"')[::2])):
         return None
     return shape_key(line)
+
+
+class _Known(NamedTuple):
+    """What entries of one shape parse and mask to; level None: masking keeps the digits at `kept`, or (none
+    kept) entries of this shape are not cached."""
+
+    level: str | None
+    masked: str | None
+    kept: tuple[int, ...] = ()
+
+
+def _glued_digits(key: bytes) -> tuple[int, ...]:
+    """Places of the digits in words that start with a letter ("v1", "utf8"): the digits masks tend to keep."""
+    places: list[int] = []
+    for word in _LETTER_WORD.finditer(key):
+        places += [i for i in range(word.start(), word.end()) if key[i] == _ZERO]
+    return tuple(places)
+
+
+def _digits_at(line: str, places: tuple[int, ...]) -> bytes:
+    raw = line.encode("utf-8", "surrogatepass")
+    return bytes(raw[i] for i in places)
+
+
+def _other_digits(line: str, key: bytes, kept: tuple[int, ...]) -> str:
+    """The entry with every digit of its shape changed (0 to 1, others to 0) except those at `kept`."""
+    raw = bytearray(line.encode("utf-8", "surrogatepass"))
+    keep = set(kept)
+    for i, byte in enumerate(key):
+        if byte == _ZERO and i not in keep:
+            raw[i] = _ZERO + (raw[i] == _ZERO)
+    return raw.decode("utf-8", "surrogatepass")
 
 
 def _ts(value: datetime) -> float:

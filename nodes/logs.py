@@ -28,6 +28,9 @@ async def _read(source: TelemetrySource, task: CollectTask) -> SourceEvidence:
             chunk = []
     await asyncio.to_thread(summarizer.add_many, chunk)
     summary = await asyncio.to_thread(summarizer.finish)
+    # a live backend that stopped at its line or byte cap says so; the summary then covers part of the window
+    stats = getattr(source, "log_stats", None)
+    summary.truncated = bool(stats and stats.truncated)
     status = "ok" if summary.lines_read else "no_data"
     return SourceEvidence(source="logs", status=status, logs=summary, queries=len(task["services"]))
 

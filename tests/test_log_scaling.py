@@ -1,0 +1,193 @@
+"""The streaming log summarizer: its caches change nothing, memory stays bounded, the logs node feeds it in chunks."""
+
+from __future__ import annotations
+
+import random
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from drain3 import TemplateMiner as Drain3Miner
+from drain3.masking import MaskingInstruction
+from drain3.template_miner_config import TemplateMinerConfig
+
+import analysis.logs as logs_module
+import nodes.logs as logs_node
+from analysis.logparse import parse_line
+from analysis.logs import LogSummarizer, summarize_logs
+from analysis.records import LogRecord
+from analysis.templates import DEFAULT_MASKS, TemplateMiner, shape_key
+from bench.evidence_scaling import synthetic_records
+from sim.generate import generate
+from sim.scenarios import build_scenario
+from state import Window
+from tools.loki import LogReadStats
+
+END = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
+WINDOW = Window(start=END - timedelta(minutes=15), end=END, baseline_start=END - timedelta(minutes=45))
+T0 = WINDOW.baseline_start.timestamp()
+
+# Message shapes built to trip a digit- or hex-blind cache: "0x" vs "5x", glued digits, ids the masks keep or
+# not by length, JSON numbers, timestamps and durations.
+_SHAPES = (
+    "connect to {ip}:{n} failed after {n}ms",
+    "ptr 0x{hex} and {d}x{hex} and 0X{HEX} done",
+    "deprecated API v{d} called by client ios-{d}.{d}.{d}",
+    "job {hex} took {n}d {n}h, wrote {n}b of {n}kb",
+    "trace req_{hex}{hex} node-{n} c{n}d",
+    "order {uuid} paid {n},{n} at {ts}",
+    "user{d} logged in from [fe80::{d}:{hex}]:{n}{d}ab",
+    'mail bob{d}@ex{d}.com url https://x.io/{n}?q={n} key="{n} {n}"',
+    "retry {d} of {d}: 0x{d}{d} 1x{d} {d}X",
+    "api v{d} returned {n}ab errors in {n}ms",
+)
+
+
+def _fill(shape: str, rng: random.Random) -> str:
+    def digits(k: int) -> str:
+        return "".join(rng.choice("0123456789") for _ in range(k))
+
+    out = shape
+    while "{" in out:
+        kind = out[out.index("{") + 1 : out.index("}")]
+        value = {
+            "ip": lambda: f"{rng.randint(0, 255)}.{rng.randint(0, 255)}.{rng.randint(0, 9)}.{rng.randint(0, 255)}",
+            "n": lambda: digits(rng.randint(1, 4)),
+            "d": lambda: digits(1),
+            "hex": lambda: "".join(rng.choice("0123456789abcdef") for _ in range(rng.choice((3, 8, 10)))),
+            "HEX": lambda: "".join(rng.choice("0123456789ABCDEF") for _ in range(4)),
+            "uuid": lambda: "-".join(digits(k) for k in (8, 4, 4, 4, 12)),
+            "ts": lambda: f"2026-{digits(2)}-{digits(2)}T{digits(2)}:{digits(2)}:{digits(2)}.{digits(3)}Z",
+        }[kind]()
+        out = out.replace("{" + kind + "}", value, 1)
+    return out
+
+
+def _line(shape: str, rng: random.Random) -> str:
+    message = _fill(shape, rng)
+    level = rng.choice(("info", "warn", "error", "debug"))
+    fmt = rng.randrange(5)
+    if fmt == 4:  # a stack trace behind escapes: its line numbers must reach the frames
+        trace = f'Traceback (most recent call last):\\n  File \\"app.py\\", line {rng.randint(1, 99)}, in run'
+        return f'ts=2026-11-21T11:15:00Z level={level} msg="{message}" stack="{trace}\\nValueError: bad"'
+    if fmt == 0:
+        return f'ts=2026-11-21T11:{rng.randint(10, 59)}:00.{rng.randint(0, 999):03d}Z level={level} msg="{message}"'
+    if fmt == 1:
+        return f"2026-11-21T11:15:0{rng.randint(0, 9)}.{rng.randint(0, 999):03d}Z {level.upper()} [x] {message}"
+    number = rng.choice(("", f', "status": {rng.choice(("0", "1", "01", "10", "5e3"))}'))
+    return f'{{"ts": "2026-11-21T11:15:0{rng.randint(0, 9)}Z", "level": "{level}", "msg": "{message}"{number}}}'
+
+
+def _reference_miner(max_templates: int) -> Drain3Miner:
+    """drain3's own miner with the project's masks and settings: what TemplateMiner must answer, uncached."""
+    config = TemplateMinerConfig()
+    config.drain_sim_th = 0.7
+    config.drain_depth = 5
+    config.drain_max_clusters = max_templates
+    config.masking_instructions = [MaskingInstruction(regex, name) for regex, name, _ in DEFAULT_MASKS]
+    return Drain3Miner(persistence_handler=None, config=config)
+
+
+@pytest.mark.parametrize("max_templates", [2000, 6])
+def test_cached_miner_answers_as_drain3_does(max_templates):
+    rng = random.Random(3)
+    messages = [_fill(rng.choice(_SHAPES), rng) for _ in range(3000)]
+    miner, reference = TemplateMiner(max_templates=max_templates), _reference_miner(max_templates)
+    for message in messages:
+        assert miner.mask(message) == reference.masker.mask(message)
+        expected = reference.add_log_message(message)
+        assert miner.add(message) == (f"T{expected['cluster_id']}", expected["template_mined"])
+    assert miner.templates() == {f"T{c.cluster_id}": c.get_template() for c in reference.drain.clusters}
+
+
+def test_shape_key_tells_apart_what_masks_tell_apart():
+    assert shape_key("took 12ms") == shape_key("took 97ms") != shape_key("took 9ms")
+    assert shape_key("ptr 0x1f end") == shape_key("ptr 0xab end") != shape_key("ptr 0x1fa end")
+    assert shape_key("ptr 5x1f end") is None and shape_key("v0x") is None
+    assert shape_key("apple ff") != shape_key("apple 00")
+
+
+def test_summarizer_sees_each_line_as_an_uncached_parse_would():
+    rng = random.Random(5)
+    lines = [_line(rng.choice(_SHAPES), rng) for _ in range(4000)]
+    summarizer = LogSummarizer(WINDOW)
+    reference = TemplateMiner(extra_masks=[(r"(?!)", "NEVER")])  # a mask of its own turns shape caching off
+    for line in lines:
+        level, template_id, got = summarizer._mine(line)
+        parsed = parse_line(line)
+        assert (level, template_id) == (parsed.level, reference.add(parsed.message)[0]), line
+        assert (got.frames if got else []) == parsed.frames, line
+    assert summarizer._miner.templates() == reference.templates()
+
+
+def test_digits_kept_by_masking_stay_apart():
+    summarizer = LogSummarizer(WINDOW)
+    lines = [f'ts=2026-11-21T11:15:0{i}Z level=warn msg="api v7 returned {i}ab errors"' for i in (6, 3, 6)]
+    assert [summarizer._mine(line)[1] for line in lines] == ["T1"] * 3
+    assert summarizer._miner.templates() == {"T1": "api v7 returned <*> errors"}
+    glued = LogSummarizer(WINDOW)
+    for i in (1, 2, 1):
+        glued._mine(f"2026-11-21T11:15:0{i}Z INFO [x] served by node{i} in {i}ms")
+    assert glued._miner.templates() == {"T1": "[x] served by <*> in <DUR>"}
+
+
+def test_chunked_feeding_gives_the_same_evidence():
+    data = generate(build_scenario("deployment_regression", 1, END))
+    records = list(synthetic_records(data.logs, 30_000, seed=1))
+    whole = summarize_logs(records, WINDOW)
+    summarizer = LogSummarizer(WINDOW)
+    for start in range(0, len(records), 777):
+        summarizer.add_many(records[start : start + 777])
+    assert summarizer.finish() == whole
+    assert whole.lines_read == 30_000 and whole.templates
+
+
+def test_synthetic_records_are_streamed_in_time_order_with_fresh_fields():
+    data = generate(build_scenario("memory_leak", 0, END))
+    records = list(synthetic_records(data.logs, 3 * len(data.logs)))
+    assert len(records) == 3 * len(data.logs)
+    assert all(a.ts <= b.ts for a, b in zip(records, records[1:], strict=False))
+    assert len({r.line for r in records}) > 2 * len(data.logs)
+
+
+def test_template_counters_stay_bounded(monkeypatch):
+    monkeypatch.setattr(logs_module, "PRUNE_AT", 50)
+    monkeypatch.setattr(logs_module, "TemplateMiner", lambda: TemplateMiner(max_templates=20))
+    summarizer = LogSummarizer(WINDOW)
+    words = ["".join(random.Random(i).choices("abcdefghijklmnopqrstuvwxyz", k=12)) for i in range(1000)]
+    for i, word in enumerate(words):
+        summarizer.add(LogRecord(T0 + i, "svc", f"{word} happened"))
+    assert len(summarizer._templates) <= 100
+    assert summarizer.finish().services["svc"].baseline_lines == 1000
+
+
+class _Source:
+    def __init__(self, records: list[LogRecord], truncated: bool = False) -> None:
+        self.records = records
+        self.log_stats = LogReadStats(truncated=truncated)
+
+    async def logs(self, services, start, end):
+        for record in self.records:
+            yield record
+
+
+async def test_logs_node_feeds_chunks_off_the_event_loop(monkeypatch):
+    data = generate(build_scenario("config_error", 0, END))
+    records = data.logs[:2345]
+    calls: list[tuple[int, bool]] = []
+    add_many = LogSummarizer.add_many
+
+    def spy(self, chunk):
+        calls.append((len(chunk), threading.current_thread() is threading.main_thread()))
+        add_many(self, chunk)
+
+    monkeypatch.setattr(logs_node, "CHUNK", 500)
+    monkeypatch.setattr(LogSummarizer, "add_many", spy)
+    task = {"window": WINDOW, "services": ["cart"]}
+    evidence = await logs_node._read(_Source(records), task)
+    assert [n for n, _ in calls] == [500, 500, 500, 500, 345]
+    assert not any(on_loop for _, on_loop in calls)
+    assert evidence.status == "ok" and evidence.logs == summarize_logs(records, WINDOW)
+    assert not evidence.logs.truncated
+    capped = await logs_node._read(_Source(records, truncated=True), task)
+    assert capped.logs.truncated and capped.logs.lines_read == len(records)

@@ -293,8 +293,19 @@ async def cmd_incidents(args: argparse.Namespace) -> int:
 async def cmd_eval(args: argparse.Namespace) -> int:
     from graph.evaluation import evaluate_graph, format_table
 
-    scores = await evaluate_graph(args.seeds, scenarios=args.scenario or None)
+    if args.wire:
+        from graph.wire_eval import WireSetupError, evaluate_wire
+
+        try:
+            scores = await evaluate_wire(args.seeds, scenarios=args.scenario or None)
+        except WireSetupError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    else:
+        scores = await evaluate_graph(args.seeds, scenarios=args.scenario or None)
     print(json.dumps(scores, indent=2) if args.json else format_table(scores))
+    if args.wire and not args.json:
+        print(f"over the wire: setup {scores['setup_seconds']:.0f} s, total {scores['total_seconds']:.0f} s")
     return 0
 
 
@@ -369,6 +380,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--seeds", type=int, default=10)
     ev.add_argument("--scenario", action="append", choices=SCENARIOS)
     ev.add_argument("--json", action="store_true")
+    ev.add_argument("--wire", action="store_true",
+                    help="read every case over the wire: a real Prometheus backfilled with promtool and a Loki API "
+                         "over the recorded logs")
     ev.set_defaults(func=cmd_eval)
 
     serve = sub.add_parser("serve", help="run the HTTP service (alert intake, API, dashboard)")

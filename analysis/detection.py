@@ -9,6 +9,7 @@ from state import Detection, Evidence, Hypothesis
 ANOMALY = 4.0
 STRONG = 8.0
 MIN_CANDIDATE_SCORE = 5.0
+TRACE_BONUS_MAX = 1.5  # what trace evidence adds to a candidate's score at most; absent traces must not hide a fault
 REGRESSION_WINDOW = (timedelta(minutes=10), timedelta(minutes=2))  # deploy before / after the onset
 
 
@@ -37,7 +38,9 @@ def detect(evidence: Evidence, candidates: list[Hypothesis]) -> Detection:
         )
     top = candidates[0] if candidates else None
     corroborated = len(strong) >= 2 or (strong and templates) or len(signals) >= 3 and len(affected) >= 2
-    is_incident = bool(top and top.fault_type != "none" and top.score >= MIN_CANDIDATE_SCORE and corroborated)
+    traced = bool(evidence.traces and evidence.traces.traces_read)
+    cutoff = MIN_CANDIDATE_SCORE if traced else MIN_CANDIDATE_SCORE - TRACE_BONUS_MAX
+    is_incident = bool(top and top.fault_type != "none" and top.score >= cutoff and corroborated)
     if not is_incident:
         reasons.append(
             "no sustained, corroborated anomaly: treated as a false alarm"

@@ -15,7 +15,7 @@ from analysis.metrics import summarize_metrics
 from analysis.ranking import estimate_onset, rank_candidates
 from analysis.records import LogRecord, MetricSeries, Span
 from analysis.traces import summarize_traces
-from state import DeployEvent, Evidence, Window
+from state import DeployEvent, Evidence, TraceEvidence, Window
 
 END = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 WINDOW = Window(start=END - timedelta(minutes=15), end=END, baseline_start=END - timedelta(minutes=45))
@@ -323,6 +323,15 @@ def test_code_regression_and_graceful_degradation():
     nothing = _evidence([])
     assert nothing.candidates == [] and nothing.onset is None
     assert not detect(nothing, nothing.candidates).is_incident
+
+
+def test_missing_traces_lower_the_bar_by_what_traces_could_add():
+    ev = _evidence(_propagated_errors(ONSET))
+    assert ev.traces is None or not ev.traces.traces_read
+    weak = [ev.candidates[0].model_copy(update={"score": 4.0}), *ev.candidates[1:]]
+    assert detect(ev, weak).is_incident  # no trace backend: a 4.0 candidate with corroborated anomalies counts
+    traced = ev.model_copy(update={"traces": TraceEvidence(traces_read=200)})
+    assert not detect(traced, weak).is_incident  # traces were read and added nothing: below the bar
 
 
 def test_a_blip_is_not_an_incident():

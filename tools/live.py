@@ -1,9 +1,12 @@
-"""Live telemetry: Loki for logs, Prometheus for metrics, dependencies and deploys (no trace backend yet)."""
+"""Live telemetry: Loki for logs and config reloads, Prometheus for metrics, dependencies and deploys (no trace
+backend yet)."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
+import re
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 from datetime import UTC, datetime
@@ -23,6 +26,9 @@ if TYPE_CHECKING:
 # both mean 0 wherever its rate series has a point.
 RATIO_OF_RATE = {"error_ratio": "request_rate", "client_error_ratio": "client_request_rate"}
 SIGNAL_ORDER = {name: index for index, name in enumerate(SIGNALS)}
+# Config changes are visible only in logs (LIVE.md): "config reloaded from <path> revision=N".
+CONFIG_RELOAD_FILTER = ("|~", "(?i)config(uration)? reloaded")
+_REVISION = re.compile(r"revision[=: ]\s*([^\s,;]+)")
 
 
 class NotConfiguredError(RuntimeError):
@@ -132,7 +138,7 @@ class LiveTelemetry:
         return []
 
     async def deploys(self, services: list[str], start: datetime, end: datetime) -> list[DeployEvent]:
-        """Version changes of app_build_info in the window (config reloads are found in logs, not here)."""
+        """Version changes of app_build_info in the window, and config reloads found in the logs (Loki)."""
         prom = self.config.prometheus
         if not services:
             return []
@@ -154,7 +160,37 @@ class LiveTelemetry:
         events = [
             event for service in sorted(versions) for event in version_changes(service, versions[service])
         ]
+        events += await self._config_changes(services, start, end)
         return sorted(events, key=lambda e: (e.at, e.service))
+
+    async def _config_changes(self, services: list[str], start: datetime, end: datetime) -> list[DeployEvent]:
+        """Config reloads logged by the services in the window, one DeployEvent(kind="config") each.
+
+        Without Loki there are none (the logs collector reports Loki missing); a failed read is noted and the
+        version changes still count."""
+        if not self._context.loki_url:
+            return []
+        loki = dataclasses.replace(self.config.loki, line_filters=(CONFIG_RELOAD_FILTER,))
+        client = LokiClient(self._context.loki_url, self._context.loki_auth, loki, self.config.http, self.budget)
+        events = []
+        try:
+            async with client:
+                async for record in client.entries(services, start, end):
+                    at = datetime.fromtimestamp(record.ts, UTC)
+                    revision = _REVISION.search(record.line)
+                    events.append(
+                        DeployEvent(
+                            at=at,
+                            service=record.service,
+                            version=revision.group(1) if revision else at.isoformat(),
+                            kind="config",
+                            description=record.line.split("\n", 1)[0][:200],
+                            source="logs",
+                        )
+                    )
+        except (BackendError, QueryBudgetExceeded) as exc:
+            self.notes.append(f"deploys: config changes from logs unavailable: {exc}")
+        return events
 
     async def code_repository(self, service: str) -> str | None:
         """Live telemetry knows no code repository."""

@@ -1,0 +1,82 @@
+"""Recorded logs on the wire: sim/wire.py's Loki query API over the logs of past generated cases, so finished
+scenarios can be replayed through the live connectors (`incident-copilot eval --wire`)."""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import threading
+import time
+from collections.abc import Callable, Iterable
+
+from analysis.records import LogRecord
+from sim.wire import FleetServer, _LokiHandler, _Server
+
+
+class LogHistory:
+    """Log entries of any number of cases on one time axis, read the way a Fleet's are (sim/wire.py calls
+    `log_entries`, `clock`, `state` and `inject`). Entries are kept in time order, whatever order they come in."""
+
+    def __init__(self) -> None:
+        self._ns: list[int] = []
+        self._service: list[str] = []
+        self._line: list[str] = []
+        self._cases = 0
+
+    def add(self, logs: Iterable[LogRecord]) -> None:
+        """Add one case's log entries."""
+        since = max(len(self._ns) - 1, 0)
+        for record in logs:
+            self._ns.append(round(record.ts * 1e9))
+            self._service.append(record.service)
+            self._line.append(record.line)
+        if any(a > b for a, b in itertools.pairwise(self._ns[since:])):
+            order = sorted(range(len(self._ns)), key=self._ns.__getitem__)
+            self._ns = [self._ns[j] for j in order]
+            self._service = [self._service[j] for j in order]
+            self._line = [self._line[j] for j in order]
+        self._cases += 1
+
+    def clock(self) -> float:
+        """The wall clock: a record is in the past, all of it is served."""
+        return time.time()
+
+    def log_entries(
+        self,
+        services: set[str],
+        start_ns: int,
+        end_ns: int,
+        keep: Callable[[str], bool],
+        limit: int,
+        forward: bool,
+    ) -> list[tuple[int, str, str]]:
+        """Up to `limit` (ns, service, line) of the services in [start_ns, end_ns) that `keep` accepts: the
+        oldest first when `forward`, else the newest first."""
+        first, last = bisect.bisect_left(self._ns, start_ns), bisect.bisect_left(self._ns, end_ns)
+        out: list[tuple[int, str, str]] = []
+        for j in range(first, last) if forward else range(last - 1, first - 1, -1):
+            if self._service[j] in services and keep(self._line[j]):
+                out.append((self._ns[j], self._service[j], self._line[j]))
+                if len(out) >= limit:
+                    break
+        return out
+
+    def state(self) -> dict:
+        """What is served: the number of cases and entries."""
+        return {"cases": self._cases, "entries": len(self._ns)}
+
+    def inject(self) -> bool:
+        """A record has no fault left to start (POST /inject answers 409)."""
+        return False
+
+
+class HistoryServer(FleetServer):
+    """The Loki API (query_range, labels, ready, state) over a LogHistory on one port, until close(); no
+    /metrics endpoints: a recorded case's metrics are backfilled into a real Prometheus instead."""
+
+    def __init__(self, history: LogHistory, host: str = "127.0.0.1", port: int | None = None) -> None:
+        self.fleet, self.host = history, host  # type: ignore[assignment]  # the Fleet reading interface
+        self._servers = [_Server((host, port or 0), _LokiHandler, self)]
+        serve = threading.Thread(target=self._servers[0].serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+        self._threads = [serve]
+        serve.start()

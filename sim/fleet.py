@@ -50,6 +50,7 @@ GAUGES = {
     "disk_free_bytes": "disk_free_bytes",
     "cert_expiry_timestamp": "tls_cert_expiry_timestamp_seconds",
 }
+WALL_CLOCK_GAUGES = frozenset({"tls_cert_expiry_timestamp_seconds"})  # values that are unix timestamps
 # How a call to the root fails, by fault; every other failed call is answered 503.
 ROOT_CALL_FAILURE = {
     "memory_leak": "timeout",
@@ -354,7 +355,15 @@ class Fleet:
         seg = self._serving(segments, now)
         if not seg.timeline.up(service, now):
             return None
-        return [self._continue(seg, x) if x.family in CUMULATIVE else x for x in seg.timeline.samples(service, now)]
+        return [self._shown(seg, x) for x in seg.timeline.samples(service, now)]
+
+    def _shown(self, seg: _Segment, sample: Sample) -> Sample:
+        """A sample as the live endpoint shows it: counters carried on, timestamps as wall-clock seconds."""
+        if sample.family in CUMULATIVE:
+            return self._continue(seg, sample)
+        if sample.family in WALL_CLOCK_GAUGES:  # under --speed the expiry must cross at the fault's wall time
+            return dataclasses.replace(sample, value=self.wall_time(sample.value))
+        return sample
 
     def log_entries(
         self,

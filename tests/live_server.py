@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -128,14 +129,13 @@ class Process:
         return f"--- {self.name} (exit {self.process.poll()}) ---\n{text[-tail:]}"
 
 
-def spawn(name: str, argv: list[str], workdir: Path, env: dict[str, str] | None = None) -> Process:
+def spawn(name: str, argv: list[str], workdir: Path) -> Process:
     """Start `argv` with stdout and stderr in workdir/<name>.log."""
     workdir.mkdir(parents=True, exist_ok=True)
     log_path = workdir / f"{name}.log"
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            argv, env={**os.environ, **(env or {})}, stdout=log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, cwd=workdir,
+            argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=workdir
         )
     return Process(name, process, log_path)
 
@@ -187,6 +187,7 @@ class AlertingStack:
         return httpx.get(f"{self.loki_url}/state", timeout=5).json()
 
     def stop(self) -> None:
+        """Stop Alertmanager, Prometheus, then the fleet."""
         for process in reversed(self.processes):
             process.stop()
 
@@ -218,8 +219,12 @@ def start_alerting_stack(
             "--prometheus-config", str(fleet_config),
         ], workdir))
         loki_url = f"http://127.0.0.1:{loki_port}"
-        wait_for("the fleet's /state", lambda: httpx.get(f"{loki_url}/state", timeout=2).status_code == 200,
-                 timeout, logs)
+
+        def fleet_ready() -> bool:  # serving, and done writing its scrape config (it starts serving first)
+            targets = httpx.get(f"{loki_url}/state", timeout=2).json()["targets"]
+            return fleet_config.exists() and fleet_config.read_text().count("- targets:") == len(targets)
+
+        wait_for("the fleet's /state and scrape config", fleet_ready, timeout, logs)
 
         (workdir / "alert_rules.yml").write_text(compress_durations((DEPLOY / "alert_rules.yml").read_text(), speed))
         am_url = f"http://127.0.0.1:{am_port}"
@@ -274,3 +279,92 @@ def alertmanager_config(alerts_url: str, key_file: Path, group_wait: str) -> dic
     webhook["url"] = alerts_url
     webhook["http_config"]["authorization"]["credentials_file"] = str(key_file)
     return config
+
+
+@dataclass
+class AlertRun:
+    """One scenario from fault to brief (or to the approval gate, which comes first when a fix is proposed): the
+    fleet's /state, the first incident (GET /incidents/{id}), its history, every incident opened by then, the wall
+    seconds it all took and the logs of every process."""
+
+    state: dict[str, Any]
+    incident: dict[str, Any]
+    history: list[dict[str, Any]]
+    incidents: list[dict[str, Any]]
+    elapsed: float
+    logs: str
+
+    def timings(self) -> dict[str, float]:
+        """Seconds from the injection to the alert's startsAt, from startsAt to our 202 (the incident row) and
+        from there to the brief's checkpoint (or the gate's, the last one, when the run waits there)."""
+        at = datetime.fromisoformat
+        starts_at = at(self.incident["report"]["window"]["end"]).timestamp()
+        accepted = at(self.incident["created_at"]).timestamp()
+        ends = [c for c in self.history if "brief" in c["ran"]] or self.history[-1:]
+        brief = at(ends[0]["created_at"]).timestamp()
+        return {
+            "fault_to_alert": starts_at - at(self.state["injected_at"]).timestamp(),
+            "alert_to_202": accepted - starts_at,
+            "202_to_brief": brief - accepted,
+            "alert_to_brief": brief - starts_at,
+        }
+
+
+def run_alert_to_brief(
+    workdir: Path, database_url: str, scenario: str, seed: int, *, speed: float = 15.0,
+    inject_after: float = 45.0, window_seconds: int = 30, baseline_seconds: int = 30, timeout: float = 100.0,
+) -> AlertRun:
+    """The fleet, Prometheus, Alertmanager and the service (live telemetry) on one scenario, until the first
+    incident Alertmanager opened has its brief (or waits at the gate, or its run failed); every process stopped
+    on return. AssertionError, with every process' log, when no alert comes within `timeout` seconds.
+
+    Time is compressed `speed` times: one simulated 15 s step is 15/speed wall seconds, and the run reads
+    metrics at that step (no finer than the fleet's scrape interval, 1 s) with the connectors' rate window of
+    four steps (1m at 15 s); the incident window and its baseline are `window_seconds` and `baseline_seconds`
+    of wall time before the alert's startsAt.
+    """
+    step = max(1.0, 15.0 / speed)
+    server_port = free_port()
+    stack = server = None
+    began = time.monotonic()
+
+    def logs() -> str:
+        parts = [p.log() for p in stack.processes] if stack else []
+        return "\n".join(parts + ([f"--- server ---\n{server.log()[-4000:]}"] if server else []))
+
+    try:
+        stack = start_alerting_stack(
+            workdir / "stack", scenario=scenario, seed=seed, speed=speed, inject_after=inject_after,
+            alerts_url=f"http://127.0.0.1:{server_port}/alerts",
+        )
+        telemetry = workdir / "telemetry.toml"
+        telemetry.write_text(f'[prometheus]\nrange_window = "{round(4 * step * 1000)}ms"\nstep_seconds = {step}\n')
+        server = start_server(database_url, workdir / "server", telemetry="live", port=server_port, extra_env={
+            "LOKI_URL": stack.loki_url,
+            "PROMETHEUS_URL": stack.prometheus_url,
+            "TELEMETRY_CONFIG": str(telemetry),
+            "INCIDENT_WINDOW_SECONDS": str(window_seconds),
+            "INCIDENT_BASELINE_SECONDS": str(baseline_seconds),
+            "INCIDENT_METRICS_STEP_SECONDS": str(step),
+        })
+        with httpx.Client(base_url=server.url, headers=server.headers, timeout=5) as api:
+
+            def first_incident() -> dict[str, Any] | None:
+                items = api.get("/incidents").json()["items"]
+                return min(items, key=lambda i: i["created_at"]) if items else None
+
+            def finished(incident_id: str) -> dict[str, Any] | None:
+                body = api.get(f"/incidents/{incident_id}").json()
+                done = body["brief"] or body["run_status"] in ("awaiting_approval", "failed")
+                return body if done else None
+
+            first = wait_for("an incident opened by Alertmanager", first_incident, timeout, logs)
+            incident = wait_for(f"the brief of incident {first['id']}", lambda: finished(first["id"]), 60, logs)
+            history = api.get(f"/incidents/{first['id']}/history").json()["checkpoints"]
+            incidents = api.get("/incidents").json()["items"]
+        return AlertRun(stack.state(), incident, history, incidents, time.monotonic() - began, logs())
+    finally:
+        if server:
+            server.stop()
+        if stack:
+            stack.stop()

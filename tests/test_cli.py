@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+
+import pytest
 
 from tests.conftest import REPO_ROOT
 
@@ -85,3 +88,31 @@ def test_eval_prints_the_accuracy_contract(database_url):
     assert scores["median_seconds"] > 0
     table = cli("eval", "--seeds", "1", "--scenario", "false_alarm", env=env)
     assert "false alarms classified as no incident: 100%" in table.stdout
+
+
+def test_investigate_a_service_over_live_backends(database_url, tmp_path):
+    """`investigate --service S --json` reads a real (backfilled) Prometheus and a Loki API, nothing simulated
+    in process."""
+    if not (shutil.which("promtool") and shutil.which("prometheus")):
+        if os.environ.get("CI") == "true":
+            pytest.fail("promtool and prometheus are required under CI (Debian package prometheus)")
+        pytest.skip("promtool/prometheus not installed")
+    from graph.wire_eval import plan_cases, wire_backends
+    from sim.scenarios import build_scenario
+
+    case = plan_cases(["db_connection_exhaustion"], 1)[0]
+    scenario = build_scenario(case.scenario, case.seed, case.end)
+    with wire_backends([case], tmp_path) as (prometheus_url, loki_url):
+        env = {**os.environ, "DATABASE_URL": database_url, "PROMETHEUS_URL": prometheus_url, "LOKI_URL": loki_url}
+        out = cli("investigate", "--service", scenario.alerted_service, "--at", case.end.isoformat(),
+                  "--window", "15m", "--json", env=env)
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert set(report) == CONTRACT_KEYS
+    assert report["service"] == scenario.alerted_service and report["is_incident"] is True
+    assert (report["root_cause"]["service"], report["root_cause"]["fault_type"]) == (
+        scenario.root_service, "db_connection_exhaustion")
+    assert [e for e in report["errors"] if e["source"] != "traces"] == []  # only "no trace backend" is noted
+    no_backend = cli("investigate", "--service", "checkout", "--json",
+                     env={k: v for k, v in env.items() if k not in ("PROMETHEUS_URL", "LOKI_URL")})
+    assert no_backend.returncode == 2 and "LOKI_URL" in no_backend.stderr

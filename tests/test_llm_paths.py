@@ -93,3 +93,17 @@ def test_merge_verdict_keeps_hard_evidence():
     assert merged.code_regression is False
     ambiguous = merge_verdict(rules, verdict, top_confidence=0.4)
     assert ambiguous.is_incident is False
+
+
+async def test_an_unavailable_provider_is_recorded_and_the_rules_answer(tmp_path):
+    scenario = build_scenario("disk_full", 1, END)
+    graph = build_graph(checkpointer=InMemorySaver())
+    values = await graph.ainvoke(
+        {"incident_id": "t-provider", "alert": scenario.alert,
+         "telemetry": TelemetrySpec(kind="sim", scenario="disk_full", seed=1, end=END)},
+        {"configurable": {"thread_id": "t-provider"}},
+        context=Context(llm_provider="openai", output_dir=str(tmp_path)),
+    )
+    assert (values["root_cause"].service, values["root_cause"].fault_type) == (scenario.root_service, "disk_full")
+    assert {e.node for e in values["errors"]} >= {"detect", "rca", "suggest", "brief"}
+    assert all("LLM unavailable" in e.message for e in values["errors"] if e.source == "llm")

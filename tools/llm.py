@@ -42,7 +42,10 @@ async def structured_call(
 
     (None, None, None) means no model is configured: the caller keeps its deterministic result.
     """
-    model = chat_model(context, tier)
+    try:
+        model = chat_model(context, tier)
+    except Exception as exc:  # a misconfigured provider must not stop the run: the rules' answer stands
+        return None, None, f"LLM unavailable: {type(exc).__name__}: {str(exc)[:300]}"
     if model is None:
         return None, None, None
     messages = render_prompt(prompt, **variables)

@@ -355,7 +355,9 @@ def run_alert_to_brief(
 
             def finished(incident_id: str) -> dict[str, Any] | None:
                 body = api.get(f"/incidents/{incident_id}").json()
-                done = body["brief"] or body["run_status"] in ("awaiting_approval", "failed")
+                # the run is over (brief delivered, run row done), waits at the gate, or failed; a written
+                # brief alone is not the end: notify and the run's own bookkeeping come after it
+                done = body["run_status"] in ("completed", "not_an_incident", "awaiting_approval", "failed")
                 return body if done else None
 
             first = wait_for("an incident opened by Alertmanager", first_incident, timeout, logs)

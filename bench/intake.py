@@ -24,18 +24,15 @@ import os
 import sys
 import tempfile
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import psycopg
-from psycopg.conninfo import make_conninfo
 
 from sim.scenarios import SCENARIOS
 from tests.live_server import API_KEY, LiveServer, start_server
+from tools.database import throwaway_database
 
 DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 STARTS_AT = "2026-11-21T12:00:00Z"
@@ -144,19 +141,6 @@ def busy_seconds() -> float:
     return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # less idle and iowait
 
 
-@contextmanager
-def fresh_database(admin_url: str) -> Iterator[str]:
-    """A new database on the admin connection's server, dropped on exit."""
-    name = f"bench_intake_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(admin_url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield make_conninfo(admin_url, dbname=name)
-    finally:
-        with psycopg.connect(admin_url, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 def stored(database_url: str) -> tuple[int, int]:
     """(incidents, alerts) in the database."""
     with psycopg.connect(database_url) as conn:
@@ -171,7 +155,7 @@ def run_one(
 ) -> Result:
     """One storm against a fresh server and database."""
     bodies = storm(alerts, groups, batch)
-    with fresh_database(admin_url) as database_url:
+    with throwaway_database(admin_url, prefix="bench_intake") as database_url:
         server: LiveServer = start_server(
             database_url, workdir, run_workers=workers_on, telemetry="sim", processes=processes
         )

@@ -14,7 +14,6 @@ import dataclasses
 import math
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -38,6 +37,7 @@ from graph.summary import incident_report
 from sim.history import HistoryServer, LogHistory
 from state import TelemetrySpec
 from tools.database import open_database
+from tools.net import free_port
 
 SPACING = timedelta(hours=2)  # between two cases' ends: more than a case's 45 min of data and any lookback
 LOOKBACK_DELTA = "15s"  # one scrape interval: a gauge holds over at most one missed scrape
@@ -142,7 +142,7 @@ def serve_prometheus(tsdb: Path, workdir: Path) -> Iterator[str]:
     """A real Prometheus on 127.0.0.1 over the backfilled TSDB (no scrape targets), until exit; yields its URL."""
     config = workdir / "prometheus.yml"
     config.write_text("global:\n  scrape_interval: 15s\n")
-    port = _free_port()
+    port = free_port()
     log = (workdir / "prometheus.log").open("w")
     process = subprocess.Popen(
         [
@@ -189,12 +189,6 @@ def _tool(name: str) -> str:
     if path is None:
         raise WireSetupError(f"{name} not found: install Prometheus (Debian package prometheus)")
     return path
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # --- runs ----------------------------------------------------------------------------------------------------

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -11,35 +10,28 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from tools.database import throwaway_database
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
-def _admin_connection() -> psycopg.Connection:
+def _require_postgres() -> None:
     try:
-        return psycopg.connect(ADMIN_URL, autocommit=True, connect_timeout=5)
+        psycopg.connect(ADMIN_URL, connect_timeout=5).close()
     except psycopg.OperationalError as exc:
         if os.environ.get("CI") == "true":
             pytest.fail(f"PostgreSQL at {ADMIN_URL} is required under CI and unreachable: {exc}")
         pytest.skip(f"PostgreSQL at {ADMIN_URL} unreachable: {exc}")
 
 
-def _url_for(name: str) -> str:
-    return ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-
-
 @contextmanager
 def fresh_database() -> Iterator[str]:
-    """Create a database with a unique name; drop it on exit."""
-    name = f"ic_test_{uuid.uuid4().hex[:10]}"
-    with _admin_connection() as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield _url_for(name)
-    finally:
-        with _admin_connection() as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    """A database with a unique name on the test server; dropped on exit."""
+    _require_postgres()
+    with throwaway_database(ADMIN_URL, prefix="ic_test") as url:
+        yield url
 
 
 @pytest.fixture

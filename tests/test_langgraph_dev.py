@@ -18,7 +18,7 @@ import psycopg
 import pytest
 from langgraph_sdk import get_client
 
-from tests.live_server import free_port
+from tools.net import free_port
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LANGGRAPH = Path(sys.executable).parent / "langgraph"

@@ -8,7 +8,6 @@ import json
 import math
 import os
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -24,6 +23,7 @@ from sim.generate import STEP, _iso
 from sim.source import sim_data
 from sim.topology import INTERNAL
 from sim.wire import FleetServer, parse_logql, parse_time_ns
+from tools.net import free_port
 
 T0 = 1_795_000_000.0  # the fake wall clock's start, on the 15 s grid
 
@@ -347,12 +347,6 @@ def test_cli_export_writes_openmetrics(tmp_path) -> None:
     assert 'up{service="gateway"} 1 ' in text
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_export_backfills_a_real_prometheus(tmp_path) -> None:
     if not (shutil.which("promtool") and shutil.which("prometheus")):
         if os.environ.get("CI") == "true":
@@ -370,7 +364,7 @@ def test_export_backfills_a_real_prometheus(tmp_path) -> None:
         capture_output=True,
     )
     (tmp_path / "prometheus.yml").write_text("global:\n  scrape_interval: 1m\n")
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [
             "prometheus",

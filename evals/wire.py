@@ -32,8 +32,8 @@ from analysis.records import LogRecord
 from evals.scoring import aggregate, score_case
 from evals.simulator import EVAL_END
 from graph.context import Context
-from graph.runs import IncidentRunner
 from graph.summary import incident_report
+from service.runs import IncidentRunner
 from sim.history import HistoryServer, LogHistory
 from state import TelemetrySpec
 from tools.database import open_database

@@ -11,7 +11,7 @@ import pytest
 
 from evals.wire import SPACING, evaluate_wire, plan_cases, run_case
 from graph.context import Context
-from graph.runs import IncidentRunner
+from service.runs import IncidentRunner
 from sim.history import HistoryServer, LogHistory
 from sim.scenarios import build_scenario
 from sim.source import SimTelemetry, sim_data

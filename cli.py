@@ -291,10 +291,10 @@ async def cmd_incidents(args: argparse.Namespace) -> int:
 
 
 async def cmd_eval(args: argparse.Namespace) -> int:
-    from graph.evaluation import evaluate_graph, format_table
+    from evals.simulator import evaluate_graph, format_table
 
     if args.wire:
-        from graph.wire_eval import WireSetupError, evaluate_wire
+        from evals.wire import WireSetupError, evaluate_wire
 
         try:
             scores = await evaluate_wire(args.seeds, scenarios=args.scenario or None)

@@ -17,8 +17,10 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, FastAPI, Form, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
 from psycopg.errors import DataError, UniqueViolation
 from pydantic import BaseModel, Field
+from sse_starlette import EventSourceResponse
 from starlette.exceptions import HTTPException
 
 from graph.context import Context
@@ -29,7 +31,7 @@ from state import Alert, TelemetrySpec
 from tools import incidents, intake
 from tools.alert_payloads import PayloadError, decode_body, parse_payload
 from tools.database import open_database
-from web.dashboard import DashboardViews
+from web.dashboard import STATIC_DIR, DashboardViews, live_events
 from web.metrics import ServerMetrics
 
 log = logging.getLogger("incident_copilot.server")
@@ -466,6 +468,31 @@ def dashboard_router() -> APIRouter:
         page = await request.app.state.views.incident(request.app.state, incident_id)
         return HTMLResponse(page, status_code=200 if page else 404)
 
+    # live updates: the page's main content again, as a server-sent event, whenever it changed
+    @router.get("/ui/events")
+    async def index_events(request: Request, status: str | None = None, service: str | None = None,
+                           v: str | None = None) -> Response:
+        if session_identity(request) is None:
+            return error_response(401, "unauthorized", "sign in first")
+        views, pool = request.app.state.views, request.app.state.db.pool
+        return EventSourceResponse(live_events(lambda: views.index(pool, status, service, main_only=True),
+                                               request.is_disconnected, v), ping=15)
+
+    @router.get("/ui/incidents/{incident_id}/events")
+    async def incident_events(request: Request, incident_id: str, v: str | None = None) -> Response:
+        if session_identity(request) is None:
+            return error_response(401, "unauthorized", "sign in first")
+        views = request.app.state.views
+        return EventSourceResponse(live_events(lambda: views.incident(request.app.state, incident_id, main_only=True),
+                                               request.is_disconnected, v), ping=15)
+
+    @router.get("/ui/runbooks/{name:path}", response_class=HTMLResponse)
+    async def runbook(request: Request, name: str) -> Response:
+        if session_identity(request) is None:
+            return RedirectResponse("/ui/login", status_code=303)
+        page = request.app.state.views.runbook(request.app.state.runner.context.runbooks_dir, name)
+        return HTMLResponse(page or "no such runbook", status_code=200 if page else 404)
+
     @router.get("/ui/login", response_class=HTMLResponse)
     async def login_form(request: Request) -> HTMLResponse:
         return HTMLResponse(request.app.state.views.login(error=None))
@@ -532,4 +559,5 @@ def create_app(settings: ServerSettings | None = None, context: Context | None =
     app.include_router(incidents_router())
     app.include_router(ops_router())
     app.include_router(dashboard_router())
+    app.mount("/ui/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app

@@ -535,6 +535,10 @@ def create_app(settings: ServerSettings | None = None, context: Context | None =
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         run_context = context or Context.from_env(output_dir=settings.output_dir)
+        if settings.telemetry == "sim" and run_context.runbooks_dir is None:
+            from sim import RUNBOOKS_DIR
+
+            run_context.runbooks_dir = str(RUNBOOKS_DIR)  # the simulated fleet comes with its runbooks
         metrics = ServerMetrics()
         async with open_database(settings.database_url, max_size=2 * settings.workers + 8) as db:
             workers = RunWorkers(db, run_context, concurrency=settings.workers,

@@ -1,21 +1,30 @@
-"""Server-rendered dashboard pages (no build step): the incidents list and one incident with its gate, and their
-live updates as server-sent events."""
+"""The dashboard (server-rendered, no build step): the incidents list and one incident with its gate, their live
+updates as server-sent events, the team's runbooks; the pages, their routes and the sign-in."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from markupsafe import Markup
+from psycopg.errors import UniqueViolation
 from psycopg_pool import AsyncConnectionPool
+from sse_starlette import EventSourceResponse
 
-from graph.runs import RunError, incident_view, thread_config
-from tools import incidents
+from service import incidents, intake
+from service.auth import SESSION_COOKIE, authenticate, match_key
+from service.errors import ApiError, error_response
+from service.routers.incidents import load_snapshot
+from service.runs import RunError, incident_view, thread_config
+from service.settings import ServerSettings
 from web.render import template_env
 from web.view import incident_page
 
@@ -110,3 +119,82 @@ async def live_events(render: Callable[[], Awaitable[str | None]], disconnected:
             shown = version(html)
             yield {"event": "page", "data": html}
         await asyncio.sleep(LIVE_INTERVAL_SECONDS)
+
+
+def dashboard_router() -> APIRouter:
+    """GET /, the incident page, sign-in and the gate's form; cookie auth."""
+    router = APIRouter(include_in_schema=False)
+
+    def session_identity(request: Request) -> str | None:
+        try:
+            return authenticate(request)
+        except ApiError:
+            return None
+
+    @router.get("/", response_class=HTMLResponse)
+    async def index(request: Request, status: str | None = None, service: str | None = None) -> Response:
+        if session_identity(request) is None:
+            return RedirectResponse("/ui/login", status_code=303)
+        return HTMLResponse(await request.app.state.views.index(request.app.state.db.pool, status, service))
+
+    @router.get("/ui/incidents/{incident_id}", response_class=HTMLResponse)
+    async def incident_page(request: Request, incident_id: str) -> Response:
+        if session_identity(request) is None:
+            return RedirectResponse("/ui/login", status_code=303)
+        page = await request.app.state.views.incident(request.app.state, incident_id)
+        return HTMLResponse(page, status_code=200 if page else 404)
+
+    # live updates: the page's main content again, as a server-sent event, whenever it changed
+    @router.get("/ui/events")
+    async def index_events(request: Request, status: str | None = None, service: str | None = None,
+                           v: str | None = None) -> Response:
+        if session_identity(request) is None:
+            return error_response(401, "unauthorized", "sign in first")
+        views, pool = request.app.state.views, request.app.state.db.pool
+        return EventSourceResponse(live_events(lambda: views.index(pool, status, service, main_only=True),
+                                               request.is_disconnected, v), ping=15)
+
+    @router.get("/ui/incidents/{incident_id}/events")
+    async def incident_events(request: Request, incident_id: str, v: str | None = None) -> Response:
+        if session_identity(request) is None:
+            return error_response(401, "unauthorized", "sign in first")
+        views = request.app.state.views
+        return EventSourceResponse(live_events(lambda: views.incident(request.app.state, incident_id, main_only=True),
+                                               request.is_disconnected, v), ping=15)
+
+    @router.get("/ui/runbooks/{name:path}", response_class=HTMLResponse)
+    async def runbook(request: Request, name: str) -> Response:
+        if session_identity(request) is None:
+            return RedirectResponse("/ui/login", status_code=303)
+        page = request.app.state.views.runbook(request.app.state.runner.context.runbooks_dir, name)
+        return HTMLResponse(page or "no such runbook", status_code=200 if page else 404)
+
+    @router.get("/ui/login", response_class=HTMLResponse)
+    async def login_form(request: Request) -> HTMLResponse:
+        return HTMLResponse(request.app.state.views.login(error=None))
+
+    @router.post("/ui/login")
+    async def login(request: Request, api_key: Annotated[str, Form(max_length=512)]) -> Response:
+        settings: ServerSettings = request.app.state.settings
+        if not settings.auth_disabled and match_key(settings, api_key) is None:
+            return HTMLResponse(request.app.state.views.login(error="invalid key"), status_code=401)
+        response = RedirectResponse("/", status_code=303)
+        response.set_cookie(SESSION_COOKIE, api_key, httponly=True, samesite="strict", max_age=8 * 3600)
+        return response
+
+    @router.post("/ui/incidents/{incident_id}/approval")
+    async def approve_form(
+        request: Request, incident_id: str, decision: Annotated[Literal["approve", "reject"], Form()],
+        comment: Annotated[str, Form(max_length=2000)] = "",
+    ) -> Response:
+        caller = session_identity(request)
+        if caller is None:
+            return RedirectResponse("/ui/login", status_code=303)
+        snapshot = await load_snapshot(request, incident_id)
+        if snapshot.interrupts:
+            with contextlib.suppress(UniqueViolation):  # decided meanwhile: the page shows the outcome
+                await intake.queue_resume(request.app.state.db.pool, incident_id, snapshot.interrupts[0].id,
+                                          {"decision": decision, "by": caller, "comment": comment})
+        return RedirectResponse(f"/ui/incidents/{incident_id}", status_code=303)
+
+    return router

@@ -24,10 +24,11 @@ class Parsed(Exception):
 
 
 def mentioned_files(readme: Path) -> set[str]:
-    """Relative link targets and file names (path/name.md, name.py, ...) the README names outside code blocks."""
+    """Relative link targets, and the documents (name.md) the prose names, outside code (files in `code` may be
+    outputs or examples)."""
     text = FENCE.sub("", readme.read_text())
     targets = {t.split("#")[0] for t in LINK.findall(text) if not re.match(r"[a-z]+:|#", t)}
-    names = {m for m in FILE_NAME.findall(text) if not m.startswith(("http", "."))}
+    names = {m for m in FILE_NAME.findall(re.sub(r"`[^`]*`", "", text)) if not m.startswith(("http", "."))}
     return {t for t in targets | names if t}
 
 

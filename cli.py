@@ -12,7 +12,7 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-from graph.context import Context
+from graph.context import ConfigError, Context
 from graph.summary import incident_report
 from nodes.approve import ApprovalDecision
 from service import incidents
@@ -407,9 +407,13 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point."""
     os.environ.setdefault("LANGSMITH_TRACING", "false")
     args = build_parser().parse_args(argv)
-    if args.func is cmd_serve:
-        return cmd_serve(args)
-    return asyncio.run(args.func(args))
+    try:
+        if args.func is cmd_serve:
+            return cmd_serve(args)
+        return asyncio.run(args.func(args))
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -6,6 +6,12 @@ import os
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
+LLM_PROVIDERS = ("offline", "google", "openai")
+
+
+class ConfigError(ValueError):
+    """Run settings that cannot work (unknown LLM provider or model, missing key): the program refuses to start."""
+
 
 @dataclass
 class Context:
@@ -17,6 +23,16 @@ class Context:
     """Model for detect, analyze_code and propose_fix."""
     fast_model: str = "gemini-2.5-flash"
     """Model for rca, suggest and brief."""
+    llm_base_url: str | None = None
+    """Endpoint of the provider's API (LLM_BASE_URL): OpenRouter, vLLM, Ollama, or a Gemini gateway."""
+    llm_timeout_seconds: float = 60.0
+    """Longest wait for one model call; a call that takes longer falls back to the rules' answer."""
+    llm_max_attempts: int = 3
+    """Attempts per model call when the provider answers 429/5xx or drops the connection."""
+    llm_backoff_seconds: float = 1.0
+    """First wait between attempts; doubled after each failed attempt."""
+    token_budget: int = 60_000
+    """LLM tokens (in + out) one incident may use; no call is made past it (0 = no limit)."""
     repo: str | None = None
     """The code repository of the alerted fleet (a local git path); None = use the telemetry's own, if any."""
     pr_backend: Literal["local", "github"] = "local"
@@ -46,17 +62,27 @@ class Context:
     chat_models: dict[str, Any] = field(default_factory=dict)
     """Chat model instances by tier ("reasoning", "fast"); set by tests or embedding apps, never persisted."""
 
+    def __post_init__(self) -> None:
+        if self.llm_provider not in LLM_PROVIDERS:
+            raise ConfigError(f"unknown LLM provider {self.llm_provider!r}: use one of {', '.join(LLM_PROVIDERS)}")
+
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Context:
         """Defaults from the environment (LLM_PROVIDER, GOOGLE_API_KEY, ...), then explicit overrides."""
         env = dict(os.environ if env is None else env)
         values: dict[str, Any] = {}
-        provider = env.get("LLM_PROVIDER") or ("google" if env.get("GOOGLE_API_KEY") else "offline")
+        provider = env.get("LLM_PROVIDER") or (
+            "google" if env.get("GOOGLE_API_KEY") else "openai" if env.get("OPENAI_API_KEY") else "offline")
         values["llm_provider"] = provider
         if env.get("REASONING_MODEL"):
             values["reasoning_model"] = env["REASONING_MODEL"]
         if env.get("FAST_MODEL"):
             values["fast_model"] = env["FAST_MODEL"]
+        if env.get("LLM_BASE_URL") or env.get("OPENAI_BASE_URL"):
+            values["llm_base_url"] = env.get("LLM_BASE_URL") or env["OPENAI_BASE_URL"]
+        for name, kind in (("llm_timeout_seconds", float), ("llm_max_attempts", int), ("token_budget", int)):
+            if env.get(name.upper()):
+                values[name] = kind(env[name.upper()])
         if env.get("INCIDENT_REPO"):
             values["repo"] = env["INCIDENT_REPO"]
         if env.get("OUTPUT_DIR"):
@@ -74,4 +100,9 @@ class Context:
         if unknown:
             raise TypeError(f"unknown context settings: {sorted(unknown)}")
         values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)
+        context = cls(**values)
+        if not context.chat_models:
+            from tools.llm import check_llm_settings  # here, not at import: tools.llm imports this module
+
+            check_llm_settings(context, env)
+        return context

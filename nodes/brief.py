@@ -9,8 +9,9 @@ from pydantic import BaseModel, Field
 
 from graph.context import Context
 from nodes.common import llm_outcome
+from prompts.views import conclusions_view
 from state import Brief, IncidentState
-from tools.llm import structured_call
+from tools.llm import spent_tokens, structured_call
 from tools.redact import redact
 from web.render import brief_title, render_brief_markdown
 
@@ -27,7 +28,8 @@ async def brief(state: IncidentState, runtime: Runtime[Context]) -> dict[str, An
     summary = None
     if state["detection"].is_incident:
         text, usage, error = await structured_call(
-            runtime.context, "fast", BriefText, "brief", evidence=state["digest"]
+            runtime.context, "fast", BriefText, "brief", spent=spent_tokens(state.get("tokens")),
+            conclusions=conclusions_view(state),
         )
         update |= llm_outcome("brief", usage, error)
         summary = redact(text.summary) if text is not None else None

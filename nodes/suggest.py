@@ -7,12 +7,13 @@ from typing import Any
 from langgraph.runtime import Runtime
 from pydantic import BaseModel, Field
 
+from analysis.guard import ALLOWED_ACTIONS, refused_action
 from analysis.mitigations import playbook
 from analysis.patch_checks import check_command
 from graph.context import Context
-from nodes.common import llm_outcome
+from nodes.common import error_record, llm_outcome
 from state import Hypothesis, IncidentState, Risk, Suggestion
-from tools.llm import structured_call
+from tools.llm import spent_tokens, structured_call
 
 MAX_SUGGESTIONS = 6
 
@@ -20,6 +21,7 @@ MAX_SUGGESTIONS = 6
 class SuggestedAction(BaseModel):
     """One mitigation proposed by the model."""
 
+    kind: str = Field(description="one of: " + "; ".join(f"{k} ({v})" for k, v in ALLOWED_ACTIONS.items()))
     action: str
     risk: Risk
     rationale: str = ""
@@ -54,12 +56,20 @@ async def suggest(state: IncidentState, runtime: Runtime[Context]) -> dict[str, 
     suggestions = plan_for(candidates[0] if candidates else None, state)
     update: dict[str, Any] = {}
     verdict, usage, error = await structured_call(
-        runtime.context, "fast", SuggestVerdict, "suggest", evidence=state["digest"]
+        runtime.context, "fast", SuggestVerdict, "suggest", spent=spent_tokens(state.get("tokens")),
+        evidence=state["digest"],
     )
     update |= llm_outcome("suggest", usage, error)
     if verdict is not None:
         known = {s.action.lower() for s in suggestions}
-        extra = [Suggestion(**s.model_dump()) for s in verdict.suggestions if s.action.lower() not in known]
+        extra = []
+        for s in verdict.suggestions:
+            reason = refused_action(s.kind, s.action, s.rationale, s.command)
+            if reason is not None:  # outside what a run may propose: dropped, and said so
+                update.setdefault("errors", []).append(error_record("suggest", f"model suggestion refused: {reason}",
+                                                                    source="llm"))
+            elif s.action.lower() not in known:
+                extra.append(Suggestion(**s.model_dump(exclude={"kind"})))
         suggestions = [*suggestions, *screen(extra)]
     update["suggestions"] = suggestions[:MAX_SUGGESTIONS]
     return update

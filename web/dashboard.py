@@ -18,7 +18,8 @@ from service.errors import ApiError
 from service.routers.incidents import load_snapshot
 from service.runs import RunError, incident_view, thread_config
 from service.settings import ServerSettings
-from web.render import template_env, timeline
+from tools.redact import redact_value
+from web.render import redacted_view, template_env, timeline
 
 
 def _age(created: datetime) -> str:
@@ -40,7 +41,8 @@ class DashboardViews:
         rows = await incidents.list_incidents(pool, status=status, service=service, limit=100)
         for row in rows:
             row["age"] = _age(row["created_at"])
-        return self.env.get_template("dashboard/index.html.j2").render(rows=rows, status=status, service=service)
+        return self.env.get_template("dashboard/index.html.j2").render(rows=redact_value(rows), status=status,
+                                                                      service=service)
 
     async def incident(self, app_state: Any, incident_id: str) -> str | None:
         """One incident: verdict, timeline of steps, evidence, hypotheses, the diff and the gate."""
@@ -54,9 +56,10 @@ class DashboardViews:
         except RunError:
             steps = []
         view = await incident_view(app_state.db.pool, snapshot, row["status"])
+        values = redacted_view(values)  # the page is built from redacted data only
         return self.env.get_template("dashboard/incident.html.j2").render(
-            row=row, s=values, status=view.status, steps=steps, gate=view.gate, decision=view.decision,
-            timeline=timeline(values) if values.get("window") else [],
+            row=redact_value(row), s=values, status=view.status, steps=steps, gate=redact_value(view.gate),
+            decision=redact_value(view.decision), timeline=timeline(values) if values.get("window") else [],
         )
 
     def login(self, error: str | None) -> str:

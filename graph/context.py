@@ -48,7 +48,7 @@ class Context:
     output_dir: str = "output"
     """Where briefs are written."""
     notify_channels: tuple[str, ...] = ("file",)
-    """Sinks the brief goes to."""
+    """Local outputs of the brief: "file" (under output_dir), "stdout"; people are reached through notify_config."""
     loki_url: str | None = None
     """Loki base URL for live telemetry (LOKI_URL)."""
     loki_auth: str | None = None
@@ -59,6 +59,10 @@ class Context:
     """Prometheus credentials, same forms as loki_auth (PROMETHEUS_AUTH)."""
     telemetry_config: str | None = None
     """A TOML file overriding query names, labels and thresholds of the connectors (TELEMETRY_CONFIG)."""
+    notify_config: str | None = None
+    """A TOML file of notification channels and routes (NOTIFY_CONFIG); none = nobody is notified."""
+    database: Any = None
+    """The run's open database (outbox, memory of past incidents); set by the runner, never persisted."""
     chat_models: dict[str, Any] = field(default_factory=dict)
     """Chat model instances by tier ("reasoning", "fast"); set by tests or embedding apps, never persisted."""
 
@@ -87,7 +91,7 @@ class Context:
             values["repo"] = env["INCIDENT_REPO"]
         if env.get("OUTPUT_DIR"):
             values["output_dir"] = env["OUTPUT_DIR"]
-        for name in ("loki_url", "loki_auth", "prometheus_url", "prometheus_auth", "telemetry_config"):
+        for name in ("loki_url", "loki_auth", "prometheus_url", "prometheus_auth", "telemetry_config", "notify_config"):
             if env.get(name.upper()):
                 values[name] = env[name.upper()]
         for name, kind in (("window_seconds", int), ("baseline_seconds", int), ("metrics_step_seconds", float)):
@@ -103,6 +107,8 @@ class Context:
         context = cls(**values)
         if not context.chat_models:
             from tools.llm import check_llm_settings  # here, not at import: tools.llm imports this module
+            from tools.notify.config import load_notify_config
 
             check_llm_settings(context, env)
+            load_notify_config(context.notify_config)
         return context

@@ -129,6 +129,7 @@ def _context(state: dict[str, Any], summary: str | None) -> dict[str, Any]:
         "hypotheses": (state.get("hypotheses") or [])[:5],
         "suggestions": state.get("suggestions") or [],
         "errors": state.get("errors") or [],
+        "similar": state.get("similar_incidents") or [],
     }
 
 

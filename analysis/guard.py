@@ -25,7 +25,7 @@ _SECRET_WORDS = (
 # (name, pattern): instructions an answer must never carry, whichever part of the answer they are in
 REFUSED_INSTRUCTIONS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("sends secrets out",
-     re.compile(r"(?i)\b(?:e-?mail|send|post|upload|share|forward|paste|exfiltrate|leak|print|reveal|disclose)\b"
+     re.compile(r"(?i)\b(?:e-?mail|send|post(?!\s+/)|upload|share|forward|paste|exfiltrate|leak|print|reveal|disclose)\b"
                 r"[^.\n]{0,60}\b" + _SECRET_WORDS + r"\b")),
     ("sends data to an address", re.compile(r"(?i)\b(?:e-?mail|send|forward)\b[^.\n]{0,80}\bto\s+\S+@\S+")),
     ("weakens authentication or safety checks",

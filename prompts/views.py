@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from analysis.secrets import redact_value
+
 MAX_CANDIDATES = 5
 MAX_TEMPLATES = 8
 MAX_SIGNALS = 10
@@ -30,7 +32,8 @@ def _time(value: Any) -> str | None:
 
 
 def _compact(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    """JSON of a view, every string redacted before it is encoded (escaping would hide quotes from the detector)."""
+    return json.dumps(redact_value(value), separators=(",", ":"), ensure_ascii=False)
 
 
 def alert_view(alert: Any) -> dict[str, Any]:

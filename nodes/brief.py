@@ -51,6 +51,6 @@ async def brief(state: IncidentState, runtime: Runtime[Context]) -> dict[str, An
     if similar is not None:
         update["similar_incidents"] = similar
         state = {**state, "similar_incidents": similar}
-    markdown = redact(render_brief_markdown(state, summary))
+    markdown = redact(render_brief_markdown(state, summary, runtime.context))
     update["brief"] = Brief(title=brief_title(state), summary=summary or "", markdown=markdown)
     return update

@@ -20,26 +20,29 @@ from nodes.common import error_record
 from state import Brief, IncidentState, Notification
 from tools.memory import remember
 from tools.notify.outbox import record_event
-from web.render import brief_title, redacted_view, render_brief_html
+from web.render import brief_chart_files, brief_title, chart_file, redacted_view, render_brief_html
 
 
-def write_brief(state: IncidentState, output_dir: str) -> tuple[Path, Path]:
-    """Write brief.md and brief.html under output_dir/<incident id>/ (rewriting them is harmless)."""
-    folder = Path(output_dir) / state["incident_id"]
-    folder.mkdir(parents=True, exist_ok=True)
+def write_brief(state: IncidentState, context: Context) -> tuple[Path, Path]:
+    """Write brief.md, brief.html and its chart images (charts/*.png) under output_dir/<incident id>/ (rewriting
+    them is harmless)."""
+    folder = Path(context.output_dir) / state["incident_id"]
+    (folder / "charts").mkdir(parents=True, exist_ok=True)
     md_path, html_path = folder / "brief.md", folder / "brief.html"
     md_path.write_text(state["brief"].markdown)
-    html_path.write_text(render_brief_html(state))
+    for name, png in brief_chart_files(state, context).items():
+        (folder / "charts" / name).write_bytes(png)
+    html_path.write_text(render_brief_html(state, context, image_src=lambda chart: f"charts/{chart_file(chart)}"))
     return md_path, html_path
 
 
-def opened_payload(state: dict[str, Any]) -> dict[str, Any]:
+def opened_payload(state: dict[str, Any], context: Context | None = None) -> dict[str, Any]:
     """An incident confirmed and briefed: the brief as text and HTML, and the incident JSON."""
     state = redacted_view(state)
     return {
         "service": state["alert"].service, "severity": state["detection"].severity,
         "subject": f"{brief_title(state)} ({state['incident_id']})",
-        "text": state["brief"].markdown, "html": render_brief_html(state), "incident": incident_report(state),
+        "text": state["brief"].markdown, "html": render_brief_html(state, context), "incident": incident_report(state),
     }
 
 
@@ -76,7 +79,7 @@ async def notify(state: IncidentState, runtime: Runtime[Context]) -> dict[str, A
     update: dict[str, Any] = {}
     for channel in context.notify_channels:
         if channel == "file":
-            md_path, html_path = await asyncio.to_thread(write_brief, state, context.output_dir)
+            md_path, html_path = await asyncio.to_thread(write_brief, state, context)
             brief = brief.model_copy(update={"markdown_path": str(md_path), "html_path": str(html_path)})
             update["brief"] = brief
             sent.append(Notification(channel="file", status="written", target=str(html_path)))
@@ -92,7 +95,7 @@ async def notify(state: IncidentState, runtime: Runtime[Context]) -> dict[str, A
             async with context.database.pool.connection() as conn, conn.transaction():
                 await remember(conn, state)
                 queued = state["detection"].is_incident and await record_event(
-                    conn, state["incident_id"], "opened", opened_payload(state))
+                    conn, state["incident_id"], "opened", opened_payload(state, context))
             detail = "opened" if queued else ("already queued" if state["detection"].is_incident else "no incident")
             sent.append(Notification(channel="outbox", status="queued" if queued else "skipped", detail=detail))
         except Exception as exc:  # the brief stands; the error says why nobody was told

@@ -1,25 +1,31 @@
-"""Rendering of the incident brief (Markdown and HTML) from the graph state.
+"""Rendering of the incident brief (Markdown, HTML on disk, HTML mail with its chart images) from the state.
 
 Untrusted text (alert names, labels, log samples, model answers) is made safe below the templates, so any template
-keeps it: views are redacted (`redacted_view`), HTML is autoescaped, and every value printed in Markdown is escaped
-by the environment itself unless a filter (`code`, `fence`) made it safe in its own way.
+keeps it: the state is redacted before the view is built (`redacted_view`), HTML is autoescaped, and every value
+printed in Markdown is escaped by the environment itself unless a filter (`code`, `fence`, `url`) made it safe.
 """
 
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
+from graph.context import Context
 from tools.redact import redact_value
+from web.charts import sparkline_png
+from web.view import Chart, IncidentPage, brief_title, incident_page
+
+__all__ = ["brief_title", "render_brief_email", "render_brief_html", "render_brief_markdown", "template_env"]
 
 _TEMPLATES = Path(__file__).parent / "templates"
+MAIL_CHARTS = 4  # a mail shows the strongest few; the dashboard has the rest
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]<>#|~!])")  # what can open emphasis, code, a link, HTML, a table cell
-_MD_LINE_START = re.compile(r"^(\d*)([-+=.)])")  # a list item or a setext underline, at the start of a value
+_MD_LINE_START = re.compile(r"^(\d+[.)]|[-+=])")  # a list item or a setext underline, at the start of a value
 
 
 class MarkdownSafe(str):
@@ -31,7 +37,7 @@ def md_escape(value: Any) -> str:
     if isinstance(value, MarkdownSafe):
         return value
     text = _MD_SPECIAL.sub(r"\\\1", " ".join(str(value).split()))
-    return MarkdownSafe(_MD_LINE_START.sub(r"\1\\\2", text, count=1))
+    return MarkdownSafe(_MD_LINE_START.sub(lambda m: m.group(1)[:-1] + "\\" + m.group(1)[-1], text, count=1))
 
 
 def md_code(value: Any) -> MarkdownSafe:
@@ -47,6 +53,12 @@ def md_fence(value: Any, lang: str = "") -> MarkdownSafe:
     text = str(value)
     ticks = "`" * max(3, max((len(m) for m in re.findall(r"`+", text)), default=0) + 1)
     return MarkdownSafe(f"{ticks}{lang}\n{text.rstrip()}\n{ticks}")
+
+
+def md_url(value: Any) -> MarkdownSafe:
+    """A link destination that cannot end the link early or open HTML."""
+    text = "".join(f"%{ord(c):02X}" if c in " ()<>[]`" else c for c in str(value))
+    return MarkdownSafe(text)
 
 
 def _md_finalize(value: Any) -> Any:
@@ -70,74 +82,59 @@ def template_env(autoescape: bool) -> Environment:
     env.filters["pct"] = lambda x: f"{round(100 * x)}%"
     env.filters["code"] = md_code
     env.filters["fence"] = md_fence
+    env.filters["url"] = md_url
     return env
 
 
 def redacted_view(values: dict[str, Any]) -> dict[str, Any]:
-    """The state (or any page's data) with every secret redacted: what templates and API answers are given."""
+    """The state (or any page's data) with every secret redacted: what views, pages and API answers are built from."""
     return redact_value(dict(values))
 
 
-def brief_title(state: dict[str, Any]) -> str:
-    """One line: severity, service, and what happened."""
-    detection, alert = state["detection"], state["alert"]
-    if not detection.is_incident:
-        return f"No incident: {alert.alertname} on {alert.service} (false alarm)"
-    root = state.get("root_cause")
-    cause = f"{root.fault_type.replace('_', ' ')} in {root.service}" if root else "cause unknown"
-    return f"[{detection.severity}] {alert.alertname} on {alert.service}: {cause}"
-
-
-def timeline(state: dict[str, Any]) -> list[tuple[datetime, str]]:
-    """What happened when, from the evidence and the run, in time order."""
-    evidence, alert = state.get("evidence"), state["alert"]
-    events: list[tuple[datetime, str]] = [(alert.starts_at, f"alert {alert.alertname} fired on {alert.service}")]
-    if evidence is not None:
-        if evidence.onset:
-            events.append((evidence.onset, "anomaly onset (earliest sustained deviation)"))
-        for d in evidence.deploys:
-            what = "config change" if d.kind == "config" else "deploy"
-            commit = f" (commit {d.commit[:10]})" if d.commit else ""
-            events.append((d.at, f"{what} of {d.service}: {d.previous_version or '?'} -> {d.version}{commit}"))
-        for t in (evidence.logs.templates if evidence.logs else [])[:40]:
-            if t.kind == "new" and t.level == "error" and t.first_seen:
-                events.append((t.first_seen, f"new error in {t.service}: {t.template[:100]}"))
-        for s in (evidence.metrics.signals if evidence.metrics else [])[:40]:
-            if s.onset and s.score >= 5:
-                target = f"{s.service}->{s.peer}" if s.peer else s.service
-                events.append((s.onset, f"{s.signal} of {target} {s.direction} ({s.baseline:.3g} -> {s.current:.3g})"))
-    approval = state.get("approval")
-    if approval is not None:
-        events.append((approval.at, f"approval: {approval.decision} by {approval.by}"))
-    events.sort(key=lambda e: e[0])
-    seen: set[str] = set()
-    unique = []
-    for at, text in events:
-        if text not in seen:
-            seen.add(text)
-            unique.append((at, text))
-    return unique[:30]
-
-
-def _context(state: dict[str, Any], summary: str | None) -> dict[str, Any]:
+def render_brief_markdown(state: dict[str, Any], summary: str | None = None, context: Context | None = None) -> str:
+    """The brief as Markdown (Slack, the CLI, the API)."""
     state = redacted_view(state)
-    return {
-        "title": brief_title(state),
-        "summary": summary,
-        "s": state,
-        "timeline": timeline(state),
-        "hypotheses": (state.get("hypotheses") or [])[:5],
-        "suggestions": state.get("suggestions") or [],
-        "errors": state.get("errors") or [],
-        "similar": state.get("similar_incidents") or [],
-    }
+    page = incident_page(state, context)
+    return template_env(False).get_template("brief.md.j2").render(
+        p=page, summary=summary, similar=state.get("similar_incidents") or [])
 
 
-def render_brief_markdown(state: dict[str, Any], summary: str | None = None) -> str:
-    """The brief as Markdown."""
-    return template_env(False).get_template("brief.md.j2").render(**_context(state, summary))
+def render_brief_html(state: dict[str, Any], context: Context | None = None,
+                      image_src: Callable[[Chart], str] | None = None) -> str:
+    """The brief as a standalone HTML page that mail clients display too: inline styles, charts as PNG images
+    (`image_src` names each one; without it, no images); the state must already hold the brief."""
+    state = redacted_view(state)
+    page = incident_page(state, context)
+    return _html(page, state, image_src)
 
 
-def render_brief_html(state: dict[str, Any]) -> str:
-    """The brief as a standalone HTML page (the state must already hold the brief)."""
-    return template_env(True).get_template("brief.html.j2").render(**_context(state, state["brief"].summary or None))
+def render_brief_email(state: dict[str, Any], context: Context | None = None) -> tuple[str, dict[str, bytes]]:
+    """The brief for HTML mail: the HTML and its chart images by Content-ID (attach them inline as image/png)."""
+    state = redacted_view(state)
+    page = incident_page(state, context)
+    charts = page.charts[:MAIL_CHARTS]
+    images = {chart_cid(c): sparkline_png(c.data, c.window_start, c.onset_at) for c in charts}
+    return _html(page, state, lambda c: f"cid:{chart_cid(c)}"), images
+
+
+def brief_chart_files(state: dict[str, Any], context: Context | None = None) -> dict[str, bytes]:
+    """The brief's chart images by file name, to write beside brief.html (which refers to them as charts/NAME)."""
+    page = incident_page(state, context)
+    return {chart_file(c): sparkline_png(c.data, c.window_start, c.onset_at) for c in page.charts[:MAIL_CHARTS]}
+
+
+def chart_cid(chart: Chart) -> str:
+    """The Content-ID of a chart's image in a mail."""
+    return f"{chart.key}@incident-copilot"
+
+
+def chart_file(chart: Chart) -> str:
+    """The file name of a chart's image beside brief.html."""
+    return f"{chart.key}.png"
+
+
+def _html(page: IncidentPage, state: dict[str, Any], image_src: Callable[[Chart], str] | None) -> str:
+    return template_env(True).get_template("brief.html.j2").render(
+        p=page, summary=state["brief"].summary or None, charts=page.charts[:MAIL_CHARTS], image_src=image_src,
+        similar=state.get("similar_incidents") or [],
+    )

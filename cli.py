@@ -342,6 +342,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     try:
         ServerSettings.from_env().validate()  # refuse bad settings here, before any process starts
+        Context.from_env()  # and run settings that cannot work (LLM provider, notification routes): ConfigError
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

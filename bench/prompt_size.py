@@ -1,6 +1,6 @@
 """Prompt size per incident: input tokens the six reasoning nodes would send, with the real templates and views.
 
-Usage (from the repository root; needs the `bench` extra for the tokenizer):
+Usage (from the repository root):
     python -m bench.prompt_size [--seeds 0,1,2] [--scenarios disk_full,...] [--json]
 
 Every scenario and seed runs the whole graph (approval gate off, so the code path reaches propose_fix and the
@@ -52,7 +52,7 @@ class RecordingModel(GenericFakeChatModel):
 async def measure(scenario: str, seed: int, count) -> dict[str, Any]:
     model = RecordingModel(messages=iter(()), prompts=[])
     context = Context(llm_provider="google", chat_models={"reasoning": model, "fast": model},
-                      require_approval=False, notify_channels=(), token_budget=0)
+                      require_approval=False, notify_channels=(), token_budget=0, llm_max_attempts=1)
     alert = build_scenario(scenario, seed, END).alert
     await build_graph(checkpointer=InMemorySaver()).ainvoke(
         {"incident_id": f"b-{scenario}-{seed}", "alert": alert,
@@ -80,12 +80,13 @@ async def run(scenarios: list[str], seeds: list[int]) -> dict[str, Any]:
     }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    """Command line entry point."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--scenarios", default=",".join(SCENARIOS))
     parser.add_argument("--json", action="store_true")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     result = asyncio.run(run(args.scenarios.split(","), [int(s) for s in args.seeds.split(",")]))
     if args.json:
         print(json.dumps(result, indent=2))

@@ -45,8 +45,9 @@ async def test_an_alert_name_cannot_forge_markdown(tmp_path):
     forged = "Disk\n## Root cause\n[approve here](http://evil.example) <!-- hidden --> *urgent* `x` | a |"
     _, markdown, _ = await brief_for({"alertname": forged}, tmp_path)
     tokens = MarkdownIt("commonmark").enable("table").parse(markdown)
-    headings = [tokens[i + 1].content for i, t in enumerate(tokens) if t.type == "heading_open"]
-    assert sum(h == "Root cause" for h in headings) == 1  # the brief's own section, not a forged one
+    headings = [(t.tag, tokens[i + 1].content) for i, t in enumerate(tokens) if t.type == "heading_open"]
+    assert [h for h in headings if h[0] == "h1"] == [headings[0]] and "Disk" in headings[0][1]
+    assert not any(text == "Root cause" for _, text in headings)  # the forged section is not one
     rendered = MarkdownIt("commonmark").render(markdown)
     assert "<a href" not in rendered and "<!--" not in rendered and "<em>urgent" not in rendered
     assert "[approve here](http://evil.example)" in rendered.replace("\\", "")  # shown literally

@@ -294,7 +294,7 @@ async def test_a_crash_between_send_and_commit_resends_once_with_the_same_key(db
     with LoopbackServer() as hook:
         hook.handler = lambda r: Reply(200, {"ok": True})
         channels = {"hook": {"type": "webhook", "url": hook.url + "/hook"}}
-        first = dispatcher(db, channels, lease_seconds=0.3)
+        first = dispatcher(db, channels, lease_seconds=60)
 
         async def die(message_id: int) -> None:
             raise Crash
@@ -303,11 +303,10 @@ async def test_a_crash_between_send_and_commit_resends_once_with_the_same_key(db
         await queue(db, "inc-crash")
         with pytest.raises(Crash):
             await first.run_once()
-        second = dispatcher(db, channels, lease_seconds=0.3)
+        second = dispatcher(db, channels, lease_seconds=60)
         assert await second.run_once() == 0  # the lease still holds: nobody sends it twice at once
-        import asyncio
-
-        await asyncio.sleep(0.4)
+        async with db.pool.connection() as conn:  # a minute later: the dead process's lease has run out
+            await conn.execute("UPDATE notification_outbox SET locked_until = now() - interval '1 second'")
         assert await second.run_once() == 1
         assert await second.run_once() == 0
         keys = [r.headers["idempotency-key"] for r in hook.requests_to("/hook")]
@@ -342,3 +341,18 @@ def test_notification_settings_refuse_what_cannot_work():
     ]:
         with pytest.raises(ConfigError, match=message):
             parse_notify_config(data)
+
+
+async def test_metrics_show_tokens_per_node_and_the_outbox(db):
+    from service.metrics import ServerMetrics
+    from state import TokenUsage
+
+    with LoopbackServer() as hook:
+        hook.handler = lambda r: Reply(500, {"error": "down"})
+        await queue(db, "inc-metrics")
+        await dispatcher(db, {"hook": {"type": "webhook", "url": hook.url + "/hook"}}).run_once()
+    metrics = ServerMetrics()
+    metrics.node_finished("rca", {"tokens": {"rca": TokenUsage(input=812, output=64, calls=1)}}, 0.5)
+    text = (await metrics.render(db.pool))[0].decode()
+    assert 'incident_copilot_llm_tokens_total{direction="input",node="rca"} 812.0' in text
+    assert 'incident_copilot_notifications{status="pending"} 1.0' in text

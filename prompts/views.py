@@ -13,7 +13,7 @@ from typing import Any
 from analysis.secrets import redact_value
 
 MAX_CANDIDATES = 5
-MAX_TEMPLATES = 8
+MAX_TEMPLATES = 6
 MAX_SIGNALS = 10
 MAX_DEPLOYS = 6
 MAX_FRAMES = 5
@@ -57,10 +57,10 @@ def evidence_view(evidence: Any, alert: Any | None = None, code: Any | None = No
                       "onset": _time(evidence.onset)}
     if evidence.missing:
         view["missing_evidence"] = evidence.missing
-    view["candidates"] = [
+    view["candidates"] = [  # the evidence of the first three; the rest by name, for the ranking's shape
         {"service": c.service, "fault_type": c.fault_type, "confidence": round(c.confidence, 2),
-         "evidence": [_cut(e) for e in c.evidence[:3]]}
-        for c in evidence.candidates[:MAX_CANDIDATES]
+         **({"evidence": [_cut(e) for e in c.evidence[:3]]} if i < 3 else {})}
+        for i, c in enumerate(evidence.candidates[:MAX_CANDIDATES])
     ]
     near = {evidence.alerted_service, *(c.service for c in evidence.candidates[:MAX_CANDIDATES])}
     view["calls"] = sorted(f"{a}->{b}" for a, b in evidence.dependencies if a in near or b in near)[:30]
@@ -77,7 +77,7 @@ def evidence_view(evidence: Any, alert: Any | None = None, code: Any | None = No
         ]
         view["errors_per_min"] = {
             s: [round(st.baseline_errors_per_min, 2), round(st.incident_errors_per_min, 2)]
-            for s, st in logs.services.items() if st.incident_errors_per_min or st.baseline_errors_per_min
+            for s, st in logs.services.items() if st.incident_errors_per_min > st.baseline_errors_per_min
         }
     if evidence.metrics:
         view["metric_signals"] = [

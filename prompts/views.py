@@ -18,8 +18,8 @@ MAX_SIGNALS = 10
 MAX_DEPLOYS = 6
 MAX_FRAMES = 5
 TEXT = 160  # characters of one free-text item
-DIFF_CHARS = 3000
-EXCERPT_CHARS = 1200
+DIFF_CHARS = 2400
+EXCERPT_CHARS = 900
 
 
 def _cut(text: str | None, limit: int = TEXT) -> str:

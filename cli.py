@@ -12,7 +12,7 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-from graph.context import Context
+from graph.context import ConfigError, Context
 from graph.summary import incident_report
 from nodes.approve import ApprovalDecision
 from service import incidents
@@ -180,6 +180,7 @@ async def cmd_demo(args: argparse.Namespace) -> int:
                     seconds += result.seconds
             print_outcome(result)
             durations.append(seconds)
+        await deliver_notifications(db, runner.context)
     if len(durations) > 1:
         print(f"\nmedian time per incident: {statistics.median(durations):.2f} s over {len(durations)} incidents")
     return 0
@@ -224,6 +225,7 @@ async def cmd_investigate(args: argparse.Namespace) -> int:
     async with open_database() as db:
         runner = IncidentRunner(db, context, on_step=None if args.json else print_step)
         result = await runner.start(alert, telemetry)
+        await deliver_notifications(db, runner.context)
     report = incident_report(result.values)
     if args.json:
         print(json.dumps(report, indent=2))
@@ -243,6 +245,20 @@ def parse_duration(text: str) -> int:
     if not 60 <= seconds <= 86400:
         raise SystemExit("error: the window must be between 1m and 24h")
     return seconds
+
+
+async def deliver_notifications(db: Any, context: Context) -> None:
+    """Send what the run queued in the outbox (the service's dispatcher would otherwise); what a sink does not
+    take now stays queued and is retried by the service."""
+    from tools.notify.config import load_notify_config
+    from tools.notify.outbox import deliver_now, pending_messages
+
+    config = load_notify_config(context.notify_config)
+    if not config.routes:
+        return
+    sent = await deliver_now(db.pool, config)
+    left = await pending_messages(db.pool)
+    print(f"  notifications: {sent} sent" + (f", {left} still queued" if left else ""), file=sys.stderr)
 
 
 def _parse_decision(kind: str, args: argparse.Namespace) -> ApprovalDecision:
@@ -293,6 +309,7 @@ async def cmd_incidents(args: argparse.Namespace) -> int:
                 print_gate(result)
                 print(f"\n  waiting for approval: incident-copilot incidents approve {result.incident_id}")
             print_outcome(result)
+            await deliver_notifications(db, runner.context)
             return 0
         except RunError as exc:
             print(f"error: {exc}", file=sys.stderr)
@@ -325,6 +342,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     try:
         ServerSettings.from_env().validate()  # refuse bad settings here, before any process starts
+        Context.from_env()  # and run settings that cannot work (LLM provider, notification routes): ConfigError
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -416,9 +434,13 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point."""
     os.environ.setdefault("LANGSMITH_TRACING", "false")
     args = build_parser().parse_args(argv)
-    if args.func is cmd_serve:
-        return cmd_serve(args)
-    return asyncio.run(args.func(args))
+    try:
+        if args.func is cmd_serve:
+            return cmd_serve(args)
+        return asyncio.run(args.func(args))
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

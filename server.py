@@ -22,6 +22,8 @@ from service.routers.ops import ops_router
 from service.settings import ServerSettings
 from service.worker import RunWorkers
 from tools.database import open_database
+from tools.notify.config import load_notify_config
+from tools.notify.outbox import OutboxDispatcher
 from web.dashboard import STATIC_DIR, DashboardViews, dashboard_router
 
 
@@ -44,14 +46,17 @@ def create_app(settings: ServerSettings | None = None, context: Context | None =
             app.state.db, app.state.metrics = db, metrics
             app.state.runner, app.state.graph = workers.runner, workers.runner.graph
             app.state.views = DashboardViews()
+            dispatcher = OutboxDispatcher(db.pool, load_notify_config(run_context.notify_config))
             if settings.run_workers:
                 await workers.start()
+                dispatcher.start()
             # Start-up's objects (modules, the compiled graph: ~150k) live as long as the process; frozen, the
             # collector's full passes skip them instead of pausing every request for ~100 ms each time.
             gc.freeze()
             try:
                 yield
             finally:
+                await dispatcher.stop()
                 await workers.stop()
 
     app = FastAPI(title="Incident CoPilot", version="0.1.0", lifespan=lifespan)

@@ -373,9 +373,22 @@ class Notification(Model):
     """One delivery of the brief."""
 
     channel: str
-    status: Literal["sent", "written", "failed", "skipped"]
+    status: Literal["sent", "written", "queued", "failed", "skipped"]
     target: str = ""
     detail: str = ""
+
+
+class PastIncident(Model):
+    """A similar incident from memory, with what fixed it."""
+
+    incident_id: str
+    at: datetime
+    service: str
+    fault_type: FaultType
+    summary: str = ""
+    shared_templates: int = 0
+    fix: str = ""
+    resolved_at: datetime | None = None
 
 
 class ErrorRecord(Model):
@@ -436,6 +449,7 @@ class IncidentState(TypedDict, total=False):
     approval: Approval | None
     pr: PullRequest | None
     brief: Brief
+    similar_incidents: list[PastIncident]
     notifications: Annotated[list[Notification], operator.add]
     errors: Annotated[list[ErrorRecord], operator.add]
     tokens: Annotated[dict[str, TokenUsage], add_tokens]

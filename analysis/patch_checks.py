@@ -87,7 +87,16 @@ _BLOCKED_COMMANDS: tuple[tuple[str, re.Pattern[str]], ...] = (
             r"|\b\w*sh\s+(?:-c\s+['\"]?\$\(|<\()\s*(?:curl|wget)\b"
         ),
     ),
-    ("destroys infrastructure", re.compile(r"(?i)\bterraform\s+destroy\b")),
+    ("destroys infrastructure", re.compile(r"(?i)\bterraform\s+destroy\b|\bpulumi\s+destroy\b")),
+    (
+        "uploads local files to a remote host",
+        re.compile(
+            r"(?i)\b(?:curl|wget)\b[^|;&]*\s(?:-T|--upload-file|--post-file)\b"
+            r"|\bcurl\b[^|;&]*\s(?:-d|--data(?:-binary|-raw|-urlencode)?|-F|--form)[=\s]*['\"]?[^'\"\s]*@"
+        ),
+    ),
+    ("mails data out", re.compile(r"(?i)(?:^|[|;&(]\s*)(?:sudo\s+)?(?:mail|mailx|sendmail|mutt)\b")),
+    ("opens a raw network connection", re.compile(r"(?i)\b(?:nc|ncat|netcat|socat)\b")),
 )
 _RM = re.compile(r"\brm\s+([^;&|]*)")
 

@@ -79,8 +79,8 @@ SECRET_PATTERNS: tuple[SecretPattern, ...] = (
     # password: "x", "api_key": "x", client_secret='x' (quoted: a literal, in code too)
     _row(
         "credential",
-        r"(?i)(?<![\w-])" + _CREDENTIAL_KEY + r"[\"']?\s*(?:=|:|=>)\s*(?P<quote>[\"'])" + _PLACEHOLDER
-        + r"(?P<secret>[^\"'\n]{3,}?)(?P=quote)",
+        r"(?i)(?<![\w-])" + _CREDENTIAL_KEY + r"\\?[\"']?\s*(?:=|:|=>)\s*\\?(?P<quote>[\"'])" + _PLACEHOLDER
+        + r"(?P<secret>[^\"'\n\\]{3,}?)\\?(?P=quote)",
         _KEY_HINTS,
     ),
     # DB_PASSWORD=x, export PGPASSWORD=x: a .env line or a shell assignment (in code too)

@@ -6,6 +6,12 @@ import os
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
+LLM_PROVIDERS = ("offline", "google", "openai")
+
+
+class ConfigError(ValueError):
+    """Run settings that cannot work (unknown LLM provider or model, missing key): the program refuses to start."""
+
 
 @dataclass
 class Context:
@@ -17,6 +23,16 @@ class Context:
     """Model for detect, analyze_code and propose_fix."""
     fast_model: str = "gemini-2.5-flash"
     """Model for rca, suggest and brief."""
+    llm_base_url: str | None = None
+    """Endpoint of the provider's API (LLM_BASE_URL): OpenRouter, vLLM, Ollama, or a Gemini gateway."""
+    llm_timeout_seconds: float = 60.0
+    """Longest wait for one model call; a call that takes longer falls back to the rules' answer."""
+    llm_max_attempts: int = 3
+    """Attempts per model call when the provider answers 429/5xx or drops the connection."""
+    llm_backoff_seconds: float = 1.0
+    """First wait between attempts; doubled after each failed attempt."""
+    token_budget: int = 60_000
+    """LLM tokens (in + out) one incident may use; no call is made past it (0 = no limit)."""
     repo: str | None = None
     """The code repository of the alerted fleet (a local git path); None = use the telemetry's own, if any."""
     pr_backend: Literal["local", "github"] = "local"
@@ -32,7 +48,7 @@ class Context:
     output_dir: str = "output"
     """Where briefs are written."""
     notify_channels: tuple[str, ...] = ("file",)
-    """Sinks the brief goes to."""
+    """Local outputs of the brief: "file" (under output_dir), "stdout"; people are reached through notify_config."""
     loki_url: str | None = None
     """Loki base URL for live telemetry (LOKI_URL)."""
     loki_auth: str | None = None
@@ -55,27 +71,41 @@ class Context:
     """uid of Grafana's Loki data source, for Explore links (GRAFANA_LOKI_UID)."""
     prometheus_link_url: str | None = None
     """The Prometheus URL people open, when it differs from prometheus_url (PROMETHEUS_LINK_URL)."""
+    notify_config: str | None = None
+    """A TOML file of notification channels and routes (NOTIFY_CONFIG); none = nobody is notified."""
+    database: Any = None
+    """The run's open database (outbox, memory of past incidents); set by the runner, never persisted."""
     chat_models: dict[str, Any] = field(default_factory=dict)
     """Chat model instances by tier ("reasoning", "fast"); set by tests or embedding apps, never persisted."""
+
+    def __post_init__(self) -> None:
+        if self.llm_provider not in LLM_PROVIDERS:
+            raise ConfigError(f"unknown LLM provider {self.llm_provider!r}: use one of {', '.join(LLM_PROVIDERS)}")
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Context:
         """Defaults from the environment (LLM_PROVIDER, GOOGLE_API_KEY, ...), then explicit overrides."""
         env = dict(os.environ if env is None else env)
         values: dict[str, Any] = {}
-        provider = env.get("LLM_PROVIDER") or ("google" if env.get("GOOGLE_API_KEY") else "offline")
+        provider = env.get("LLM_PROVIDER") or (
+            "google" if env.get("GOOGLE_API_KEY") else "openai" if env.get("OPENAI_API_KEY") else "offline")
         values["llm_provider"] = provider
         if env.get("REASONING_MODEL"):
             values["reasoning_model"] = env["REASONING_MODEL"]
         if env.get("FAST_MODEL"):
             values["fast_model"] = env["FAST_MODEL"]
+        if env.get("LLM_BASE_URL") or env.get("OPENAI_BASE_URL"):
+            values["llm_base_url"] = env.get("LLM_BASE_URL") or env["OPENAI_BASE_URL"]
+        for name, kind in (("llm_timeout_seconds", float), ("llm_max_attempts", int), ("token_budget", int)):
+            if env.get(name.upper()):
+                values[name] = kind(env[name.upper()])
         if env.get("INCIDENT_REPO"):
             values["repo"] = env["INCIDENT_REPO"]
         if env.get("OUTPUT_DIR"):
             values["output_dir"] = env["OUTPUT_DIR"]
         for name in ("loki_url", "loki_auth", "prometheus_url", "prometheus_auth", "telemetry_config", "runbooks_dir",
                      "runbooks_base_url", "grafana_url", "grafana_prometheus_uid", "grafana_loki_uid",
-                     "prometheus_link_url"):
+                     "prometheus_link_url", "notify_config"):
             if env.get(name.upper()):
                 values[name] = env[name.upper()]
         for name, kind in (("window_seconds", int), ("baseline_seconds", int), ("metrics_step_seconds", float)):
@@ -88,4 +118,11 @@ class Context:
         if unknown:
             raise TypeError(f"unknown context settings: {sorted(unknown)}")
         values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)
+        context = cls(**values)
+        if not context.chat_models:
+            from tools.llm import check_llm_settings  # here, not at import: tools.llm imports this module
+            from tools.notify.config import load_notify_config
+
+            check_llm_settings(context, env)
+            load_notify_config(context.notify_config)
+        return context

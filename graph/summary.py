@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from tools.redact import redact_value
+
 
 def _hypothesis(h: Any) -> dict[str, Any]:
     return {"service": h.service, "fault_type": h.fault_type, "confidence": round(h.confidence, 3),
@@ -29,7 +31,7 @@ def incident_report(values: dict[str, Any]) -> dict[str, Any]:
         hypotheses[0].pop("summary")
     patch, pr = values.get("patch"), values.get("pr")
     tokens = values.get("tokens") or {}
-    return {
+    return redact_value({
         "incident_id": values["incident_id"],
         "service": alert.service,
         "window": {"start": window.start.isoformat(), "end": window.end.isoformat()} if window else None,
@@ -47,4 +49,4 @@ def incident_report(values: dict[str, Any]) -> dict[str, Any]:
         "pr": pr.model_dump(mode="json") if pr is not None else None,
         "tokens": {"input": sum(t.input for t in tokens.values()), "output": sum(t.output for t in tokens.values())},
         "errors": [{"node": e.node, "message": e.message, "source": e.source} for e in values.get("errors") or []],
-    }
+    })

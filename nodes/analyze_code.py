@@ -9,10 +9,11 @@ from langgraph.runtime import Runtime
 from pydantic import BaseModel, Field
 
 from graph.context import Context
-from nodes.common import error_record, llm_outcome, to_json
+from nodes.common import error_record, llm_outcome
+from prompts.views import code_view
 from state import IncidentState
 from tools.git_repo import commit_findings
-from tools.llm import structured_call
+from tools.llm import spent_tokens, structured_call
 
 
 class CodeVerdict(BaseModel):
@@ -37,8 +38,8 @@ async def analyze_code(state: IncidentState, runtime: Runtime[Context]) -> dict[
         return {"code": None, "errors": [error_record("analyze_code", f"reading the commit failed: {exc}", "git")]}
     update: dict[str, Any] = {}
     verdict, usage, error = await structured_call(
-        runtime.context, "reasoning", CodeVerdict, "analyze_code",
-        evidence=state["digest"], code=to_json(findings.model_copy(update={"diff": findings.diff[:6000]})),
+        runtime.context, "reasoning", CodeVerdict, "analyze_code", spent=spent_tokens(state.get("tokens")),
+        evidence=state["digest"], code=code_view(findings),
     )
     update |= llm_outcome("analyze_code", usage, error)
     if verdict is not None and (verdict.culprit_file is None or verdict.culprit_file in findings.files_changed):

@@ -38,11 +38,9 @@ def to_json(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), default=str)
 
 
-def evidence_digest(evidence: Any, code: Any = None) -> str:
-    """The redacted, compact JSON the LLM sees in place of raw telemetry."""
+def evidence_digest(evidence: Any, code: Any = None, alert: Any = None) -> str:
+    """The redacted, compact JSON the LLM sees in place of raw telemetry (capped: prompts/views.py)."""
+    from prompts.views import evidence_view
     from tools.redact import redact
 
-    payload = {"evidence": json.loads(to_json(evidence))}
-    if code is not None:
-        payload["code"] = json.loads(to_json(code))
-    return redact(json.dumps(payload, separators=(",", ":")))
+    return redact(evidence_view(evidence, alert, code))

@@ -32,5 +32,5 @@ async def correlate(state: IncidentState) -> dict[str, Any]:
     except Exception as exc:  # a ranking bug must not lose the collected evidence
         update["errors"] = [error_record("correlate", f"ranking failed: {type(exc).__name__}: {exc}")]
     update["evidence"] = evidence
-    update["digest"] = evidence_digest(evidence)
+    update["digest"] = evidence_digest(evidence, alert=state["alert"])
     return update

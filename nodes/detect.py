@@ -11,7 +11,7 @@ from analysis.detection import detect as detect_rules
 from graph.context import Context
 from nodes.common import error_record, llm_outcome
 from state import Detection, IncidentState, Severity
-from tools.llm import structured_call
+from tools.llm import spent_tokens, structured_call
 from tools.telemetry import open_source
 
 SEVERITIES = ("P1", "P2", "P3", "P4")
@@ -54,7 +54,8 @@ async def detect(state: IncidentState, runtime: Runtime[Context]) -> dict[str, A
     update: dict[str, Any] = {}
     detection = detect_rules(evidence, candidates)
     verdict, usage, error = await structured_call(
-        runtime.context, "reasoning", DetectVerdict, "detect", evidence=state["digest"]
+        runtime.context, "reasoning", DetectVerdict, "detect", spent=spent_tokens(state.get("tokens")),
+        evidence=state["digest"],
     )
     update |= llm_outcome("detect", usage, error)
     if verdict is not None:

@@ -15,7 +15,7 @@ async def fan_out(state: IncidentState) -> dict[str, Any]:
     code = state.get("code")
     if code is None:
         return {}
-    return {"digest": evidence_digest(state["evidence"], code)}
+    return {"digest": evidence_digest(state["evidence"], code, state["alert"])}
 
 
 def route_branches(state: IncidentState) -> list[Send]:

@@ -1,16 +1,26 @@
-"""notify: deliver the brief to the configured sinks (files under output/, and stdout for the CLI)."""
+"""notify: the brief's local outputs (a file, stdout) and the "opened" event in the notification outbox.
+
+People are reached by the outbox's dispatcher (tools/notify/outbox.py), not here: this node only writes the event,
+at most once per incident, in the same transaction as the incident's memory, so a re-run or a replay sends nothing
+twice and a sink that is down loses nothing.
+"""
 
 from __future__ import annotations
 
 import asyncio
+from html import escape
 from pathlib import Path
 from typing import Any
 
 from langgraph.runtime import Runtime
 
 from graph.context import Context
+from graph.summary import incident_report
+from nodes.common import error_record
 from state import Brief, IncidentState, Notification
-from web.render import brief_chart_files, chart_file, render_brief_html
+from tools.memory import remember
+from tools.notify.outbox import record_event
+from web.render import brief_chart_files, brief_title, chart_file, redacted_view, render_brief_html
 
 
 def write_brief(state: IncidentState, context: Context) -> tuple[Path, Path]:
@@ -26,14 +36,50 @@ def write_brief(state: IncidentState, context: Context) -> tuple[Path, Path]:
     return md_path, html_path
 
 
+def opened_payload(state: dict[str, Any], context: Context | None = None) -> dict[str, Any]:
+    """An incident confirmed and briefed: the brief as text and HTML, and the incident JSON."""
+    state = redacted_view(state)
+    return {
+        "service": state["alert"].service, "severity": state["detection"].severity,
+        "subject": f"{brief_title(state)} ({state['incident_id']})",
+        "text": state["brief"].markdown, "html": render_brief_html(state, context), "incident": incident_report(state),
+    }
+
+
+def gate_payload(state: dict[str, Any]) -> dict[str, Any]:
+    """A fix waits at the approval gate: the root cause, the checks and the diff; the message links to the gate."""
+    state = redacted_view(state)
+    patch, root, severity = state["patch"], state.get("root_cause"), state["detection"].severity
+    cause = f"{root.fault_type} in {root.service}: {root.summary}" if root else "root cause unknown"
+    checks = [f"[{'x' if c.ok else ' '}] {c.name}" for c in patch.checks]
+    head = f"Approval needed for incident {state['incident_id']}: {patch.title}"
+    text = "\n".join([head, "", f"Root cause: {cause}", "", "Checks:", *checks, "", patch.diff[:3000]])
+    html = (f"<p>{escape(head)}</p><p>Root cause: {escape(cause)}</p>"
+            f"<ul>{''.join(f'<li>{escape(c)}</li>' for c in checks)}</ul><pre>{escape(patch.diff[:3000])}</pre>")
+    return {
+        "service": state["alert"].service, "severity": severity, "anchor": "#gate",
+        "subject": f"[{severity}] Approval needed: {patch.title} ({state['incident_id']})", "text": text, "html": html,
+        "incident": {"incident_id": state["incident_id"], "title": patch.title, "root_cause": cause},
+    }
+
+
+async def queue_gate_notice(state: dict[str, Any], context: Context) -> None:
+    """Write the "awaiting_approval" event (idempotent: the gate's node runs again when it is resumed)."""
+    if context.database is None:
+        return
+    async with context.database.pool.connection() as conn:
+        await record_event(conn, state["incident_id"], "awaiting_approval", gate_payload(state))
+
+
 async def notify(state: IncidentState, runtime: Runtime[Context]) -> dict[str, Any]:
-    """One Notification per channel; an unknown channel is recorded as skipped, not fatal."""
+    """Local outputs per notify_channels, then the outbox event and the memory of the incident."""
+    context = runtime.context
     sent: list[Notification] = []
     brief: Brief = state["brief"]
     update: dict[str, Any] = {}
-    for channel in runtime.context.notify_channels:
+    for channel in context.notify_channels:
         if channel == "file":
-            md_path, html_path = await asyncio.to_thread(write_brief, state, runtime.context)
+            md_path, html_path = await asyncio.to_thread(write_brief, state, context)
             brief = brief.model_copy(update={"markdown_path": str(md_path), "html_path": str(html_path)})
             update["brief"] = brief
             sent.append(Notification(channel="file", status="written", target=str(html_path)))
@@ -41,6 +87,19 @@ async def notify(state: IncidentState, runtime: Runtime[Context]) -> dict[str, A
             print(brief.markdown, flush=True)
             sent.append(Notification(channel="stdout", status="sent"))
         else:
-            sent.append(Notification(channel=channel, status="skipped", detail="channel not available in this build"))
+            sent.append(Notification(channel=channel, status="skipped", detail="unknown local output"))
+    if context.database is None:
+        sent.append(Notification(channel="outbox", status="skipped", detail="no database in this run: nobody notified"))
+    else:
+        try:
+            async with context.database.pool.connection() as conn, conn.transaction():
+                await remember(conn, state)
+                queued = state["detection"].is_incident and await record_event(
+                    conn, state["incident_id"], "opened", opened_payload(state, context))
+            detail = "opened" if queued else ("already queued" if state["detection"].is_incident else "no incident")
+            sent.append(Notification(channel="outbox", status="queued" if queued else "skipped", detail=detail))
+        except Exception as exc:  # the brief stands; the error says why nobody was told
+            update["errors"] = [error_record("notify", f"outbox write failed: {type(exc).__name__}: {exc}")]
+            sent.append(Notification(channel="outbox", status="failed", detail=str(exc)[:300]))
     update["notifications"] = sent
     return update

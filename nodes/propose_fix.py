@@ -10,9 +10,10 @@ from pydantic import BaseModel, Field
 
 from graph.context import Context
 from nodes.common import error_record, llm_outcome
+from prompts.views import fix_view
 from state import IncidentState, Patch
 from tools.git_repo import head_commit, revert_patch
-from tools.llm import structured_call
+from tools.llm import spent_tokens, structured_call
 from tools.redact import redact
 
 
@@ -51,7 +52,8 @@ async def propose_fix(state: IncidentState, runtime: Runtime[Context]) -> dict[s
     title, description = describe(state)
     update: dict[str, Any] = {}
     text, usage, error = await structured_call(
-        runtime.context, "reasoning", FixText, "propose_fix", evidence=state["digest"], diff=diff[:6000]
+        runtime.context, "reasoning", FixText, "propose_fix", spent=spent_tokens(state.get("tokens")),
+        fix=fix_view(state, diff),
     )
     update |= llm_outcome("propose_fix", usage, error)
     if text is not None and text.title.strip():

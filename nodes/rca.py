@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 from graph.context import Context
 from nodes.common import llm_outcome
 from state import FaultType, Hypothesis, IncidentState, RootCause
-from tools.llm import structured_call
+from tools.llm import spent_tokens, structured_call
 
 MODEL_CHOICES = 3  # the model may pick among the engine's top candidates, never a service without evidence
 
@@ -68,7 +68,9 @@ async def rca(state: IncidentState, runtime: Runtime[Context]) -> dict[str, Any]
         )
         candidates = [unknown]
     update: dict[str, Any] = {}
-    verdict, usage, error = await structured_call(runtime.context, "fast", RcaVerdict, "rca", evidence=state["digest"])
+    verdict, usage, error = await structured_call(
+        runtime.context, "fast", RcaVerdict, "rca", spent=spent_tokens(state.get("tokens")), evidence=state["digest"]
+    )
     update |= llm_outcome("rca", usage, error)
     decided_by = "rules"
     if verdict is not None:

@@ -9,12 +9,13 @@ from typing import Any
 from langgraph.runtime import Runtime
 from pydantic import BaseModel, Field
 
+from analysis.guard import ALLOWED_ACTIONS, refused_action
 from analysis.mitigations import playbook, rank_suggestions
 from analysis.patch_checks import check_command
 from graph.context import Context
 from nodes.common import error_record, llm_outcome
 from state import ErrorRecord, Hypothesis, IncidentState, Risk, RunbookMatch, Suggestion
-from tools.llm import structured_call
+from tools.llm import spent_tokens, structured_call
 from tools.runbooks import Runbook, alert_runbook, as_match, load_runbooks, match_runbooks
 
 MAX_SUGGESTIONS = 8
@@ -23,6 +24,7 @@ MAX_SUGGESTIONS = 8
 class SuggestedAction(BaseModel):
     """One mitigation proposed by the model."""
 
+    kind: str = Field(description="one of: " + "; ".join(f"{k} ({v})" for k, v in ALLOWED_ACTIONS.items()))
     action: str
     risk: Risk
     rationale: str = ""
@@ -74,11 +76,19 @@ async def suggest(state: IncidentState, runtime: Runtime[Context]) -> dict[str, 
     runbooks, errors = await team_runbooks(runtime.context)
     suggestions, linked = plan_for(best, state, runbooks)
     verdict, usage, error = await structured_call(
-        runtime.context, "fast", SuggestVerdict, "suggest", evidence=state["digest"]
+        runtime.context, "fast", SuggestVerdict, "suggest", spent=spent_tokens(state.get("tokens")),
+        evidence=state["digest"],
     )
     update = llm_outcome("suggest", usage, error)
     if verdict is not None and best is not None:
-        extra = [Suggestion(**s.model_dump(), source="llm") for s in verdict.suggestions]
+        extra = []
+        for s in verdict.suggestions:
+            reason = refused_action(s.kind, s.action, s.rationale, s.command)
+            if reason is not None:  # outside what a run may propose: dropped, and said so
+                update.setdefault("errors", []).append(error_record("suggest", f"model suggestion refused: {reason}",
+                                                                    source="llm"))
+            else:
+                extra.append(Suggestion(**s.model_dump(exclude={"kind"}), source="llm"))
         suggestions = rank_suggestions([*suggestions, *screen(extra)], best, state["evidence"])
     if errors:
         update["errors"] = errors + update.get("errors", [])

@@ -31,6 +31,8 @@ class ServerMetrics:
                                        ["node"], buckets=NODE_BUCKETS, registry=r)
         self.tokens = Counter("incident_copilot_llm_tokens_total", "LLM tokens used", ["node", "direction"],
                               registry=r)
+        self.notifications = Gauge("incident_copilot_notifications", "Outbox messages by status (failed = gave up)",
+                                   ["status"], registry=r)
 
     def alerts_accepted(self, fmt: str, accepted: list[Any]) -> None:
         """Count one intake request's alerts."""
@@ -56,6 +58,11 @@ class ServerMetrics:
         async with pool.connection() as conn:
             cur = await conn.execute("SELECT status, count(*) AS n FROM incidents GROUP BY status")
             rows = await cur.fetchall()
+            cur = await conn.execute("SELECT status, count(*) AS n FROM notification_outbox GROUP BY status")
+            outbox = await cur.fetchall()
+        self.notifications.clear()
+        for row in outbox:
+            self.notifications.labels(status=row["status"]).set(row["n"])
         self.incidents.clear()
         for row in rows:
             self.incidents.labels(status=row["status"]).set(row["n"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -108,7 +108,7 @@ class IncidentRunner:
 
     def __init__(self, db: Database, context: Context, on_step: StepCallback | None = None):
         self.db = db
-        self.context = context
+        self.context = replace(context, database=db)  # nodes reach the outbox and the memory through it
         self.on_step = on_step
         self.graph = build_graph(checkpointer=db.checkpointer)
 

@@ -46,6 +46,12 @@ class Request:
     path: str
     params: dict[str, str]
     headers: dict[str, str]
+    method: str = "GET"
+    body: bytes = b""
+
+    def json(self) -> Any:
+        """The body as JSON."""
+        return json.loads(self.body)
 
 
 Handler = Callable[[Request], Reply]
@@ -112,11 +118,19 @@ def _request_handler(server: LoopbackServer) -> type[BaseHTTPRequestHandler]:
             self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
         def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+            self._serve("GET", b"")
+
+        def do_POST(self) -> None:  # noqa: N802
+            self._serve("POST", self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+
+        def _serve(self, method: str, body: bytes) -> None:
             parts = urlsplit(self.path)
             request = Request(
                 parts.path,
                 dict(parse_qsl(parts.query, keep_blank_values=True)),
                 {k.lower(): v for k, v in self.headers.items()},
+                method,
+                body,
             )
             reply = server.answer(request)
             if reply.delay:

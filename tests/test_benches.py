@@ -63,3 +63,9 @@ def test_alert_to_brief_on_a_healthy_fleet():
                 "--timeout", "5", "--json")
     (row,) = [json.loads(line) for line in out.splitlines()]
     assert row["scenario"] == "false_alarm" and row["correct"] is True and row["incidents"] == 0, row
+
+
+def test_prompt_size_of_one_incident():
+    result = json.loads(bench("bench.prompt_size", "--scenarios", "disk_full", "--seeds", "1", "--json"))
+    assert result["incidents"] == 1 and 0 < result["median_total"] == result["max_total"]
+    assert set(result["nodes"]) == {"detect", "rca", "suggest", "brief"}

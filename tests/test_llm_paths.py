@@ -37,8 +37,9 @@ async def test_model_answers_are_validated_against_the_evidence(tmp_path):
         "rca": tool_reply("RcaVerdict", {"service": "evil-service", "fault_type": "disk_full",
                                          "summary": "ignore the evidence", "confidence": 0.99}),
         "suggest": tool_reply("SuggestVerdict", {"suggestions": [
-            {"action": "Wipe the data directory", "risk": "low", "command": "rm -rf /var/lib/postgresql"},
-            {"action": "Check the heap dump", "risk": "low"}]}),
+            {"kind": "capacity", "action": "Wipe the data directory", "risk": "low",
+             "command": "rm -rf /var/lib/postgresql"},
+            {"kind": "investigate", "action": "Check the heap dump", "risk": "low"}]}),
         "brief": tool_reply("BriefText", {"summary": "Memory grows until the service is killed."}),
     }
     scenario, values, model = await run("memory_leak", 3, script, tmp_path)

@@ -25,7 +25,8 @@ from service.errors import ApiError, error_response
 from service.routers.incidents import load_snapshot
 from service.runs import RunError, incident_view, thread_config
 from service.settings import ServerSettings
-from web.render import template_env
+from tools.redact import redact_value
+from web.render import redacted_view, template_env
 from web.view import incident_page
 
 LIVE_INTERVAL_SECONDS = 2.0  # how often an open page checks for changes
@@ -55,7 +56,8 @@ class DashboardViews:
         for row in [*rows, *waiting]:
             row["age"] = _age(row["created_at"])
         main = self.env.get_template("dashboard/index_main.html.j2").render(
-            rows=rows, waiting=waiting, status=status, service=service, statuses=incidents.STATUSES,
+            rows=redact_value(rows), waiting=redact_value(waiting), status=status, service=service,
+            statuses=incidents.STATUSES,
             services=await incidents.list_services(pool),
         )
         if main_only:
@@ -77,8 +79,9 @@ class DashboardViews:
         except RunError:
             steps = []
         view = await incident_view(app_state.db.pool, snapshot, row["status"])
-        page = incident_page(values, app_state.runner.context, status=view.status, gate=view.gate,
-                             decision=view.decision, alert_row=row)
+        row = redact_value(row)  # the page is built from redacted data only
+        page = incident_page(redacted_view(values), app_state.runner.context, status=view.status,
+                             gate=redact_value(view.gate), decision=redact_value(view.decision), alert_row=row)
         main = self.env.get_template("dashboard/incident_main.html.j2").render(
             p=page, row=row, steps=steps, form_fields=form_fields
         )

@@ -14,6 +14,7 @@ from service import incidents, intake
 from service.auth import Caller
 from service.errors import ApiError, documented_errors
 from service.runs import RunError, incident_view, thread_config
+from tools.redact import redact_value
 
 
 class ApprovalBody(BaseModel):
@@ -51,7 +52,7 @@ def row_json(row: dict[str, Any]) -> dict[str, Any]:
     """An incidents row as JSON."""
     keep = ("id", "service", "alertname", "source", "status", "severity", "root_cause", "created_at", "updated_at",
             "resolved_at", "resolved_by", "alert_count")
-    return {k: (row[k].isoformat() if isinstance(row.get(k), datetime) else row.get(k)) for k in keep}
+    return redact_value({k: (row[k].isoformat() if isinstance(row.get(k), datetime) else row.get(k)) for k in keep})
 
 
 def incidents_router() -> APIRouter:
@@ -86,7 +87,7 @@ def incidents_router() -> APIRouter:
         body["brief"] = values["brief"].markdown if values.get("brief") else None
         body["awaiting_approval"] = view.gate
         body["decision"] = view.decision
-        return body
+        return redact_value(body)  # API fields never carry a secret, whatever the alert or the telemetry held
 
     @router.get("/{incident_id}/history", responses=documented_errors(401, 404, 422))
     async def history(request: Request, caller: Caller, incident_id: str) -> dict[str, Any]:

@@ -708,42 +708,70 @@ def replay(ctx: click.Context, incident_id: str, checkpoint_id: str, as_json: bo
 
 
 @cli.command("eval", epilog="Examples: incident-copilot eval --seeds 10; incident-copilot eval --seeds 1 "
-                            "--scenario disk_full --json; incident-copilot eval --seeds 10 --wire")
+                            "--scenario disk_full --json; incident-copilot eval --seeds 10 --wire; "
+                            "incident-copilot eval --dataset evalsets/nezha-ob")
 @click.option("--seeds", type=click.IntRange(1, 1000), default=10, show_default=True,
               help="cases per scenario, e.g. --seeds 3")
 @click.option("--scenario", "scenarios", type=click.Choice(SCENARIOS), multiple=True,
               help="only these scenarios (repeatable), e.g. --scenario disk_full --scenario false_alarm")
 @click.option("--wire", is_flag=True, help="read every case over the wire: a real Prometheus backfilled with promtool "
                                            "and a Loki API over the recorded logs, e.g. --wire")
+@click.option("--dataset", type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
+              help="an eval set of recorded telemetry (e.g. from python -m evals.nezha), served over the wire, "
+                   "e.g. --dataset evalsets/nezha-ob")
+@click.option("--case", "case_ids", multiple=True, metavar="ID",
+              help="with --dataset: only these case ids (repeatable), e.g. --case ob-2022-08-22-001")
 @click.option("--into-store", is_flag=True, help="keep the eval's incidents in the configured database instead of a "
                                                  "throwaway one, e.g. --into-store")
 @click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
 @click.pass_context
-def evaluate(ctx: click.Context, seeds: int, scenarios: tuple[str, ...], wire: bool, into_store: bool,
-             as_json: bool) -> int:
-    """Accuracy over every scenario and N seeds, through the whole graph, in a throwaway database."""
+def evaluate(ctx: click.Context, seeds: int, scenarios: tuple[str, ...], wire: bool, dataset: Path | None,
+             case_ids: tuple[str, ...], into_store: bool, as_json: bool) -> int:
+    """Accuracy over every scenario and N seeds (or over an eval set), through the whole graph, in a throwaway
+    database."""
+    if case_ids and dataset is None:
+        raise click.UsageError("--case selects cases of a --dataset")
+    if dataset is not None and (wire or scenarios):
+        raise click.UsageError("--dataset reads its own cases over the wire: no --wire or --scenario with it")
     settings = settings_of(ctx)
     chosen = list(scenarios) or list(SCENARIOS)
     with eval_database(settings, into_store) as url:
-        scores = run(_evaluate(url, seeds, chosen, wire))
-    from evals.simulator import format_table
-
+        scores = run(_evaluate(url, seeds, chosen, wire, dataset, list(case_ids)))
     if as_json:
         emit_json(scores)
+    elif dataset is not None:
+        from evals.scoring import format_dataset_table
+
+        click.echo(format_dataset_table(scores))
     else:
+        from evals.simulator import format_table
+
         click.echo(format_table(scores))
         if wire:
             say(f"over the wire: setup {scores['setup_seconds']:.0f} s, total {scores['total_seconds']:.0f} s")
     return Exit.OK
 
 
-async def _evaluate(url: str | None, seeds: int, scenarios: list[str], wire: bool) -> dict[str, Any]:
+async def _evaluate(url: str | None, seeds: int, scenarios: list[str], wire: bool, dataset: Path | None,
+                    case_ids: list[str]) -> dict[str, Any]:
+    from evals.wire import WireSetupError
+
+    if dataset is not None:
+        from evals.dataset import DatasetError, evaluate_dataset, load_eval_set
+
+        try:
+            total = len(case_ids) or len(load_eval_set(dataset).cases)
+            with progress_bar(total, "cases") as advance:
+                return await evaluate_dataset(dataset, case_ids=case_ids or None, database_url=url,
+                                              on_case=lambda _: advance())
+        except (DatasetError, WireSetupError) as exc:
+            raise click.UsageError(str(exc)) from None
     with progress_bar(seeds * len(scenarios), "cases") as advance:
         if not wire:
             from evals.simulator import evaluate_graph
 
             return await evaluate_graph(seeds, scenarios, database_url=url, on_case=lambda _: advance())
-        from evals.wire import WireSetupError, evaluate_wire
+        from evals.wire import evaluate_wire
 
         try:
             return await evaluate_wire(seeds, scenarios, database_url=url, on_case=lambda _: advance())

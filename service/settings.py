@@ -114,9 +114,9 @@ class RunSection(Section):
     """How each investigation runs."""
 
     window_seconds: int = setting(900, "INCIDENT_WINDOW_SECONDS", "incident window before the alert time", "900",
-                                  ge=60, le=86_400)
+                                  ge=1, le=86_400)
     baseline_seconds: int = setting(1800, "INCIDENT_BASELINE_SECONDS", "baseline window before the incident window",
-                                    "1800", ge=60, le=7 * 86_400)
+                                    "1800", ge=1, le=7 * 86_400)
     metrics_step_seconds: float = setting(15.0, "INCIDENT_METRICS_STEP_SECONDS", "resolution of metric series read",
                                           "15", gt=0, le=3600)
     require_approval: bool = setting(True, "REQUIRE_APPROVAL", "stop at the approval gate before any pull request",

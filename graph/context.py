@@ -41,6 +41,14 @@ class Context:
     """Prometheus base URL for live telemetry (PROMETHEUS_URL)."""
     prometheus_auth: str | None = None
     """Prometheus credentials, same forms as loki_auth (PROMETHEUS_AUTH)."""
+    tempo_url: str | None = None
+    """Tempo base URL for live traces (TEMPO_URL); used before Jaeger when both are set."""
+    tempo_auth: str | None = None
+    """Tempo credentials, same forms as loki_auth (TEMPO_AUTH)."""
+    jaeger_url: str | None = None
+    """Jaeger query service base URL for live traces (JAEGER_URL)."""
+    jaeger_auth: str | None = None
+    """Jaeger credentials, same forms as loki_auth (JAEGER_AUTH)."""
     telemetry_config: str | None = None
     """A TOML file overriding query names, labels and thresholds of the connectors (TELEMETRY_CONFIG)."""
     telemetry_tables: dict[str, Any] = field(default_factory=dict)

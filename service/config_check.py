@@ -54,6 +54,8 @@ async def check_sources(settings: Settings) -> list[SourceCheck]:
     return list(await asyncio.gather(
         _database(settings), _http("loki", settings.telemetry.loki_url, "/ready", settings.telemetry.loki_auth),
         _http("prometheus", settings.telemetry.prometheus_url, "/-/ready", settings.telemetry.prometheus_auth),
+        _http("tempo", settings.telemetry.tempo_url, "/ready", settings.telemetry.tempo_auth),
+        _http("jaeger", settings.telemetry.jaeger_url, "/api/services", settings.telemetry.jaeger_auth),
         _http("grafana (links)", settings.links.grafana_url, "/api/health", None),
         asyncio.to_thread(_runbooks, settings), asyncio.to_thread(_telemetry_config, settings),
         asyncio.to_thread(_llm, settings),

@@ -161,22 +161,29 @@ class TelemetrySection(Section):
     prometheus_url: str | None = setting(None, "PROMETHEUS_URL", "Prometheus base URL", "http://prometheus:9090")
     prometheus_auth: SecretStr | None = setting(None, "PROMETHEUS_AUTH", "Prometheus credentials, as loki_auth",
                                                 "user:password")
+    tempo_url: str | None = setting(None, "TEMPO_URL", "Tempo base URL (traces; before Jaeger when both are set)",
+                                    "http://tempo:3200")
+    tempo_auth: SecretStr | None = setting(None, "TEMPO_AUTH", "Tempo credentials, as loki_auth", "Bearer ...")
+    jaeger_url: str | None = setting(None, "JAEGER_URL", "Jaeger query service base URL (traces)",
+                                     "http://jaeger-query:16686")
+    jaeger_auth: SecretStr | None = setting(None, "JAEGER_AUTH", "Jaeger credentials, as loki_auth", "user:password")
     config_file: Path | None = setting(None, "TELEMETRY_CONFIG", "a TOML file of connector settings (queries, "
                                        "labels, limits), read before the tables here", "telemetry.toml")
     query_budget: int | None = setting(None, "", "most backend queries per run (connector default 200)", "200", ge=1)
     prometheus: dict[str, Any] = setting({}, "", "table [telemetry.prometheus]: labels, step, queries", "")
     loki: dict[str, Any] = setting({}, "", "table [telemetry.loki]: label, page size, caps, line filters", "")
+    traces: dict[str, Any] = setting({}, "", "table [telemetry.traces]: how many traces, error searches", "")
     http: dict[str, Any] = setting({}, "", "table [telemetry.http]: timeouts and retries", "")
     thresholds: dict[str, Any] = setting({}, "", "table [telemetry.thresholds]", "")
 
-    @field_validator("loki_url", "prometheus_url")
+    @field_validator("loki_url", "prometheus_url", "tempo_url", "jaeger_url")
     @classmethod
     def _url(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("http://", "https://")):
             raise ValueError("must be an http:// or https:// URL")
         return value.rstrip("/") if value else value
 
-    @field_validator("prometheus", "loki", "http", "thresholds")
+    @field_validator("prometheus", "loki", "traces", "http", "thresholds")
     @classmethod
     def _table(cls, value: dict[str, Any], info: Any) -> dict[str, Any]:
         from tools.telemetry_config import load_config
@@ -192,7 +199,8 @@ class TelemetrySection(Section):
 
     def connector_tables(self) -> dict[str, Any]:
         """The connector settings given here, as a table over the defaults (and over config_file, if any)."""
-        tables = {k: getattr(self, k) for k in ("prometheus", "loki", "http", "thresholds") if getattr(self, k)}
+        names = ("prometheus", "loki", "traces", "http", "thresholds")
+        tables = {name: getattr(self, name) for name in names if getattr(self, name)}
         return tables | ({"query_budget": self.query_budget} if self.query_budget is not None else {})
 
     def connector_config(self) -> Any:
@@ -295,6 +303,8 @@ class Settings(BaseSettings):
             "output_dir": str(self.run.output_dir), "notify_channels": self.run.notify_channels,
             "loki_url": self.telemetry.loki_url, "loki_auth": secret(self.telemetry.loki_auth),
             "prometheus_url": self.telemetry.prometheus_url, "prometheus_auth": secret(self.telemetry.prometheus_auth),
+            "tempo_url": self.telemetry.tempo_url, "tempo_auth": secret(self.telemetry.tempo_auth),
+            "jaeger_url": self.telemetry.jaeger_url, "jaeger_auth": secret(self.telemetry.jaeger_auth),
             "telemetry_config": str(self.telemetry.config_file) if self.telemetry.config_file else None,
             "telemetry_tables": self.telemetry.connector_tables(),
             "runbooks_dir": str(self.runbooks.dir) if self.runbooks.dir else None,

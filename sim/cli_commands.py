@@ -11,7 +11,7 @@ import click
 from sim.names import SCENARIOS
 
 
-@click.group(help="The simulated fleet over the wire: Prometheus /metrics per service and a Loki API.")
+@click.group(help="The simulated fleet over the wire: Prometheus /metrics per service, the Loki API and Tempo's API.")
 def sim() -> None:
     """The `sim` command group."""
 
@@ -31,19 +31,21 @@ def sim() -> None:
                                             "e.g. --base-port 9101")
 @click.option("--loki-port", type=int, help="port of the Loki API, /inject and /state (default: free), "
                                             "e.g. --loki-port 3100")
+@click.option("--tempo-port", type=int, help="port of Tempo's query API (default: free), e.g. --tempo-port 3200")
 @click.option("--prometheus-config", type=click.Path(path_type=Path), metavar="PATH",
               help="write a scrape config for the fleet, e.g. --prometheus-config /tmp/prometheus-sim.yml")
 def serve(scenario: str, seed: int, inject_after: float, manual: bool, speed: float, host: str,
-          base_port: int | None, loki_port: int | None, prometheus_config: Path | None) -> int:
-    """Run a scenario live: /metrics per service, a Loki endpoint, POST /inject, GET /state."""
+          base_port: int | None, loki_port: int | None, tempo_port: int | None, prometheus_config: Path | None) -> int:
+    """Run a scenario live: /metrics per service, a Loki and a Tempo endpoint, POST /inject, GET /state."""
     import asyncio
 
     return asyncio.run(_serve(scenario, seed, None if manual else inject_after, speed, host, base_port, loki_port,
-                              prometheus_config))
+                              tempo_port, prometheus_config))
 
 
 async def _serve(scenario: str, seed: int, inject_after: float | None, speed: float, host: str,
-                 base_port: int | None, loki_port: int | None, prometheus_config: Path | None) -> int:
+                 base_port: int | None, loki_port: int | None, tempo_port: int | None,
+                 prometheus_config: Path | None) -> int:
     import asyncio
     import signal
 
@@ -51,7 +53,7 @@ async def _serve(scenario: str, seed: int, inject_after: float | None, speed: fl
     from sim.wire import FleetServer
 
     fleet = await asyncio.to_thread(Fleet, scenario, seed, inject_after=inject_after, speed=speed)
-    with FleetServer(fleet, host, base_port, loki_port) as server:
+    with FleetServer(fleet, host, base_port, loki_port, tempo_port) as server:
         if prometheus_config:
             prometheus_config.write_text(server.prometheus_config())
         state = server.state()
@@ -61,6 +63,7 @@ async def _serve(scenario: str, seed: int, inject_after: float | None, speed: fl
         for service, target in server.targets.items():
             print(f"  {service:<18} http://{target}/metrics")
         print(f"  loki               {server.loki_url}  (POST /inject, GET /state)")
+        print(f"  tempo              {server.tempo_url}")
         if prometheus_config:
             print(f"  prometheus config  {prometheus_config}")
         print(flush=True, end="")

@@ -1,9 +1,9 @@
-"""Run settings that travel with each graph run as its `context_schema`."""
+"""Run settings that travel with each graph run as its `context_schema` (filled from the one configuration,
+service/settings.py, by `Settings.run_context()`)."""
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 LLM_PROVIDERS = ("offline", "google", "openai")
@@ -15,7 +15,7 @@ class ConfigError(ValueError):
 
 @dataclass
 class Context:
-    """Settings of one run. Environment variables only fill defaults, in `from_env`."""
+    """Settings of one run; the defaults are the configuration's defaults."""
 
     llm_provider: Literal["offline", "google", "openai"] = "offline"
     """Which LLM answers the reasoning nodes; offline = the deterministic engine alone."""
@@ -48,7 +48,7 @@ class Context:
     output_dir: str = "output"
     """Where briefs are written."""
     notify_channels: tuple[str, ...] = ("file",)
-    """Local outputs of the brief: "file" (under output_dir), "stdout"; people are reached through notify_config."""
+    """Sinks the brief goes to."""
     loki_url: str | None = None
     """Loki base URL for live telemetry (LOKI_URL)."""
     loki_auth: str | None = None
@@ -67,6 +67,8 @@ class Context:
     """Jaeger credentials, same forms as loki_auth (JAEGER_AUTH)."""
     telemetry_config: str | None = None
     """A TOML file overriding query names, labels and thresholds of the connectors (TELEMETRY_CONFIG)."""
+    telemetry_tables: dict[str, Any] = field(default_factory=dict)
+    """Connector settings from the configuration's [telemetry.*] tables, applied over telemetry_config."""
     runbooks_dir: str | None = None
     """A folder of Markdown runbooks with front matter (RUNBOOKS_DIR); matching ones feed suggest and the brief."""
     runbooks_base_url: str | None = None
@@ -89,49 +91,3 @@ class Context:
     def __post_init__(self) -> None:
         if self.llm_provider not in LLM_PROVIDERS:
             raise ConfigError(f"unknown LLM provider {self.llm_provider!r}: use one of {', '.join(LLM_PROVIDERS)}")
-
-    @classmethod
-    def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Context:
-        """Defaults from the environment (LLM_PROVIDER, GOOGLE_API_KEY, ...), then explicit overrides."""
-        env = dict(os.environ if env is None else env)
-        values: dict[str, Any] = {}
-        provider = env.get("LLM_PROVIDER") or (
-            "google" if env.get("GOOGLE_API_KEY") else "openai" if env.get("OPENAI_API_KEY") else "offline")
-        values["llm_provider"] = provider
-        if env.get("REASONING_MODEL"):
-            values["reasoning_model"] = env["REASONING_MODEL"]
-        if env.get("FAST_MODEL"):
-            values["fast_model"] = env["FAST_MODEL"]
-        if env.get("LLM_BASE_URL") or env.get("OPENAI_BASE_URL"):
-            values["llm_base_url"] = env.get("LLM_BASE_URL") or env["OPENAI_BASE_URL"]
-        for name, kind in (("llm_timeout_seconds", float), ("llm_max_attempts", int), ("token_budget", int)):
-            if env.get(name.upper()):
-                values[name] = kind(env[name.upper()])
-        if env.get("INCIDENT_REPO"):
-            values["repo"] = env["INCIDENT_REPO"]
-        if env.get("OUTPUT_DIR"):
-            values["output_dir"] = env["OUTPUT_DIR"]
-        for name in ("loki_url", "loki_auth", "prometheus_url", "prometheus_auth", "tempo_url", "tempo_auth",
-                     "jaeger_url", "jaeger_auth", "telemetry_config", "runbooks_dir",
-                     "runbooks_base_url", "grafana_url", "grafana_prometheus_uid", "grafana_loki_uid",
-                     "prometheus_link_url", "notify_config"):
-            if env.get(name.upper()):
-                values[name] = env[name.upper()]
-        for name, kind in (("window_seconds", int), ("baseline_seconds", int), ("metrics_step_seconds", float)):
-            if env.get(f"INCIDENT_{name.upper()}"):
-                values[name] = kind(env[f"INCIDENT_{name.upper()}"])
-        if env.get("REQUIRE_APPROVAL"):
-            values["require_approval"] = env["REQUIRE_APPROVAL"].lower() not in ("0", "false", "no", "off")
-        known = {f.name for f in fields(cls)}
-        unknown = set(overrides) - known
-        if unknown:
-            raise TypeError(f"unknown context settings: {sorted(unknown)}")
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        context = cls(**values)
-        if not context.chat_models:
-            from tools.llm import check_llm_settings  # here, not at import: tools.llm imports this module
-            from tools.notify.config import load_notify_config
-
-            check_llm_settings(context, env)
-            load_notify_config(context.notify_config)
-        return context

@@ -69,3 +69,7 @@ def test_prompt_size_of_one_incident():
     result = json.loads(bench("bench.prompt_size", "--scenarios", "disk_full", "--seeds", "1", "--json"))
     assert result["incidents"] == 1 and 0 < result["median_total"] == result["max_total"]
     assert set(result["nodes"]) == {"detect", "rca", "suggest", "brief"}
+
+def test_cli_startup_with_two_runs():
+    rows = json.loads(bench("bench.cli_startup", "--runs", "2", "--json"))
+    assert [r["command"] for r in rows][0] == "incident-copilot --help" and all(r["median_s"] > 0 for r in rows)

@@ -11,6 +11,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 
 from graph.builder import build_graph
 from graph.context import ConfigError, Context
+from service.settings import SettingsError, load_settings
 from sim.scenarios import build_scenario
 from state import TelemetrySpec
 from tests.conftest import REPO_ROOT
@@ -196,7 +197,7 @@ def test_one_client_per_process_and_tier(tmp_path):
 @pytest.mark.parametrize(
     ("env", "message"),
     [
-        ({"LLM_PROVIDER": "anthropic"}, "unknown LLM provider 'anthropic'"),
+        ({"LLM_PROVIDER": "anthropic"}, "LLM_PROVIDER"),
         ({"LLM_PROVIDER": "google"}, "needs GOOGLE_API_KEY"),
         ({"LLM_PROVIDER": "google", "GOOGLE_API_KEY": "k", "FAST_MODEL": "gpt-4o"}, "not a google model name"),
         ({"LLM_PROVIDER": "openai"}, "needs OPENAI_API_KEY"),
@@ -205,15 +206,21 @@ def test_one_client_per_process_and_tier(tmp_path):
     ],
 )
 def test_misconfigured_providers_refuse_to_start(env, message):
-    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        Context.from_env(env)
+    with pytest.raises((ConfigError, SettingsError), match=message.replace("(", r"\(").replace(")", r"\)")):
+        run_settings(env)
+
+
+def run_settings(env: dict[str, str]) -> Context:
+    """The run context the configuration makes of exactly this environment."""
+    return load_settings(None, env).run_context()
 
 
 def test_good_settings_start():
-    check_llm_settings(Context.from_env({"LLM_PROVIDER": "openai", "LLM_BASE_URL": "http://127.0.0.1:11434/v1",
-                                         "REASONING_MODEL": "llama3.1:8b", "FAST_MODEL": "llama3.1:8b"}))
-    assert Context.from_env({"GOOGLE_API_KEY": "k"}).llm_provider == "google"
-    assert Context.from_env({}).llm_provider == "offline"
+    check_llm_settings(run_settings({"LLM_PROVIDER": "openai", "LLM_BASE_URL": "http://127.0.0.1:11434/v1",
+                                     "REASONING_MODEL": "llama3.1:8b", "FAST_MODEL": "llama3.1:8b"}))
+    assert run_settings({"GOOGLE_API_KEY": "k"}).llm_provider == "google"
+    assert run_settings({"OPENAI_API_KEY": "k"}).llm_provider == "openai"
+    assert run_settings({}).llm_provider == "offline"
 
 
 def test_the_cli_refuses_a_misconfigured_provider(tmp_path):

@@ -91,8 +91,15 @@ def parse_line(line: str) -> ParsedLog:
     return parsed
 
 
-def parse_json_entry(line: str) -> tuple[str, str] | None:
-    """(level, message) of a one-line JSON entry without a stack trace, as parse_line gives them, in less time.
+def cue_text(parsed: ParsedLog) -> str:
+    """The whole text of an entry that log cues are matched on: message, exception and one-line field values."""
+    values = [value for value in parsed.fields.values() if "\n" not in value]
+    return " ".join([parsed.message, *values]) if values else parsed.message
+
+
+def parse_json_entry(line: str) -> tuple[str, str, str] | None:
+    """(level, message, cue text) of a one-line JSON entry without a stack trace, as parse_line and cue_text
+    give them, in less time.
 
     None for any other entry: parse it with parse_line.
     """
@@ -102,9 +109,12 @@ def parse_json_entry(line: str) -> tuple[str, str] | None:
     # Only an escape makes a newline inside a JSON string, and a newline in a trace field makes a trace.
     if "\\" in line and any(isinstance(obj.get(key), str) and "\n" in obj[key] for key in _TRACE_KEYS):
         return None
-    _, level_key, message_key = _keys(obj)
+    lower, level_key, message_key = _keys(obj)
     level = normalize_level(_text(obj[level_key])) if level_key else None
-    return level or "info", _text(obj[message_key]).strip() if message_key else ""
+    message = _text(obj[message_key]).strip() if message_key else ""
+    skip = {message_key, *(lower[k] for k in _LEVEL_KEYS + _TS_KEYS if k in lower)}
+    values = [text for k, v in obj.items() if k not in skip and "\n" not in (text := _text(v))]
+    return level or "info", message, " ".join([message, *values]) if values else message
 
 
 def _json_object(text: str) -> dict | None:

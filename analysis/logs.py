@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import NamedTuple
 
-from analysis.logparse import ParsedLog, parse_json_entry, parse_line
+from analysis.log_cues import cue_hits
+from analysis.logparse import ParsedLog, cue_text, parse_json_entry, parse_line
 from analysis.records import LogRecord
 from analysis.templates import LRU, TemplateMiner, masks_alike, shape_key
 from state import LogEvidence, LogTemplate, ServiceLogStats, StackFrame, Window
@@ -38,6 +39,7 @@ class _Template:
     sample: str = ""
     buckets: list[int] = field(default_factory=lambda: [0] * BUCKETS)
     bucket_first: list[float | None] = field(default_factory=lambda: [None] * BUCKETS)
+    cues: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -83,7 +85,7 @@ class LogSummarizer:
         ts = record.ts
         if not self._base_start <= ts <= self._end:
             return
-        level, template_id, parsed = self._mine(line)
+        level, template_id, parsed, cues = self._mine(line)
         service = record.service
         acc = self._templates.get((service, template_id))
         if acc is None:
@@ -108,6 +110,8 @@ class LogSummarizer:
         if acc.incident == 0:
             acc.sample = _sample(parsed or parse_line(line))
         acc.incident += 1
+        for cue in cues:
+            acc.cues[cue] = acc.cues.get(cue, 0) + 1
         svc.incident_lines += 1
         bucket = min(int((ts - self._start) / self._bucket_len), BUCKETS - 1)
         _bump(acc.buckets, acc.bucket_first, bucket, ts)
@@ -139,8 +143,8 @@ class LogSummarizer:
             bytes_read=self._size,
         )
 
-    def _mine(self, line: str) -> tuple[str, str, ParsedLog | None]:
-        """Level and template id of an entry, and its parse unless a known shape made parsing unneeded."""
+    def _mine(self, line: str) -> tuple[str, str, ParsedLog | None, tuple[str, ...]]:
+        """Level, template id and cue hits of an entry, and its parse unless a known shape made parsing unneeded."""
         key: bytes | tuple[bytes, bytes] | None = _line_shape(line)
         if key is not None:
             known = self._shapes.get(key)
@@ -148,36 +152,38 @@ class LogSummarizer:
                 key = (key, _digits_at(line, known.kept))
                 known = self._shapes.get(key)
             if known is not None and known.level is not None:
-                return known.level, self._miner.add_masked(known.masked)[0], None
-        level, masked, parsed = self._parse(line)
+                return known.level, self._miner.add_masked(known.masked)[0], None, known.cues
+        level, masked, parsed, cues = self._parse(line)
         if key is not None:
-            self._learn(key, line, level, masked)
-        return level, self._miner.add_masked(masked)[0], parsed
+            self._learn(key, line, level, masked, cues)
+        return level, self._miner.add_masked(masked)[0], parsed, cues
 
-    def _parse(self, line: str) -> tuple[str, str, ParsedLog | None]:
-        """Level and masked message of an entry, and its parse when it took a full one."""
+    def _parse(self, line: str) -> tuple[str, str, ParsedLog | None, tuple[str, ...]]:
+        """Level, masked message and cue hits of an entry, and its parse when it took a full one."""
         entry = parse_json_entry(line) if line[:1] == "{" else None
         if entry is not None:
-            return entry[0], self._miner.mask(entry[1]), None
+            return entry[0], self._miner.mask(entry[1]), None, cue_hits(entry[2])
         parsed = parse_line(line)
-        return parsed.level, self._miner.mask(parsed.message), parsed
+        return parsed.level, self._miner.mask(parsed.message), parsed, cue_hits(cue_text(parsed))
 
-    def _learn(self, key: bytes | tuple[bytes, bytes], line: str, level: str, masked: str) -> None:
-        """Remember the level and masked message of an entry for its whole shape, when they hold for it.
+    def _learn(
+        self, key: bytes | tuple[bytes, bytes], line: str, level: str, masked: str, cues: tuple[str, ...]
+    ) -> None:
+        """Remember the level, masked message and cue hits of an entry for its whole shape, when they hold for it.
 
-        They do when masking kept no digit. When it kept some, they do for the entries with the same digits at
-        the kept places, if all other digits are masked: checked once per shape by parsing the entry again with
-        every other digit changed.
+        Cue hits always do (no cue tells one digit from another). The rest does when masking kept no digit. When
+        it kept some, it does for the entries with the same digits at the kept places, if all other digits are
+        masked: checked once per shape by parsing the entry again with every other digit changed.
         """
         if isinstance(key, tuple) or masks_alike(masked):
-            self._shapes.put(key, _Known(level, masked))
+            self._shapes.put(key, _Known(level, masked, cues))
             return
         if self._shapes.get(key) is not None:
             return
         kept = _glued_digits(key)
         if kept and self._parse(_other_digits(line, key, kept))[:2] == (level, masked):
-            self._shapes.put(key, _Known(None, None, kept))
-            self._shapes.put((key, _digits_at(line, kept)), _Known(level, masked))
+            self._shapes.put(key, _Known(None, None, (), kept))
+            self._shapes.put((key, _digits_at(line, kept)), _Known(level, masked, cues))
         else:
             self._shapes.put(key, _Known(None, None))
 
@@ -212,11 +218,12 @@ def _line_shape(line: str) -> bytes | None:
 
 
 class _Known(NamedTuple):
-    """What entries of one shape parse and mask to; level None: masking keeps the digits at `kept`, or (none
-    kept) entries of this shape are not cached."""
+    """What entries of one shape parse and mask to, and their cue hits; level None: masking keeps the digits at
+    `kept`, or (none kept) entries of this shape are not cached."""
 
     level: str | None
     masked: str | None
+    cues: tuple[str, ...] = ()
     kept: tuple[int, ...] = ()
 
 
@@ -304,6 +311,7 @@ def _summarise(template_id: str, acc: _Template, text: str, base_min: float, inc
         kind=kind,
         first_seen=_dt(first_seen),
         sample=acc.sample,
+        cues=dict(acc.cues),
     )
 
 

@@ -13,7 +13,8 @@ from drain3.template_miner_config import TemplateMinerConfig
 
 import analysis.logs as logs_module
 import nodes.logs as logs_node
-from analysis.logparse import parse_line
+from analysis.log_cues import cue_hits
+from analysis.logparse import cue_text, parse_line
 from analysis.logs import LogSummarizer, summarize_logs
 from analysis.records import LogRecord
 from analysis.templates import DEFAULT_MASKS, TemplateMiner, shape_key
@@ -40,6 +41,7 @@ _SHAPES = (
     'mail bob{d}@ex{d}.com url https://x.io/{n}?q={n} key="{n} {n}"',
     "retry {d} of {d}: 0x{d}{d} 1x{d} {d}X",
     "api v{d} returned {n}ab errors in {n}ms",
+    "write of {n}b failed: No space left on device; peer {ip}:{n} connection refused, retry {d}",
 )
 
 
@@ -113,9 +115,10 @@ def test_summarizer_sees_each_line_as_an_uncached_parse_would():
     summarizer = LogSummarizer(WINDOW)
     reference = TemplateMiner(extra_masks=[(r"(?!)", "NEVER")])  # a mask of its own turns shape caching off
     for line in lines:
-        level, template_id, got = summarizer._mine(line)
+        level, template_id, got, cues = summarizer._mine(line)
         parsed = parse_line(line)
         assert (level, template_id) == (parsed.level, reference.add(parsed.message)[0]), line
+        assert cues == cue_hits(cue_text(parsed)), line
         assert (got.frames if got else []) == parsed.frames, line
     assert summarizer._miner.templates() == reference.templates()
 

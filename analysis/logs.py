@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import NamedTuple
 
 from analysis.log_cues import cue_hits
-from analysis.logparse import ParsedLog, cue_text, parse_json_entry, parse_line
+from analysis.logparse import ParsedLog, cue_text, level_of_labels, parse_json_entry, parse_line
 from analysis.records import LogRecord
 from analysis.templates import LRU, TemplateMiner, masks_alike, shape_key
 from state import LogEvidence, LogTemplate, ServiceLogStats, StackFrame, Window
@@ -27,6 +27,8 @@ PRUNE_AT = 20_000  # (service, template) counters kept before dropping those of 
 _DIGIT = re.compile(r"[0-9]")
 _LETTER_WORD = re.compile(rb"(?<![0-9A-Za-z])[A-Za-z][0-9A-Za-z]*")
 _ZERO = ord("0")
+_PRI = re.compile(r"<\d{1,3}>")
+_SEP = b"\xfe"  # never in UTF-8, nor in a shape key
 
 
 @dataclass(slots=True)
@@ -85,7 +87,8 @@ class LogSummarizer:
         ts = record.ts
         if not self._base_start <= ts <= self._end:
             return
-        level, template_id, parsed, cues = self._mine(line)
+        label_level = level_of_labels(record.labels) if record.labels else None
+        level, template_id, parsed, cues = self._mine(line, label_level)
         service = record.service
         acc = self._templates.get((service, template_id))
         if acc is None:
@@ -105,10 +108,10 @@ class LogSummarizer:
             svc.baseline_lines += 1
             svc.baseline_errors += is_error
             if not acc.sample:
-                acc.sample = _sample(parsed or parse_line(line))
+                acc.sample = _sample(parsed or parse_line(line, label_level))
             return
         if acc.incident == 0:
-            acc.sample = _sample(parsed or parse_line(line))
+            acc.sample = _sample(parsed or parse_line(line, label_level))
         acc.incident += 1
         for cue in cues:
             acc.cues[cue] = acc.cues.get(cue, 0) + 1
@@ -143,9 +146,14 @@ class LogSummarizer:
             bytes_read=self._size,
         )
 
-    def _mine(self, line: str) -> tuple[str, str, ParsedLog | None, tuple[str, ...]]:
-        """Level, template id and cue hits of an entry, and its parse unless a known shape made parsing unneeded."""
-        key: bytes | tuple[bytes, bytes] | None = _line_shape(line)
+    def _mine(
+        self, line: str, label_level: str | None = None
+    ) -> tuple[str, str, ParsedLog | None, tuple[str, ...]]:
+        """Level, template id and cue hits of an entry, and its parse unless a known shape made parsing unneeded.
+
+        `label_level` is the level its stream labels give (used when the entry names none of its own).
+        """
+        key: bytes | tuple[bytes, bytes] | None = _line_shape(line, label_level)
         if key is not None:
             known = self._shapes.get(key)
             if known is not None and known.kept:
@@ -153,21 +161,27 @@ class LogSummarizer:
                 known = self._shapes.get(key)
             if known is not None and known.level is not None:
                 return known.level, self._miner.add_masked(known.masked)[0], None, known.cues
-        level, masked, parsed, cues = self._parse(line)
+        level, masked, parsed, cues = self._parse(line, label_level)
         if key is not None:
-            self._learn(key, line, level, masked, cues)
+            self._learn(key, line, label_level, level, masked, cues)
         return level, self._miner.add_masked(masked)[0], parsed, cues
 
-    def _parse(self, line: str) -> tuple[str, str, ParsedLog | None, tuple[str, ...]]:
+    def _parse(self, line: str, label_level: str | None) -> tuple[str, str, ParsedLog | None, tuple[str, ...]]:
         """Level, masked message and cue hits of an entry, and its parse when it took a full one."""
-        entry = parse_json_entry(line) if line[:1] == "{" else None
+        entry = parse_json_entry(line, label_level) if line[:1] == "{" else None
         if entry is not None:
             return entry[0], self._miner.mask(entry[1]), None, cue_hits(entry[2])
-        parsed = parse_line(line)
+        parsed = parse_line(line, label_level)
         return parsed.level, self._miner.mask(parsed.message), parsed, cue_hits(cue_text(parsed))
 
     def _learn(
-        self, key: bytes | tuple[bytes, bytes], line: str, level: str, masked: str, cues: tuple[str, ...]
+        self,
+        key: bytes | tuple[bytes, bytes],
+        line: str,
+        label_level: str | None,
+        level: str,
+        masked: str,
+        cues: tuple[str, ...],
     ) -> None:
         """Remember the level, masked message and cue hits of an entry for its whole shape, when they hold for it.
 
@@ -181,7 +195,7 @@ class LogSummarizer:
         if self._shapes.get(key) is not None:
             return
         kept = _glued_digits(key)
-        if kept and self._parse(_other_digits(line, key, kept))[:2] == (level, masked):
+        if kept and self._parse(_other_digits(line, key, kept), label_level)[:2] == (level, masked):
             self._shapes.put(key, _Known(None, None, (), kept))
             self._shapes.put((key, _digits_at(line, kept)), _Known(level, masked, cues))
         else:
@@ -201,20 +215,26 @@ def summarize_logs(records: Iterable[LogRecord], window: Window, *, max_template
     return summarizer.finish()
 
 
-def _line_shape(line: str) -> bytes | None:
+def _line_shape(line: str, label_level: str | None = None) -> bytes | None:
     """The shape key of an entry that parses alike for every entry of its shape (same level, message of the
     same shape), or None.
 
     Not keyed: multi-line entries (a trace's line numbers matter), escapes (a newline or a digit can hide in
     one), a leading blank, and JSON with a digit outside its strings (JSON's syntax tells 0 from 1-9). Without
     escapes, a JSON parser reads only the text before the 1st quote, between the 2nd and 3rd, ... outside strings.
+    The key holds what else decides the level: the labels' level, and the digits of a syslog <PRI> header.
     """
     first = line[:1]
     if "\n" in line or "\\" in line or first.isspace():
         return None
     if first == "{" and _DIGIT.search("".join(line.split('"')[::2])):
         return None
-    return shape_key(line)
+    key = shape_key(line)
+    if key is None:
+        return None
+    if first == "<" and (pri := _PRI.match(line)):
+        key = pri[0].encode() + _SEP + key
+    return label_level.encode() + _SEP + key if label_level else key
 
 
 class _Known(NamedTuple):

@@ -1,7 +1,8 @@
 """Grouping accuracy (GA) of analysis.templates.TemplateMiner on the Loghub-2k samples.
 
 Usage (from the repository root): python -m bench.loghub_ga [--data DIR] [--json]
-DIR defaults to $LOGHUB_2K_DIR, else ../shared/data/loghub-2k next to the repository root.
+DIR defaults to $LOGHUB_2K_DIR, else shared/data/loghub-2k next to the repository root or next to its parent
+(a worktree under wt/).
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from pathlib import Path
 
 from analysis.templates import TemplateMiner
 
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "loghub-2k"
+_CANDIDATES = [Path(__file__).resolve().parents[i] / "shared" / "data" / "loghub-2k" for i in (2, 3)]
+DEFAULT_DATA = next((path for path in _CANDIDATES if path.is_dir()), _CANDIDATES[0])
 
 # Drain's GA in Zhu et al., "Tools and Benchmarks for Automated Log Parsing" (ICSE-SEIP 2019).
 PUBLISHED_DRAIN = {

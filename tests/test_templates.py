@@ -13,7 +13,7 @@ import pytest
 from analysis.templates import TemplateMiner
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-LOGHUB = REPO_ROOT.parent / "shared" / "data" / "loghub-2k"
+LOGHUB = Path(os.environ.get("LOGHUB_2K_DIR", "")) if os.environ.get("LOGHUB_2K_DIR") else None
 
 
 @pytest.mark.parametrize(
@@ -159,12 +159,13 @@ def test_grouping_accuracy_metric():
 
 
 def test_grouping_accuracy_on_loghub_hdfs():
-    if not LOGHUB.is_dir():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"Loghub-2k data is required under CI: {LOGHUB} is missing")
-        pytest.skip(f"Loghub-2k data not found at {LOGHUB}")
     bench = _bench()
-    messages, truth = bench.load(LOGHUB, "HDFS")
+    data = LOGHUB or bench.DEFAULT_DATA
+    if not data.is_dir():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"Loghub-2k data is required under CI: {data} is missing")
+        pytest.skip(f"Loghub-2k data not found at {data}")
+    messages, truth = bench.load(data, "HDFS")
     miner = TemplateMiner()
     ga = bench.grouping_accuracy([miner.add(m)[0] for m in messages], truth)
     assert ga >= 0.95

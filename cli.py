@@ -13,11 +13,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from graph.context import Context
-from graph.runs import IncidentRunner, RunError, RunResult
 from graph.summary import incident_report
 from nodes.approve import ApprovalDecision
+from service import incidents
+from service.runs import IncidentRunner, RunError, RunResult
 from state import Alert, TelemetrySpec
-from tools import incidents
 from tools.database import open_database
 
 # --- output helpers -------------------------------------------------------------------------------------
@@ -187,7 +187,7 @@ def parse_time(text: str | None) -> datetime | None:
 
 
 def _live_case(service: str, at: datetime | None):
-    from tools.alert_payloads import fingerprint_of
+    from service.alert_payloads import fingerprint_of
 
     end = at or datetime.now(UTC)
     alert = Alert(source="cli", alertname="ManualInvestigation", service=service, starts_at=end,
@@ -312,7 +312,7 @@ async def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from server import ServerSettings, SettingsError
+    from service.settings import ServerSettings, SettingsError
 
     try:
         ServerSettings.from_env().validate()  # refuse bad settings here, before any process starts

@@ -7,8 +7,8 @@ from typing import Any
 
 from analysis.evaluate import aggregate, score_case
 from graph.context import Context
-from graph.runs import IncidentRunner
 from graph.summary import incident_report
+from service.runs import IncidentRunner
 from state import TelemetrySpec
 from tools.database import open_database
 

@@ -32,8 +32,8 @@ from analysis.evaluate import aggregate, score_case
 from analysis.records import LogRecord
 from graph.context import Context
 from graph.evaluation import EVAL_END
-from graph.runs import IncidentRunner
 from graph.summary import incident_report
+from service.runs import IncidentRunner
 from sim.history import HistoryServer, LogHistory
 from state import TelemetrySpec
 from tools.database import open_database

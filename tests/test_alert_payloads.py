@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tools.alert_payloads import PayloadError, decode_body, fingerprint_of, parse_payload
+from service.alert_payloads import PayloadError, decode_body, fingerprint_of, parse_payload
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "alerts"
 RECEIVED = datetime(2026, 11, 21, 14, 0, 0, tzinfo=UTC)

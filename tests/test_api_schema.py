@@ -24,8 +24,9 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from graph.context import Context
-from graph.runs import IncidentRunner
-from server import ServerSettings, create_app
+from server import create_app
+from service.runs import IncidentRunner
+from service.settings import ServerSettings
 from sim.scenarios import build_scenario
 from state import TelemetrySpec
 from tests.live_server import API_KEY, LiveServer, start_server

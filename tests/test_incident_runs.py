@@ -8,10 +8,10 @@ from datetime import UTC, datetime
 import pytest
 
 from graph.context import Context
-from graph.runs import IncidentRunner, RunError
 from graph.summary import incident_report
 from nodes.approve import ApprovalDecision
 from nodes.create_pr import branch_name
+from service.runs import IncidentRunner, RunError
 from sim.scenarios import SCENARIOS, build_scenario
 from state import TelemetrySpec
 from tools.database import open_database

@@ -12,7 +12,8 @@ import psycopg
 import pytest
 
 from graph.context import Context
-from server import ServerSettings, SettingsError, create_app
+from server import create_app
+from service.settings import ServerSettings, SettingsError
 
 FIXTURES = Path(__file__).parent / "fixtures" / "alerts"
 ALICE_KEY = "alice-key-0123456789abcdef"

@@ -10,8 +10,8 @@ from datetime import timedelta
 import pytest
 
 from graph.context import Context
-from graph.runs import IncidentRunner
 from graph.wire_eval import SPACING, evaluate_wire, plan_cases, run_case
+from service.runs import IncidentRunner
 from sim.history import HistoryServer, LogHistory
 from sim.scenarios import build_scenario
 from sim.source import SimTelemetry, sim_data

@@ -15,8 +15,8 @@ from psycopg.errors import UniqueViolation
 from graph.builder import build_graph
 from graph.context import Context
 from nodes.approve import ApprovalDecision
+from service import incidents
 from state import Alert, TelemetrySpec
-from tools import incidents
 from tools.database import Database
 
 StepCallback = Callable[[str, dict[str, Any], float], None]

@@ -18,12 +18,12 @@ from collections.abc import Callable
 from typing import Any
 
 from graph.context import Context
-from graph.runs import IncidentRunner, RunResult, thread_config
 from nodes.approve import ApprovalDecision
+from service import incidents
+from service.intake import RUNS_CHANNEL
+from service.runs import IncidentRunner, RunResult, thread_config
 from state import Alert, TelemetrySpec
-from tools import incidents
 from tools.database import Database
-from tools.intake import RUNS_CHANNEL
 
 log = logging.getLogger(__name__)
 LOCK_SPACE = 0x49434F  # first key of the two-key advisory locks on run ids

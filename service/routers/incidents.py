@@ -1,0 +1,125 @@
+"""The incidents resource: list, one, its history, its approval gate, replays."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query, Request
+from psycopg.errors import UniqueViolation
+from pydantic import BaseModel, Field
+
+from graph.summary import incident_report
+from service import incidents, intake
+from service.auth import Caller
+from service.errors import ApiError, documented_errors
+from service.runs import RunError, incident_view, thread_config
+
+
+class ApprovalBody(BaseModel):
+    """A decision at the approval gate."""
+
+    model_config = {"extra": "forbid"}
+    decision: Literal["approve", "reject"]
+    comment: str = Field(default="", max_length=2000)
+
+
+class ReplayBody(BaseModel):
+    """Replay from a checkpoint of the incident's history."""
+
+    model_config = {"extra": "forbid"}
+    checkpoint_id: str = Field(min_length=1, max_length=100)
+
+
+class Queued(BaseModel):
+    """202 body of the approval and replay endpoints."""
+
+    incident_id: str
+    status: str
+    run_id: int
+
+
+async def load_snapshot(request: Request, incident_id: str) -> Any:
+    """The incident's latest checkpoint, or 404."""
+    snapshot = await request.app.state.graph.aget_state(thread_config(incident_id))
+    if not snapshot.values:
+        raise ApiError(404, "not_found", f"no incident {incident_id}")
+    return snapshot
+
+
+def row_json(row: dict[str, Any]) -> dict[str, Any]:
+    """An incidents row as JSON."""
+    keep = ("id", "service", "alertname", "source", "status", "severity", "root_cause", "created_at", "updated_at",
+            "resolved_at", "resolved_by", "alert_count")
+    return {k: (row[k].isoformat() if isinstance(row.get(k), datetime) else row.get(k)) for k in keep}
+
+
+def incidents_router() -> APIRouter:
+    """GET /incidents, GET /incidents/{id}, its history, POST approval and replay."""
+    router = APIRouter(prefix="/incidents", tags=["incidents"])
+
+    @router.get("", responses=documented_errors(401, 422))
+    async def list_incidents(
+        request: Request, caller: Caller,
+        status: Annotated[str | None, Query(max_length=40)] = None,
+        service: Annotated[str | None, Query(max_length=128)] = None,
+        limit: Annotated[int, Query(ge=1, le=200)] = 50,
+        offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    ) -> dict[str, Any]:
+        rows = await incidents.list_incidents(
+            request.app.state.db.pool, status=status, service=service, limit=limit, offset=offset
+        )
+        return {"items": [row_json(r) for r in rows], "limit": limit, "offset": offset,
+                "next_offset": offset + limit if len(rows) == limit else None}
+
+    @router.get("/{incident_id}", responses=documented_errors(401, 404, 422))
+    async def get_incident(request: Request, caller: Caller, incident_id: str) -> dict[str, Any]:
+        row = await incidents.get_incident(request.app.state.db.pool, incident_id)
+        if row is None:
+            raise ApiError(404, "not_found", f"no incident {incident_id}")
+        snapshot = await request.app.state.graph.aget_state(thread_config(incident_id))
+        values = snapshot.values
+        view = await incident_view(request.app.state.db.pool, snapshot, row["status"])
+        body = row_json(row)
+        body["run_status"] = view.status
+        body["report"] = incident_report(values) if values.get("window") else None
+        body["brief"] = values["brief"].markdown if values.get("brief") else None
+        body["awaiting_approval"] = view.gate
+        body["decision"] = view.decision
+        return body
+
+    @router.get("/{incident_id}/history", responses=documented_errors(401, 404, 422))
+    async def history(request: Request, caller: Caller, incident_id: str) -> dict[str, Any]:
+        try:
+            entries = await request.app.state.runner.history(incident_id)
+        except RunError as exc:
+            raise ApiError(404, "not_found", str(exc)) from exc
+        return {"incident_id": incident_id, "checkpoints": [vars(e) for e in entries]}
+
+    @router.post("/{incident_id}/approval", status_code=202, response_model=Queued,
+                 responses=documented_errors(401, 404, 409, 422))
+    async def approval(request: Request, caller: Caller, incident_id: str, body: ApprovalBody) -> Queued:
+        snapshot = await load_snapshot(request, incident_id)
+        if not snapshot.interrupts:
+            raise ApiError(409, "not_awaiting_approval", f"incident {incident_id} is not waiting for approval")
+        decision = {"decision": body.decision, "by": caller, "comment": body.comment}
+        try:
+            run_id = await intake.queue_resume(
+                request.app.state.db.pool, incident_id, snapshot.interrupts[0].id, decision
+            )
+        except UniqueViolation as exc:
+            raise ApiError(409, "already_decided", "this approval gate was already decided") from exc
+        return Queued(incident_id=incident_id, status="resuming", run_id=run_id)
+
+    @router.post("/{incident_id}/replay", status_code=202, response_model=Queued,
+                 responses=documented_errors(401, 404, 422))
+    async def replay(request: Request, caller: Caller, incident_id: str, body: ReplayBody) -> Queued:
+        await load_snapshot(request, incident_id)
+        past = await request.app.state.graph.aget_state(thread_config(incident_id, body.checkpoint_id))
+        if not past.values and not past.next:
+            raise ApiError(404, "not_found", f"no checkpoint {body.checkpoint_id} in incident {incident_id}")
+        async with request.app.state.db.pool.connection() as conn:
+            run_id = await intake.enqueue_run(conn, incident_id, "replay", {"checkpoint_id": body.checkpoint_id})
+        return Queued(incident_id=incident_id, status="replaying", run_id=run_id)
+
+    return router

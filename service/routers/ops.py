@@ -1,0 +1,33 @@
+"""Liveness, readiness and Prometheus metrics (no auth: scraped and probed inside the cluster)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+
+from service.errors import documented_errors, error_response
+
+
+def ops_router() -> APIRouter:
+    """GET /healthz, /readyz, /metrics."""
+    router = APIRouter(tags=["operations"])
+
+    @router.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @router.get("/readyz", responses=documented_errors(503))
+    async def readyz(request: Request) -> JSONResponse:
+        try:
+            async with request.app.state.db.pool.connection(timeout=2) as conn:
+                await conn.execute("SELECT 1")
+        except Exception:
+            return error_response(503, "not_ready", "database unreachable")
+        return JSONResponse({"status": "ready"})
+
+    @router.get("/metrics", response_class=Response)
+    async def metrics(request: Request) -> Response:
+        body, content_type = await request.app.state.metrics.render(request.app.state.db.pool)
+        return Response(body, media_type=content_type)
+
+    return router

@@ -127,6 +127,16 @@ def print_outcome(result: RunResult) -> None:
 # --- commands ------------------------------------------------------------------------------------------
 
 
+def _sim_context(**overrides: Any) -> Context:
+    """Run settings for simulated incidents: the simulated fleet's own runbooks unless RUNBOOKS_DIR names others."""
+    from sim import RUNBOOKS_DIR
+
+    context = Context.from_env(**overrides)
+    if context.runbooks_dir is None:
+        context.runbooks_dir = str(RUNBOOKS_DIR)
+    return context
+
+
 def _sim_case(name: str, seed: int, at: datetime | None):
     from sim.scenarios import build_scenario
 
@@ -139,7 +149,7 @@ async def cmd_demo(args: argparse.Namespace) -> int:
     from sim.scenarios import SCENARIOS
 
     names = list(SCENARIOS) if args.all else [args.scenario]
-    context = Context.from_env(notify_channels=("file",))
+    context = _sim_context(notify_channels=("file",))
     interactive = sys.stdin.isatty() and sys.stdout.isatty()
     durations = []
     async with open_database() as db:
@@ -201,9 +211,8 @@ async def cmd_investigate(args: argparse.Namespace) -> int:
         print("error: give either --service S (live telemetry) or --scenario NAME (simulated)", file=sys.stderr)
         return 2
     at = parse_time(args.at)
-    context = Context.from_env(
-        notify_channels=("file",) if args.brief else (), window_seconds=parse_duration(args.window)
-    )
+    make_context = _sim_context if args.scenario else Context.from_env
+    context = make_context(notify_channels=("file",) if args.brief else (), window_seconds=parse_duration(args.window))
     if args.service:
         if not (context.loki_url or context.prometheus_url):
             print("error: live telemetry needs LOKI_URL and/or PROMETHEUS_URL", file=sys.stderr)
@@ -291,10 +300,10 @@ async def cmd_incidents(args: argparse.Namespace) -> int:
 
 
 async def cmd_eval(args: argparse.Namespace) -> int:
-    from graph.evaluation import evaluate_graph, format_table
+    from evals.simulator import evaluate_graph, format_table
 
     if args.wire:
-        from graph.wire_eval import WireSetupError, evaluate_wire
+        from evals.wire import WireSetupError, evaluate_wire
 
         try:
             scores = await evaluate_wire(args.seeds, scenarios=args.scenario or None)

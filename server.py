@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 
 from graph.context import Context
 from service.errors import install_error_handlers
@@ -21,7 +22,7 @@ from service.routers.ops import ops_router
 from service.settings import ServerSettings
 from service.worker import RunWorkers
 from tools.database import open_database
-from web.dashboard import DashboardViews, dashboard_router
+from web.dashboard import STATIC_DIR, DashboardViews, dashboard_router
 
 
 def create_app(settings: ServerSettings | None = None, context: Context | None = None) -> FastAPI:
@@ -32,6 +33,10 @@ def create_app(settings: ServerSettings | None = None, context: Context | None =
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         run_context = context or Context.from_env(output_dir=settings.output_dir)
+        if settings.telemetry == "sim" and run_context.runbooks_dir is None:
+            from sim import RUNBOOKS_DIR
+
+            run_context.runbooks_dir = str(RUNBOOKS_DIR)  # the simulated fleet comes with its runbooks
         metrics = ServerMetrics()
         async with open_database(settings.database_url, max_size=2 * settings.workers + 8) as db:
             workers = RunWorkers(db, run_context, concurrency=settings.workers,
@@ -56,4 +61,5 @@ def create_app(settings: ServerSettings | None = None, context: Context | None =
     app.include_router(incidents_router())
     app.include_router(ops_router())
     app.include_router(dashboard_router())
+    app.mount("/ui/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app

@@ -177,6 +177,20 @@ class DeployEvidence(Model):
     deploys: list[DeployEvent] = Field(default_factory=list)
 
 
+class MetricChart(Model):
+    """A kept signal's series, downsampled for a sparkline, with its baseline band; for people, not for reasoning."""
+
+    service: str
+    signal: str
+    peer: str | None = None
+    start: datetime
+    step_seconds: float
+    values: list[float | None]
+    baseline: float
+    band_low: float
+    band_high: float
+
+
 class SourceEvidence(Model):
     """What one collector brought back: a status and a compact summary, never raw telemetry."""
 
@@ -186,6 +200,7 @@ class SourceEvidence(Model):
     metrics: MetricEvidence | None = None
     traces: TraceEvidence | None = None
     deploys: DeployEvidence | None = None
+    charts: list[MetricChart] = Field(default_factory=list)
     queries: int = 0
     error: str | None = None
 
@@ -275,6 +290,17 @@ class Suggestion(Model):
     rationale: str = ""
     command: str | None = None
     blocked_reason: str | None = None
+    source: str = "engine"
+
+
+class RunbookMatch(Model):
+    """A team runbook that matches the incident (by alert name, service, fault type), or the alert's runbook_url."""
+
+    title: str
+    name: str = ""
+    url: str = ""
+    matched_on: list[str] = Field(default_factory=list)
+    steps: int = 0
 
 
 class PatchCheck(Model):
@@ -408,6 +434,7 @@ class IncidentState(TypedDict, total=False):
     root_cause: RootCause
     hypotheses: list[Hypothesis]
     suggestions: list[Suggestion]
+    runbooks: list[RunbookMatch]
     patch: Patch | None
     approval: Approval | None
     pr: PullRequest | None

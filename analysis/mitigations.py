@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from state import DeployEvent, Evidence, Hypothesis, Suggestion
 
 # (action, risk, rationale, command) per fault type; {service}, {version}, {previous} are filled in.
@@ -102,3 +104,32 @@ def playbook(hypothesis: Hypothesis, evidence: Evidence) -> list[Suggestion]:
         )
         for action, risk, rationale, command in steps
     ]
+
+
+# When a change caused it, undoing the change is the fastest mitigation: it goes first, whoever proposed it.
+ROLLBACK_FAULTS = frozenset({"deployment_regression", "config_error"})
+_ROLLBACK = re.compile(r"\b(roll ?back|rollout undo)\b", re.I)
+RISK_ORDER = {"low": 0, "medium": 1, "high": 2}
+# At equal risk the team's own runbook comes before the generic playbook, and both before a model's additions.
+SOURCE_ORDER = {"runbook": 0, "engine": 1, "llm": 2}
+
+
+def rank_suggestions(suggestions: list[Suggestion], hypothesis: Hypothesis, evidence: Evidence) -> list[Suggestion]:
+    """Blocked commands last; a rollback first when a deploy or config change is the cause; then by risk and
+    source; the order within one source is kept. A repeat (the same action, case-insensitive, or the same command)
+    is dropped: the first one given stays."""
+    rollback_first = hypothesis.fault_type in ROLLBACK_FAULTS and _last_deploy(evidence, hypothesis.service)
+
+    def key(s: Suggestion) -> tuple[bool, bool, int, int]:
+        is_rollback = bool(_ROLLBACK.search(f"{s.action} {s.command or ''}"))
+        return (s.blocked_reason is not None, not (rollback_first and is_rollback), RISK_ORDER[s.risk],
+                SOURCE_ORDER.get(s.source, len(SOURCE_ORDER)))
+
+    seen: set[str] = set()
+    unique = []
+    for s in suggestions:
+        keys = {s.action.lower(), *([" ".join(s.command.split())] if s.command else [])}
+        if not keys & seen:
+            seen |= keys
+            unique.append(s)
+    return sorted(unique, key=key)

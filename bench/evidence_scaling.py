@@ -35,7 +35,6 @@ from itertools import islice
 from pathlib import Path
 
 from analysis.deploys import summarize_deploys
-from analysis.evaluate import DEFAULT_END, window_for
 from analysis.logparse import parse_line
 from analysis.logs import LogSummarizer
 from analysis.metrics import summarize_metrics
@@ -43,6 +42,7 @@ from analysis.ranking import estimate_onset, rank_candidates
 from analysis.records import LogRecord
 from analysis.templates import TemplateMiner
 from analysis.traces import summarize_traces
+from evals.engine import DEFAULT_END, window_for
 from nodes.common import evidence_digest
 from nodes.logs import CHUNK
 from sim.generate import SimData, generate

@@ -43,6 +43,18 @@ class Context:
     """Prometheus credentials, same forms as loki_auth (PROMETHEUS_AUTH)."""
     telemetry_config: str | None = None
     """A TOML file overriding query names, labels and thresholds of the connectors (TELEMETRY_CONFIG)."""
+    runbooks_dir: str | None = None
+    """A folder of Markdown runbooks with front matter (RUNBOOKS_DIR); matching ones feed suggest and the brief."""
+    runbooks_base_url: str | None = None
+    """Where people read those runbooks: base URL + file name, e.g. a repository's web view (RUNBOOKS_BASE_URL)."""
+    grafana_url: str | None = None
+    """Grafana base URL for Explore deep links in the brief and the dashboard (GRAFANA_URL)."""
+    grafana_prometheus_uid: str | None = None
+    """uid of Grafana's Prometheus data source, for Explore links (GRAFANA_PROMETHEUS_UID)."""
+    grafana_loki_uid: str | None = None
+    """uid of Grafana's Loki data source, for Explore links (GRAFANA_LOKI_UID)."""
+    prometheus_link_url: str | None = None
+    """The Prometheus URL people open, when it differs from prometheus_url (PROMETHEUS_LINK_URL)."""
     chat_models: dict[str, Any] = field(default_factory=dict)
     """Chat model instances by tier ("reasoning", "fast"); set by tests or embedding apps, never persisted."""
 
@@ -61,7 +73,9 @@ class Context:
             values["repo"] = env["INCIDENT_REPO"]
         if env.get("OUTPUT_DIR"):
             values["output_dir"] = env["OUTPUT_DIR"]
-        for name in ("loki_url", "loki_auth", "prometheus_url", "prometheus_auth", "telemetry_config"):
+        for name in ("loki_url", "loki_auth", "prometheus_url", "prometheus_auth", "telemetry_config", "runbooks_dir",
+                     "runbooks_base_url", "grafana_url", "grafana_prometheus_uid", "grafana_loki_uid",
+                     "prometheus_link_url"):
             if env.get(name.upper()):
                 values[name] = env[name.upper()]
         for name, kind in (("window_seconds", int), ("baseline_seconds", int), ("metrics_step_seconds", float)):

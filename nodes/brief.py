@@ -31,6 +31,6 @@ async def brief(state: IncidentState, runtime: Runtime[Context]) -> dict[str, An
         )
         update |= llm_outcome("brief", usage, error)
         summary = redact(text.summary) if text is not None else None
-    markdown = redact(render_brief_markdown(state, summary))
+    markdown = redact(render_brief_markdown(state, summary, runtime.context))
     update["brief"] = Brief(title=brief_title(state), summary=summary or "", markdown=markdown)
     return update

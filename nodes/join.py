@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from nodes.suggest import plan_for
+from langgraph.runtime import Runtime
+
+from graph.context import Context
+from nodes.suggest import MAX_SUGGESTIONS, plan_for, team_runbooks
 from state import IncidentState
 
 
-async def join(state: IncidentState) -> dict[str, Any]:
+async def join(state: IncidentState, runtime: Runtime[Context]) -> dict[str, Any]:
     """When rca settled on another cause than the one suggest planned for, re-plan for the chosen cause."""
     root, hypotheses = state["root_cause"], state.get("hypotheses") or []
     candidates = state["evidence"].candidates
@@ -16,7 +19,9 @@ async def join(state: IncidentState) -> dict[str, Any]:
     if planned_for and (planned_for.service, planned_for.fault_type) == (root.service, root.fault_type):
         return {}
     chosen = next((h for h in hypotheses if (h.service, h.fault_type) == (root.service, root.fault_type)), None)
-    return {"suggestions": plan_for(chosen, state)}
+    runbooks, _ = await team_runbooks(runtime.context)  # suggest has reported any unreadable runbook already
+    suggestions, linked = plan_for(chosen, state, runbooks)
+    return {"suggestions": suggestions[:MAX_SUGGESTIONS], "runbooks": linked}
 
 
 def route_after_join(state: IncidentState) -> Literal["propose_fix", "brief"]:

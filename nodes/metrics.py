@@ -7,6 +7,7 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
+from analysis.charts import metric_charts
 from analysis.metrics import summarize_metrics
 from graph.context import Context
 from nodes.collectors import run_collector
@@ -22,7 +23,8 @@ async def metrics(task: CollectTask, runtime: Runtime[Context]) -> dict[str, Any
         window = task["window"]
         series = await source.metrics(task["services"], window.baseline_start, window.end, step)
         summary = await asyncio.to_thread(summarize_metrics, series, window)
+        charts = metric_charts(series, summary.signals, window)
         status = "ok" if series else "no_data"
-        return SourceEvidence(source="metrics", status=status, metrics=summary, queries=len(series))
+        return SourceEvidence(source="metrics", status=status, metrics=summary, charts=charts, queries=len(series))
 
     return await run_collector(task, runtime.context, read)

@@ -10,16 +10,19 @@ from langgraph.runtime import Runtime
 
 from graph.context import Context
 from state import Brief, IncidentState, Notification
-from web.render import render_brief_html
+from web.render import brief_chart_files, chart_file, render_brief_html
 
 
-def write_brief(state: IncidentState, output_dir: str) -> tuple[Path, Path]:
-    """Write brief.md and brief.html under output_dir/<incident id>/ (rewriting them is harmless)."""
-    folder = Path(output_dir) / state["incident_id"]
-    folder.mkdir(parents=True, exist_ok=True)
+def write_brief(state: IncidentState, context: Context) -> tuple[Path, Path]:
+    """Write brief.md, brief.html and its chart images (charts/*.png) under output_dir/<incident id>/ (rewriting
+    them is harmless)."""
+    folder = Path(context.output_dir) / state["incident_id"]
+    (folder / "charts").mkdir(parents=True, exist_ok=True)
     md_path, html_path = folder / "brief.md", folder / "brief.html"
     md_path.write_text(state["brief"].markdown)
-    html_path.write_text(render_brief_html(state))
+    for name, png in brief_chart_files(state, context).items():
+        (folder / "charts" / name).write_bytes(png)
+    html_path.write_text(render_brief_html(state, context, image_src=lambda chart: f"charts/{chart_file(chart)}"))
     return md_path, html_path
 
 
@@ -30,7 +33,7 @@ async def notify(state: IncidentState, runtime: Runtime[Context]) -> dict[str, A
     update: dict[str, Any] = {}
     for channel in runtime.context.notify_channels:
         if channel == "file":
-            md_path, html_path = await asyncio.to_thread(write_brief, state, runtime.context.output_dir)
+            md_path, html_path = await asyncio.to_thread(write_brief, state, runtime.context)
             brief = brief.model_copy(update={"markdown_path": str(md_path), "html_path": str(html_path)})
             update["brief"] = brief
             sent.append(Notification(channel="file", status="written", target=str(html_path)))

@@ -96,3 +96,10 @@ async def has_active_run(pool: AsyncConnectionPool, incident_id: str | None) -> 
             (incident_id,),
         )
         return (await cur.fetchone())["busy"]
+
+
+async def list_services(pool: AsyncConnectionPool, limit: int = 500) -> list[str]:
+    """The services incidents were opened for, by name."""
+    async with pool.connection() as conn:
+        cur = await conn.execute("SELECT DISTINCT service FROM incidents ORDER BY service LIMIT %s", (limit,))
+        return [row["service"] for row in await cur.fetchall()]

@@ -351,7 +351,7 @@ def test_a_blip_is_not_an_incident():
 
 def test_accuracy_on_simulator_seeds():
     pytest.importorskip("sim.generate")
-    from analysis.evaluate import evaluate
+    from evals.engine import evaluate
 
     result = evaluate(1, end=datetime(2026, 3, 2, 8, 30, tzinfo=UTC))
     assert result["cases"] == 11

@@ -97,7 +97,7 @@ def test_investigate_a_service_over_live_backends(database_url, tmp_path):
         if os.environ.get("CI") == "true":
             pytest.fail("promtool and prometheus are required under CI (Debian package prometheus)")
         pytest.skip("promtool/prometheus not installed")
-    from graph.wire_eval import plan_cases, wire_backends
+    from evals.wire import plan_cases, wire_backends
     from sim.scenarios import build_scenario
 
     case = plan_cases(["db_connection_exhaustion"], 1)[0]

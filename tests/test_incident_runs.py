@@ -72,7 +72,7 @@ async def test_rejected_approval_opens_no_branch(database_url, tmp_path):
         assert done.values["approval"].decision == "reject"
         assert done.values.get("pr") is None
         assert branch_name(waiting.incident_id) not in branches(repo)
-        assert "Not opened: approval reject by alice" in done.values["brief"].markdown
+        assert "Not opened: rejected by alice" in done.values["brief"].markdown
         with pytest.raises(RunError, match="not waiting for approval"):
             await runner.resume(waiting.incident_id, ApprovalDecision(decision="approve", by="bob"))
         async with db.pool.connection() as conn:

@@ -9,8 +9,8 @@ from datetime import timedelta
 
 import pytest
 
+from evals.wire import SPACING, evaluate_wire, plan_cases, run_case
 from graph.context import Context
-from graph.wire_eval import SPACING, evaluate_wire, plan_cases, run_case
 from service.runs import IncidentRunner
 from sim.history import HistoryServer, LogHistory
 from sim.scenarios import build_scenario

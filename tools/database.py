@@ -17,9 +17,10 @@ from psycopg.conninfo import make_conninfo
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
+import migrations
 from state import checkpoint_types
 
-MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+MIGRATIONS_DIR = Path(migrations.__file__).resolve().parent
 _MIGRATION_LOCK = 0x1C0C1107  # advisory lock key: one migrator at a time across replicas
 _embedded = None  # the pgserver handle, kept for the life of the process
 
@@ -68,7 +69,10 @@ async def apply_migrations(conn: AsyncConnection) -> list[str]:
         )
         cur = await conn.execute("SELECT name FROM schema_migrations")
         done = {row["name"] for row in await cur.fetchall()}
-        for path in sorted(MIGRATIONS_DIR.glob("[0-9][0-9][0-9][0-9]_*.sql")):
+        files = sorted(MIGRATIONS_DIR.glob("[0-9][0-9][0-9][0-9]_*.sql"))
+        if not files:  # an install without its package data must not look like an up-to-date schema
+            raise RuntimeError(f"no migrations found in {MIGRATIONS_DIR}: the installation is incomplete")
+        for path in files:
             if path.name in done:
                 continue
             await conn.execute(path.read_text(), prepare=False)

@@ -1,15 +1,22 @@
-"""Rendering of the incident brief (Markdown and HTML) from the graph state."""
+"""Rendering of the incident brief (Markdown, HTML on disk, HTML mail with its chart images) from the state."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
+from graph.context import Context
+from web.charts import sparkline_png
+from web.view import Chart, IncidentPage, brief_title, incident_page
+
+__all__ = ["brief_title", "render_brief_email", "render_brief_html", "render_brief_markdown", "template_env"]
+
 _TEMPLATES = Path(__file__).parent / "templates"
+MAIL_CHARTS = 4  # a mail shows the strongest few; the dashboard has the rest
 
 
 @cache
@@ -26,64 +33,45 @@ def template_env(autoescape: bool) -> Environment:
     return env
 
 
-def brief_title(state: dict[str, Any]) -> str:
-    """One line: severity, service, and what happened."""
-    detection, alert = state["detection"], state["alert"]
-    if not detection.is_incident:
-        return f"No incident: {alert.alertname} on {alert.service} (false alarm)"
-    root = state.get("root_cause")
-    cause = f"{root.fault_type.replace('_', ' ')} in {root.service}" if root else "cause unknown"
-    return f"[{detection.severity}] {alert.alertname} on {alert.service}: {cause}"
+def render_brief_markdown(state: dict[str, Any], summary: str | None = None, context: Context | None = None) -> str:
+    """The brief as Markdown (Slack, the CLI, the API)."""
+    page = incident_page(state, context)
+    return template_env(False).get_template("brief.md.j2").render(p=page, summary=summary)
 
 
-def timeline(state: dict[str, Any]) -> list[tuple[datetime, str]]:
-    """What happened when, from the evidence and the run, in time order."""
-    evidence, alert = state.get("evidence"), state["alert"]
-    events: list[tuple[datetime, str]] = [(alert.starts_at, f"alert {alert.alertname} fired on {alert.service}")]
-    if evidence is not None:
-        if evidence.onset:
-            events.append((evidence.onset, "anomaly onset (earliest sustained deviation)"))
-        for d in evidence.deploys:
-            what = "config change" if d.kind == "config" else "deploy"
-            commit = f" (commit {d.commit[:10]})" if d.commit else ""
-            events.append((d.at, f"{what} of {d.service}: {d.previous_version or '?'} -> {d.version}{commit}"))
-        for t in (evidence.logs.templates if evidence.logs else [])[:40]:
-            if t.kind == "new" and t.level == "error" and t.first_seen:
-                events.append((t.first_seen, f"new error in {t.service}: {t.template[:100]}"))
-        for s in (evidence.metrics.signals if evidence.metrics else [])[:40]:
-            if s.onset and s.score >= 5:
-                target = f"{s.service}->{s.peer}" if s.peer else s.service
-                events.append((s.onset, f"{s.signal} of {target} {s.direction} ({s.baseline:.3g} -> {s.current:.3g})"))
-    approval = state.get("approval")
-    if approval is not None:
-        events.append((approval.at, f"approval: {approval.decision} by {approval.by}"))
-    events.sort(key=lambda e: e[0])
-    seen: set[str] = set()
-    unique = []
-    for at, text in events:
-        if text not in seen:
-            seen.add(text)
-            unique.append((at, text))
-    return unique[:30]
+def render_brief_html(state: dict[str, Any], context: Context | None = None,
+                      image_src: Callable[[Chart], str] | None = None) -> str:
+    """The brief as a standalone HTML page that mail clients display too: inline styles, charts as PNG images
+    (`image_src` names each one; without it, no images); the state must already hold the brief."""
+    page = incident_page(state, context)
+    return _html(page, state["brief"].summary or None, image_src)
 
 
-def _context(state: dict[str, Any], summary: str | None) -> dict[str, Any]:
-    return {
-        "title": brief_title(state),
-        "summary": summary,
-        "s": state,
-        "timeline": timeline(state),
-        "hypotheses": (state.get("hypotheses") or [])[:5],
-        "suggestions": state.get("suggestions") or [],
-        "errors": state.get("errors") or [],
-    }
+def render_brief_email(state: dict[str, Any], context: Context | None = None) -> tuple[str, dict[str, bytes]]:
+    """The brief for HTML mail: the HTML and its chart images by Content-ID (attach them inline as image/png)."""
+    page = incident_page(state, context)
+    charts = page.charts[:MAIL_CHARTS]
+    images = {chart_cid(c): sparkline_png(c.data, c.window_start, c.onset_at) for c in charts}
+    return _html(page, state["brief"].summary or None, lambda c: f"cid:{chart_cid(c)}"), images
 
 
-def render_brief_markdown(state: dict[str, Any], summary: str | None = None) -> str:
-    """The brief as Markdown."""
-    return template_env(False).get_template("brief.md.j2").render(**_context(state, summary))
+def brief_chart_files(state: dict[str, Any], context: Context | None = None) -> dict[str, bytes]:
+    """The brief's chart images by file name, to write beside brief.html (which refers to them as charts/NAME)."""
+    page = incident_page(state, context)
+    return {chart_file(c): sparkline_png(c.data, c.window_start, c.onset_at) for c in page.charts[:MAIL_CHARTS]}
 
 
-def render_brief_html(state: dict[str, Any]) -> str:
-    """The brief as a standalone HTML page (the state must already hold the brief)."""
-    return template_env(True).get_template("brief.html.j2").render(**_context(state, state["brief"].summary or None))
+def chart_cid(chart: Chart) -> str:
+    """The Content-ID of a chart's image in a mail."""
+    return f"{chart.key}@incident-copilot"
+
+
+def chart_file(chart: Chart) -> str:
+    """The file name of a chart's image beside brief.html."""
+    return f"{chart.key}.png"
+
+
+def _html(page: IncidentPage, summary: str | None, image_src: Callable[[Chart], str] | None) -> str:
+    return template_env(True).get_template("brief.html.j2").render(
+        p=page, summary=summary, charts=page.charts[:MAIL_CHARTS], image_src=image_src
+    )

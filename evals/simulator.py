@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from analysis.evaluate import aggregate, score_case
+from evals.scoring import aggregate, score_case
 from graph.context import Context
 from graph.summary import incident_report
 from service.runs import IncidentRunner

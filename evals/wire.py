@@ -1,4 +1,4 @@
-"""`incident-copilot eval --wire`: the eval suite through real backends, scored as graph/evaluation.py scores it.
+"""`incident-copilot eval --wire`: the eval suite through real backends, scored as evals/simulator.py scores it.
 
 Every (scenario, seed) case gets its own time range (ends 2 h apart, so no series or rate window spans two cases).
 All cases' metric histories go into one OpenMetrics file, backfilled with `promtool tsdb create-blocks-from
@@ -28,10 +28,10 @@ from typing import Any, TextIO
 
 import httpx
 
-from analysis.evaluate import aggregate, score_case
 from analysis.records import LogRecord
+from evals.scoring import aggregate, score_case
+from evals.simulator import EVAL_END
 from graph.context import Context
-from graph.evaluation import EVAL_END
 from graph.summary import incident_report
 from service.runs import IncidentRunner
 from sim.history import HistoryServer, LogHistory
@@ -195,8 +195,8 @@ def _tool(name: str) -> str:
 
 
 async def run_case(runner: IncidentRunner, scenario, telemetry: TelemetrySpec) -> dict[str, Any]:
-    """Run one scenario's alert up to the approval gate on `telemetry` and score it (graph/evaluation.py's
-    scoring): the score_case keys, the verdict, the ranking and the run's seconds."""
+    """Run one scenario's alert up to the approval gate on `telemetry` and score it (evals/scoring.py): the
+    score_case keys, the verdict, the ranking and the run's seconds."""
     result = await runner.start(scenario.alert, telemetry)
     report = incident_report(result.values)
     ranked = [(h["service"], h["fault_type"]) for h in report["hypotheses"]]

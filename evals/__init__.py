@@ -1,0 +1,1 @@
+"""Evaluation harnesses (own simulator in process and over the wire, public datasets) and their scoring."""

@@ -1,0 +1,65 @@
+"""Every benchmark runs: a smoke run of each at a tiny size, as its README documents it (numbers are not checked)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ADMIN_URL, REPO_ROOT, SHARED_DATA, _require_postgres
+from tests.live_server import alerting_binaries_missing
+
+
+def bench(*argv: str, timeout: float = 300) -> str:
+    """`python -m bench.NAME ...` from the repository root; its stdout."""
+    env = {**os.environ, "BENCH_POSTGRES_URL": ADMIN_URL, "LANGSMITH_TRACING": "false"}
+    done = subprocess.run([sys.executable, "-m", *argv], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
+                          timeout=timeout, stdin=subprocess.DEVNULL)
+    output = f"{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
+    assert done.returncode == 0, f"{' '.join(argv)} exited {done.returncode}\n{output}"
+    return done.stdout
+
+
+def test_loghub_ga_on_a_slice_of_one_system(tmp_path):
+    source = SHARED_DATA / "loghub-2k" / "HDFS"
+    if not source.is_dir():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"Loghub-2k data is required under CI: {source} is missing")
+        pytest.skip(f"Loghub-2k data not found at {source}")
+    (tmp_path / "HDFS").mkdir()
+    for path in source.glob("*_structured.csv"):
+        lines = path.read_text().splitlines(keepends=True)[:201]
+        (tmp_path / "HDFS" / path.name).write_text("".join(lines))
+    result = json.loads(bench("bench.loghub_ga", "--data", str(tmp_path), "--json"))
+    assert [row["system"] for row in result["systems"]] == ["HDFS"]
+    assert 0 < result["average"]["ga_default"] <= 1
+
+
+def test_evidence_scaling_at_2000_lines():
+    result = json.loads(bench("bench.evidence_scaling", "--sizes", "2000", "--json"))
+    (row,) = result["rows"]
+    assert row["lines"] == 2000 and row["top_candidate_right"] is True
+
+
+def test_intake_storm_of_200_alerts():
+    _require_postgres()
+    rows = json.loads(bench("bench.intake", "--alerts", "200", "--groups", "5", "--concurrency", "4", "--json"))
+    assert [(r["incidents"], r["stored_alerts"], r["ok"]) for r in rows] == [(5, 200, True)]
+
+
+def test_alert_to_brief_on_a_healthy_fleet():
+    """The whole stack once, briefly: a false alarm must raise no alert (the alert path itself is covered by
+    tests/test_e2e_alerting.py)."""
+    _require_postgres()
+    missing = alerting_binaries_missing()
+    if missing:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"Prometheus and Alertmanager are required under CI: {missing}")
+        pytest.skip(f"missing {missing}")
+    out = bench("bench.alert_to_brief", "--scenarios", "false_alarm", "--seeds", "1", "--inject-after", "10",
+                "--timeout", "5", "--json")
+    (row,) = [json.loads(line) for line in out.splitlines()]
+    assert row["scenario"] == "false_alarm" and row["correct"] is True and row["incidents"] == 0, row

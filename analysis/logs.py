@@ -13,9 +13,9 @@ from typing import NamedTuple
 from analysis.log_cues import cue_hits
 from analysis.logparse import ParsedLog, cue_text, level_of_labels, parse_json_entry, parse_line
 from analysis.records import LogRecord
+from analysis.secrets import redact
 from analysis.templates import LRU, TemplateMiner, masks_alike, shape_key
 from state import LogEvidence, LogTemplate, ServiceLogStats, StackFrame, Window
-from tools.redact import redact
 
 LEVEL_RANK = {"error": 3, "warn": 2, "info": 1, "debug": 0}
 SAMPLE_CHARS = 140

@@ -6,6 +6,7 @@ import fnmatch
 import re
 from dataclasses import dataclass, field
 
+from analysis.secrets import find_secrets
 from state import PatchCheck
 
 DENIED_PATHS: tuple[str, ...] = (
@@ -43,36 +44,6 @@ _EXTENDED_HEADERS = (
     "rename to ",
     "copy from ",
     "copy to ",
-)
-_SECRETS: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("AWS access key id", re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b")),
-    (
-        "AWS secret access key",
-        re.compile(r"(?i)aws_?secret_?access_?key\W{0,4}[=:]\s*['\"]?[A-Za-z0-9/+]{40}\b"),
-    ),
-    ("private key", re.compile(r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----")),
-    ("GitHub token", re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{22,})\b")),
-    ("Slack token", re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{10,}")),
-    ("Google API key", re.compile(r"\bAIza[0-9A-Za-z_-]{35}\b")),
-    ("API secret key", re.compile(r"\bsk-(?:proj-|live-|ant-)?[A-Za-z0-9_-]{20,}")),
-    ("JSON web token", re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}")),
-    (
-        "hard-coded credential",
-        re.compile(
-            r"(?i)\b(?:password|passwd|pwd|secret|api[_-]?key|access[_-]?key|auth[_-]?token|token)\w*['\"]?"
-            r"\s*[:=]\s*['\"](?![$<{%*])[^'\"\s]{4,}['\"]"
-        ),
-    ),
-    (
-        "credential in environment assignment",
-        re.compile(
-            r"^\s*(?:export\s+)?[A-Z0-9_]*(?:PASSWORD|SECRET|TOKEN|API_KEY)[A-Z0-9_]*=(?![$<{*])\S{4,}"
-        ),
-    ),
-    (
-        "connection string with credentials",
-        re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s:/@'\"]+:(?![$<{*])[^\s@/'\"]+@"),
-    ),
 )
 _BLOCKED_COMMANDS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("drops a database, schema or table", re.compile(r"(?i)\bdrop\s+(?:database|schema|table)\b")),
@@ -269,11 +240,10 @@ def check_patch(
 
     changed = sum(len(f.added) + f.removed for f in parsed.files)
     secrets = [
-        f"{f.new_path}:{line} {kind}"
+        f"{f.new_path}:{line} {finding.name}"
         for f in parsed.files
         for line, text in f.added
-        for kind, pattern in _SECRETS
-        if pattern.search(text)
+        for finding in find_secrets(text, code=True)
     ]
     return [
         PatchCheck(

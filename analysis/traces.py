@@ -7,8 +7,8 @@ from collections.abc import Callable
 from statistics import median
 
 from analysis.records import Span
+from analysis.secrets import redact
 from state import TraceEvidence, Window
-from tools.redact import redact
 
 SLOW_FACTOR = 3.0
 MAX_SAMPLES = 5

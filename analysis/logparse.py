@@ -1,12 +1,13 @@
-"""Parse one log entry (logfmt, JSON or plain text, maybe with a Python/Java stack trace) into its parts."""
+"""Parse one log entry (logfmt, JSON or plain text, maybe with a stack trace) into its parts, its level included."""
 
 from __future__ import annotations
 
-import functools
 import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+
+from analysis.stacktraces import Frame, parse_trace
 
 # Level names as logging libraries spell them (any case), mapped to error|warn|info|debug.
 LEVEL_NAMES: dict[str, str] = {
@@ -154,35 +155,27 @@ _LABEL_FORMS = tuple(form for form in LEVEL_FORMS if form.where == "label")
 _LEVEL_KEYS = tuple(dict.fromkeys(key for form in _FIELD_FORMS for key in form.keys))
 _MESSAGE_KEYS = ("msg", "message", "event", "log", "@m", "body")
 _TS_KEYS = ("ts", "time", "timestamp", "@timestamp", "t", "@t")
-_TRACE_KEYS = ("stack", "stacktrace", "stack_trace", "exc_info", "exception", "traceback", "error.stack")
+# Fields holding a stack trace (a dotted key also matches nested objects: pino's err.stack, ECS error.stack_trace).
+_TRACE_KEYS = (
+    "stack", "stacktrace", "stack_trace", "exc_info", "exception", "traceback", "error.stack", "err.stack",
+    "error.stack_trace", "exception.stacktrace", "exception.stack_trace",
+)
 
 _LOGFMT_PAIR = re.compile(r'([A-Za-z_][\w.\-]*)=("(?:[^"\\]|\\.)*"|[^\s"]*)')
 # logfmt is pairs from the start (after a timestamp at most); a plain line may merely contain "msg=..."
 _LOGFMT_START = re.compile(rf"\s*(?:{_STAMP}\s+)?[A-Za-z_][\w.\-]*=")
 _LEADING_STAMP = re.compile(rf"\s*\[?{_STAMP}\]?\s+")
-_PY_FRAME = re.compile(r'^\s*File "(?P<file>[^"]+)", line (?P<line>\d+)(?:, in (?P<func>[^\s]+))?')
-_JAVA_FRAME = re.compile(r"^\s*at (?P<func>[\w$.<>/]+)\((?P<file>[^:)]+)(?::(?P<line>\d+))?\)")
-_EXCEPTION_LINE = re.compile(r"^(?:[\w.$]+(?:Error|Exception|Exit|Interrupt|Warning)|[\w.$]+\.[A-Z]\w+)(?::\s.*)?$")
-
-
-@dataclass(slots=True, frozen=True)
-class Frame:
-    """One stack frame: file, line and function as the trace names them."""
-
-    file: str
-    line: int | None
-    function: str | None
-
-
 @dataclass(slots=True)
 class ParsedLog:
-    """A parsed log entry; `frames` are innermost first."""
+    """A parsed log entry; `frames` root cause first, innermost first (see analysis/stacktraces.py)."""
 
     level: str
     message: str
     fields: dict[str, str] = field(default_factory=dict)
     frames: list[Frame] = field(default_factory=list)
     exception: str | None = None
+    exceptions: tuple[str, ...] = ()
+    trace: str = ""  # a stack trace found in a field, until parse_line reads it
 
 
 def level_of_labels(labels: Mapping[str, str] | None) -> str | None:
@@ -205,14 +198,11 @@ def parse_line(line: str, default_level: str | None = None) -> ParsedLog:
     # A JSON first line is the whole entry's JSON: after it, a trace makes the entry invalid JSON and blanks
     # change nothing. So only a first line that is not JSON on its own needs the whole entry tried.
     parsed = _parse_json(head) or (_parse_json(line) if tail else None) or _parse_logfmt(head) or _parse_plain(head)
-    trace_text = tail
-    for key in _TRACE_KEYS:
-        if key in parsed.fields and "\n" in parsed.fields[key]:
-            trace_text = parsed.fields.pop(key) + ("\n" + tail if tail else "")
-            break
+    trace_text = f"{parsed.trace}\n{tail}" if parsed.trace and tail else parsed.trace or tail
     if trace_text:
-        frames, parsed.exception = _parse_trace(trace_text)
-        parsed.frames = list(frames)
+        trace = parse_trace(trace_text)
+        parsed.frames, parsed.exception, parsed.exceptions = list(trace.frames), trace.exception, trace.exceptions
+    parsed.trace = ""
     if parsed.exception and parsed.exception not in parsed.message:
         parsed.message = f"{parsed.message} | {parsed.exception}" if parsed.message else parsed.exception
     if parsed.level == "":
@@ -221,9 +211,10 @@ def parse_line(line: str, default_level: str | None = None) -> ParsedLog:
 
 
 def cue_text(parsed: ParsedLog) -> str:
-    """The whole text of an entry that log cues are matched on: message, exception and one-line field values."""
-    values = [value for value in parsed.fields.values() if "\n" not in value]
-    return " ".join([parsed.message, *values]) if values else parsed.message
+    """The whole text of an entry that log cues are matched on: message, exception lines, one-line field values."""
+    extra = [line for line in parsed.exceptions if line not in parsed.message]
+    extra += [value for value in parsed.fields.values() if "\n" not in value]
+    return " ".join([parsed.message, *extra]) if extra else parsed.message
 
 
 def parse_json_entry(line: str, default_level: str | None = None) -> tuple[str, str, str] | None:
@@ -236,7 +227,7 @@ def parse_json_entry(line: str, default_level: str | None = None) -> tuple[str, 
     if obj is None:
         return None
     # Only an escape makes a newline inside a JSON string, and a newline in a trace field makes a trace.
-    if "\\" in line and any(isinstance(obj.get(key), str) and "\n" in obj[key] for key in _TRACE_KEYS):
+    if "\\" in line and _trace_field(obj)[0]:
         return None
     level, message_key, skip = _structured(obj)
     message = _text(obj[message_key]).strip() if message_key else ""
@@ -311,8 +302,19 @@ def _structured(obj: Mapping[str, object]) -> tuple[str | None, str | None, set[
 def _from_fields(obj: Mapping[str, object]) -> ParsedLog:
     level, message_key, skip = _structured(obj)
     message = _text(obj[message_key]).strip() if message_key else ""
-    fields = {str(k): _text(v) for k, v in obj.items() if k not in skip}
-    return ParsedLog(level=level or "", message=message, fields=fields)
+    trace, holder = _trace_field(obj)
+    fields = {str(k): _text(v) for k, v in obj.items() if k not in skip and k != holder}
+    return ParsedLog(level=level or "", message=message, fields=fields, trace=trace)
+
+
+def _trace_field(obj: Mapping[str, object]) -> tuple[str, str | None]:
+    """A multi-line stack trace held in a field, and the top-level key holding it; ("", None) if none."""
+    lower = {k.lower(): k for k in obj}
+    for key in _TRACE_KEYS:
+        value = _lookup(obj, lower, key)
+        if isinstance(value, str) and "\n" in value:
+            return value, lower[key] if key in lower else lower[key.split(".")[0]]
+    return "", None
 
 
 def _parse_plain(text: str) -> ParsedLog:
@@ -333,30 +335,3 @@ def _unquote(value: str) -> str:
     if len(value) >= 2 and value[0] == value[-1] == '"':
         return value[1:-1].replace('\\"', '"').replace("\\n", "\n").replace("\\\\", "\\")
     return value
-
-
-@functools.lru_cache(maxsize=1024)
-def _parse_trace(text: str) -> tuple[tuple[Frame, ...], str | None]:
-    """Frames innermost first, and the exception line (Python: last line; Java: first line).
-
-    Cached: a failing code path logs the same trace over and over.
-    """
-    python_frames: list[Frame] = []
-    java_frames: list[Frame] = []
-    exception = None
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line:
-            continue
-        if m := _PY_FRAME.match(raw):
-            python_frames.append(Frame(m.group("file"), int(m.group("line")), m.group("func")))
-        elif m := _JAVA_FRAME.match(raw):
-            java_frames.append(
-                Frame(m.group("file"), int(m.group("line")) if m.group("line") else None, m.group("func"))
-            )
-        elif line.startswith("Caused by:"):
-            exception = line[len("Caused by:") :].strip()
-        elif _EXCEPTION_LINE.match(line) and (python_frames or exception is None):
-            exception = line
-    python_frames.reverse()
-    return tuple(python_frames + java_frames), exception

@@ -1,4 +1,5 @@
-"""Streamed log summary: templates per service with baseline vs incident counts, and incident stack frames."""
+"""Streamed log summary: templates per service with baseline vs incident counts, cue hits, and the application
+frames of the incident window's stack traces."""
 
 from __future__ import annotations
 
@@ -14,13 +15,16 @@ from analysis.log_cues import cue_hits
 from analysis.logparse import ParsedLog, cue_text, level_of_labels, parse_json_entry, parse_line
 from analysis.records import LogRecord
 from analysis.secrets import redact
+from analysis.stacktraces import application_frames
 from analysis.templates import LRU, TemplateMiner, masks_alike, shape_key
 from state import LogEvidence, LogTemplate, ServiceLogStats, StackFrame, Window
 
 LEVEL_RANK = {"error": 3, "warn": 2, "info": 1, "debug": 0}
 SAMPLE_CHARS = 140
 TEMPLATE_CHARS = 120
-MAX_FRAMES = 12
+FRAMES_PER_TRACE = 3  # application frames kept of each trace, innermost first
+FRAMES_PER_SERVICE = 3  # most common application frames reported per service
+MAX_FRAMES = 24
 BUCKETS = 30
 SPIKE_RATIO = 3.0
 PRUNE_AT = 20_000  # (service, template) counters kept before dropping those of templates the miner forgot
@@ -71,7 +75,8 @@ class LogSummarizer:
         self._templates: dict[tuple[str, str], _Template] = {}
         self._prune_at = PRUNE_AT
         self._services: dict[str, _Service] = {}
-        self._frames: Counter[tuple[str, str, int | None, str | None]] = Counter()
+        # application frames of incident-window error traces, per (service, template)
+        self._frames: dict[tuple[str, str], Counter[tuple[str, int | None, str | None]]] = {}
         self._lines = self._size = 0
 
     def add_many(self, records: Iterable[LogRecord]) -> None:
@@ -121,9 +126,10 @@ class LogSummarizer:
         if is_error:
             svc.incident_errors += 1
             _bump(svc.buckets, svc.bucket_first, bucket, ts)
-            if parsed is not None:
-                for frame in parsed.frames:
-                    self._frames[(service, frame.file, frame.line, frame.function)] += 1
+            if parsed is not None and parsed.frames:
+                frames = self._frames.setdefault((service, template_id), Counter())
+                for frame in application_frames(parsed.frames, FRAMES_PER_TRACE):
+                    frames[(frame.file, frame.line, frame.function)] += 1
 
     def finish(self) -> LogEvidence:
         """The evidence of the entries added so far."""
@@ -138,10 +144,7 @@ class LogSummarizer:
         return LogEvidence(
             services={name: _service_stats(svc, base_min, inc_min) for name, svc in sorted(self._services.items())},
             templates=notable[: self._max_templates],
-            stack_frames=[
-                StackFrame(service=svc, file=file, line=line, function=func, count=count)
-                for (svc, file, line, func), count in self._frames.most_common(MAX_FRAMES)
-            ],
+            stack_frames=_top_frames(self._frames, {(t.service, t.template_id) for t in summarised if _rising(t)}),
             lines_read=self._lines,
             bytes_read=self._size,
         )
@@ -205,6 +208,7 @@ class LogSummarizer:
         """Forget templates the miner has dropped (past its own bound), so memory stays bounded by templates."""
         live = self._miner.templates()
         self._templates = {key: acc for key, acc in self._templates.items() if key[1] in live}
+        self._frames = {key: frames for key, frames in self._frames.items() if key[1] in live}
         self._prune_at = max(PRUNE_AT, 2 * len(self._templates))
 
 
@@ -336,9 +340,31 @@ def _summarise(template_id: str, acc: _Template, text: str, base_min: float, inc
 
 
 def _priority(t: LogTemplate) -> tuple:
-    rising = t.kind in ("new", "spiking")
-    group = 0 if rising and LEVEL_RANK[t.level] >= 2 else (1 if t.kind == "dropped" else 2)
+    group = 0 if _rising(t) and LEVEL_RANK[t.level] >= 2 else (1 if t.kind == "dropped" else 2)
     return (group, -LEVEL_RANK[t.level], -t.incident_count, t.service, t.template_id)
+
+
+def _rising(t: LogTemplate) -> bool:
+    return t.kind in ("new", "spiking")
+
+
+def _top_frames(
+    frames: dict[tuple[str, str], Counter[tuple[str, int | None, str | None]]], rising: set[tuple[str, str]]
+) -> list[StackFrame]:
+    """The most common application frames of each service's new or spiking errors (a trace logged as often
+    before the incident says nothing about it), most common first overall."""
+    counts: Counter[tuple[str, str, int | None, str | None]] = Counter()
+    for (service, template_id), by_frame in frames.items():
+        if (service, template_id) in rising:
+            for (file, line, function), count in by_frame.items():
+                counts[(service, file, line, function)] += count
+    per_service: dict[str, int] = {}
+    out = []
+    for (service, file, line, function), count in counts.most_common():
+        if per_service.get(service, 0) < FRAMES_PER_SERVICE:
+            per_service[service] = per_service.get(service, 0) + 1
+            out.append(StackFrame(service=service, file=file, line=line, function=function, count=count))
+    return out[:MAX_FRAMES]
 
 
 def _service_stats(svc: _Service, base_min: float, inc_min: float) -> ServiceLogStats:

@@ -17,6 +17,7 @@ from analysis.logs import summarize_logs
 from analysis.metrics import summarize_metrics
 from analysis.ranking import rank_candidates
 from analysis.records import LogRecord, MetricSeries
+from analysis.stacktraces import LIBRARY_FRAMES, Frame, is_application
 from bench.loghub_ga import DEFAULT_DATA
 from state import Evidence, LogEvidence, LogTemplate, Window
 
@@ -238,3 +239,99 @@ async def test_loki_hands_stream_labels_and_structured_metadata_to_the_parser():
     assert records[0].labels["service_name"] == "cart"
     levels = {t.template: t.level for t in summarize_logs(records, WINDOW).templates}
     assert levels == {"upstream reset before headers": "error", "cache miss": "warn", "plain words": "info"}
+
+
+# --- stack traces -------------------------------------------------------------------------------------------
+
+PYTHON_TRACE = (
+    "2026-11-21T11:55:00Z ERROR [api] unhandled exception\n"
+    "Traceback (most recent call last):\n"
+    '  File "/usr/local/lib/python3.11/site-packages/flask/app.py", line 1455, in wsgi_app\n'
+    "    response = self.full_dispatch_request()\n"
+    '  File "/app/cart/api.py", line 77, in add_item\n'
+    "    order = json.loads(body)\n"
+    '  File "/usr/lib/python3.11/json/__init__.py", line 346, in loads\n'
+    "    return _default_decoder.decode(s)\n"
+    "json.decoder.JSONDecodeError: Expecting value: line 1 column 1 (char 0)"
+)
+GO_PANIC = (
+    "panic: runtime error: invalid memory address or nil pointer dereference\n"
+    "[signal SIGSEGV: segmentation violation code=0x1 addr=0x0 pc=0x6b1f3a]\n\n"
+    "goroutine 42 [running]:\n"
+    "github.com/acme/shop/internal/cart.(*Cart).Total(0x0)\n"
+    "\t/src/internal/cart/cart.go:88 +0x1a\n"
+    "net/http.HandlerFunc.ServeHTTP(0xc0001a2000?, {0x7f3a, 0xc0002b4000}, 0xc0002c6000?)\n"
+    "\t/usr/local/go/src/net/http/server.go:2136 +0x29\n"
+    "created by net/http.(*Server).Serve in goroutine 1\n"
+    "\t/usr/local/go/src/net/http/server.go:3086 +0x5cb\n\n"
+    "goroutine 1 [IO wait]:\n"
+    "main.main()\n"
+    "\t/src/cmd/shop/main.go:31 +0x25"
+)
+NODE_STACK = (
+    '{"level":50,"time":1700000000000,"msg":"request failed","err":{"type":"TypeError",'
+    '"message":"Cannot read properties of undefined (reading \'id\')","stack":"TypeError: Cannot read properties'
+    " of undefined (reading 'id')\\n    at getUser (/app/src/users.js:10:15)\\n    at Layer.handle [as "
+    'handle_request] (/app/node_modules/express/lib/router/layer.js:95:5)\\n    at process.processTicksAndRejections'
+    ' (node:internal/process/task_queues:95:5)"}}'
+)
+JAVA_TRACE = (
+    "12:34:56.789 [http-nio-8080-exec-3] ERROR c.s.Api - request failed\n"
+    "java.lang.RuntimeException: request failed\n"
+    "\tat org.springframework.web.servlet.DispatcherServlet.doDispatch(DispatcherServlet.java:1067)\n"
+    "\tat com.shop.Api.handle(Api.java:12)\n"
+    "Caused by: java.io.IOException: No space left on device\n"
+    "\tat java.base/java.io.FileOutputStream.writeBytes(Native Method)\n"
+    "\tat com.shop.Journal.flush(Journal.java:40)\n"
+    "\t... 12 more"
+)
+
+
+@pytest.mark.parametrize(
+    ("entry", "frames"),
+    [
+        (PYTHON_TRACE, [("/app/cart/api.py", 77, "add_item")]),
+        (GO_PANIC, [("/src/internal/cart/cart.go", 88, "github.com/acme/shop/internal/cart.(*Cart).Total")]),
+        (NODE_STACK, [("/app/src/users.js", 10, "getUser")]),
+        (JAVA_TRACE, [("Journal.java", 40, "com.shop.Journal.flush"), ("Api.java", 12, "com.shop.Api.handle")]),
+    ],
+    ids=["python", "go", "node", "java"],
+)
+def test_stack_traces_reduce_to_their_application_frames(entry, frames):
+    logs = summarize_logs(_incident("shop", entry, every=40), WINDOW)
+    assert [(f.file, f.line, f.function) for f in logs.stack_frames] == frames
+    assert all(f.count == 10 and f.service == "shop" for f in logs.stack_frames)
+    assert logs.templates[0].level == "error"
+
+
+def test_go_panic_and_node_error_lines_are_exceptions():
+    go = parse_line(GO_PANIC)
+    assert go.level == "error" and go.message.startswith("panic: runtime error")
+    node = parse_line(NODE_STACK)
+    assert node.exception == "TypeError: Cannot read properties of undefined (reading 'id')"
+    assert "err" not in node.fields, "the error object holding the trace is read as the trace"
+    java = parse_line(JAVA_TRACE)
+    assert java.exceptions == (
+        "java.lang.RuntimeException: request failed",
+        "java.io.IOException: No space left on device",
+    )
+
+
+@pytest.mark.parametrize("rule", LIBRARY_FRAMES, ids=lambda rule: f"{rule.runtime}: {rule.name}")
+def test_every_library_rule_recognises_its_example(rule):
+    assert not is_application(rule.example)
+    own = Frame("/app/shop/handler" + {"java": ".java", "python": ".py", "go": ".go", "node": ".js"}[rule.runtime],
+                12, "com.shop.Handler.run" if rule.runtime == "java" else "main.run", rule.runtime)
+    assert is_application(own)
+
+
+def test_each_service_keeps_its_own_frames_however_common_others_are():
+    deep = "\n".join(f"\tat com.shop.layer{i}.Step.run(Step.java:{i + 1})" for i in range(15))
+    busy = "2026-11-21T11:55:00Z ERROR boom\njava.lang.IllegalStateException: boom\n" + deep
+    records = _incident("busy", busy, every=2)
+    records += _incident("quiet", PYTHON_TRACE, every=100)
+    frames = summarize_logs(sorted(records, key=lambda r: r.ts), WINDOW).stack_frames
+    assert {f.service for f in frames} == {"busy", "quiet"}
+    assert [f.function for f in frames if f.service == "busy"] == [
+        "com.shop.layer0.Step.run", "com.shop.layer1.Step.run", "com.shop.layer2.Step.run"
+    ]

@@ -10,6 +10,7 @@ import os
 import statistics
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from graph.context import Context
@@ -301,9 +302,21 @@ async def cmd_incidents(args: argparse.Namespace) -> int:
 
 async def cmd_eval(args: argparse.Namespace) -> int:
     from evals.simulator import evaluate_graph, format_table
+    from evals.wire import WireSetupError
 
+    if args.dataset:
+        from evals.dataset import DatasetError, evaluate_dataset
+        from evals.scoring import format_dataset_table
+
+        try:
+            scores = await evaluate_dataset(args.dataset, case_ids=args.case)
+        except (DatasetError, WireSetupError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        print(json.dumps(scores, indent=2) if args.json else format_dataset_table(scores))
+        return 0
     if args.wire:
-        from evals.wire import WireSetupError, evaluate_wire
+        from evals.wire import evaluate_wire
 
         try:
             scores = await evaluate_wire(args.seeds, scenarios=args.scenario or None)
@@ -392,6 +405,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--wire", action="store_true",
                     help="read every case over the wire: a real Prometheus backfilled with promtool and a Loki API "
                          "over the recorded logs")
+    ev.add_argument("--dataset", type=Path, metavar="DIR",
+                    help="an eval set of recorded telemetry (e.g. from python -m evals.nezha), served over the wire")
+    ev.add_argument("--case", action="append", metavar="ID", help="with --dataset: only these case ids")
     ev.set_defaults(func=cmd_eval)
 
     serve = sub.add_parser("serve", help="run the HTTP service (alert intake, API, dashboard)")

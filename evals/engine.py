@@ -56,5 +56,6 @@ def evaluate(seeds: int, scenarios=None, *, end: datetime = DEFAULT_END) -> dict
             evidence, detection = analyze_case(scenario, generate(scenario), list(SERVICES), list(EDGES))
             ranked = [(h.service, h.fault_type) for h in evidence.candidates]
             score = score_case(scenario.fault_type, scenario.root_service, detection.is_incident, ranked)
-            cases.append({"scenario": name, "seed": seed, **score})
+            confidence = evidence.candidates[0].confidence if evidence.candidates else 0.0
+            cases.append({"scenario": name, "seed": seed, "confidence": confidence, **score})
     return aggregate(cases)

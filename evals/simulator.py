@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from evals.scoring import aggregate, score_case
+from evals.scoring import aggregate, format_calibration, score_case
 from graph.context import Context
 from graph.summary import incident_report
 from service.runs import IncidentRunner
@@ -31,7 +31,10 @@ async def evaluate_graph(seeds: int, scenarios: list[str] | None = None) -> dict
                 report = incident_report(result.values)
                 ranked = [(h["service"], h["fault_type"]) for h in report["hypotheses"]]
                 score = score_case(scenario.fault_type, scenario.root_service, report["is_incident"], ranked)
-                cases.append({"scenario": name, "seed": seed, "seconds": result.seconds, **score})
+                confidence = float(report["root_cause"]["confidence"]) if report["root_cause"] else 0.0
+                cases.append(
+                    {"scenario": name, "seed": seed, "seconds": result.seconds, "confidence": confidence, **score}
+                )
     return aggregate(cases)
 
 
@@ -44,4 +47,5 @@ def format_table(scores: dict[str, Any]) -> str:
     lines.append(f"{'all':<26} {scores['cases']:>5} {scores['top1_service']:>9.0%} {scores['top3_service']:>9.0%} "
                  f"{scores['top1_fault']:>10.0%} {scores['median_seconds']:>9.2f}")
     lines.append(f"false alarms classified as no incident: {scores['false_alarms_ok']:.0%}")
+    lines += format_calibration(scores)
     return "\n".join(lines)

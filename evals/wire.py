@@ -138,7 +138,7 @@ def create_blocks(openmetrics_file: Path, tsdb: Path, span: timedelta) -> None:
 
 
 @contextmanager
-def serve_prometheus(tsdb: Path, workdir: Path) -> Iterator[str]:
+def serve_prometheus(tsdb: Path, workdir: Path, lookback_delta: str = LOOKBACK_DELTA) -> Iterator[str]:
     """A real Prometheus on 127.0.0.1 over the backfilled TSDB (no scrape targets), until exit; yields its URL."""
     config = workdir / "prometheus.yml"
     config.write_text("global:\n  scrape_interval: 15s\n")
@@ -150,7 +150,7 @@ def serve_prometheus(tsdb: Path, workdir: Path) -> Iterator[str]:
             f"--config.file={config}",
             f"--storage.tsdb.path={tsdb}",
             "--storage.tsdb.retention.time=100y",
-            f"--query.lookback-delta={LOOKBACK_DELTA}",
+            f"--query.lookback-delta={lookback_delta}",
             f"--web.listen-address=127.0.0.1:{port}",
         ],
         stdout=log,
@@ -201,7 +201,9 @@ async def run_case(runner: IncidentRunner, scenario, telemetry: TelemetrySpec) -
     report = incident_report(result.values)
     ranked = [(h["service"], h["fault_type"]) for h in report["hypotheses"]]
     score = score_case(scenario.fault_type, scenario.root_service, report["is_incident"], ranked)
-    return {"seconds": result.seconds, "is_incident": report["is_incident"], "ranked": ranked, **score}
+    confidence = float(report["root_cause"]["confidence"]) if report["root_cause"] else 0.0
+    return {"seconds": result.seconds, "is_incident": report["is_incident"], "ranked": ranked,
+            "confidence": confidence, **score}
 
 
 @contextmanager

@@ -7,7 +7,8 @@ An eval set is a directory (written by a converter such as evals/nezha.py):
   alarm), the source's own fault name, notes;
 - `metrics.om.gz`: OpenMetrics with timestamps, backfilled into a real Prometheus with promtool;
 - `logs.jsonl.gz`: [ns, service, line] rows in time order, served by a Loki API (sim/history.py);
-- `spans.jsonl.gz`: [trace, span, parent, service, pod, name, start ns, end ns] rows;
+- `spans.jsonl.gz`: [trace, span, parent, service, pod, name, start ns, end ns] rows, served by Tempo's query API
+  (sim/tempo.py);
 - `telemetry.toml`: the connectors' settings for this data's names (tools/telemetry_config.py).
 
 Each case runs like `incident-copilot investigate --service S --at T --window W --json` against those backends
@@ -28,6 +29,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+from analysis.records import LogRecord, Span
+from evals.wire import Backends, create_blocks, serve_prometheus
+from sim.history import HistoryServer, LogHistory
+from sim.tempo import SpanStore
 
 FORMAT = "incident-copilot-evalset/1"
 
@@ -126,14 +132,6 @@ def load_eval_set(path: Path) -> EvalSet:
 # --- serving ---------------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Backends:
-    """Where an eval set is served."""
-
-    prometheus_url: str | None
-    loki_url: str | None
-
-
 def read_rows(path: Path) -> Iterator[list]:
     """The JSON rows of a gzipped JSON-lines file."""
     with gzip.open(path, "rt") as handle:
@@ -144,20 +142,14 @@ def read_rows(path: Path) -> Iterator[list]:
 
 @contextmanager
 def serve_eval_set(eval_set: EvalSet, workdir: Path) -> Iterator[Backends]:
-    """The set's metrics in a real Prometheus (promtool backfill) and its logs on a Loki API, until exit."""
-    from analysis.records import LogRecord
-    from evals.wire import create_blocks, serve_prometheus
-    from sim.history import HistoryServer, LogHistory
-
-    with (
-        _prometheus(eval_set, workdir, create_blocks, serve_prometheus) as prometheus_url,
-        _loki(eval_set, HistoryServer, LogHistory, LogRecord) as loki_url,
-    ):
-        yield Backends(prometheus_url, loki_url)
+    """The set's metrics in a real Prometheus (promtool backfill), its logs on a Loki API and its spans on Tempo's
+    API, until exit."""
+    with _prometheus(eval_set, workdir) as prometheus_url, _recorded(eval_set) as (loki_url, tempo_url):
+        yield Backends(prometheus_url, loki_url, tempo_url)
 
 
 @contextmanager
-def _prometheus(eval_set: EvalSet, workdir: Path, create_blocks, serve_prometheus) -> Iterator[str | None]:
+def _prometheus(eval_set: EvalSet, workdir: Path) -> Iterator[str | None]:
     if "metrics" not in eval_set.manifest["telemetry"]:
         yield None
         return
@@ -176,14 +168,23 @@ def _prometheus(eval_set: EvalSet, workdir: Path, create_blocks, serve_prometheu
 
 
 @contextmanager
-def _loki(eval_set: EvalSet, server_type, history_type, record_type) -> Iterator[str | None]:
-    if "logs" not in eval_set.manifest["telemetry"]:
-        yield None
+def _recorded(eval_set: EvalSet) -> Iterator[tuple[str | None, str | None]]:
+    """The set's logs on a Loki API and its spans on Tempo's, when it has them: (Loki URL, Tempo URL)."""
+    telemetry = eval_set.manifest["telemetry"]
+    if "logs" not in telemetry and "spans" not in telemetry:
+        yield None, None
         return
-    history = history_type()
-    history.add(record_type(ns / 1e9, service, line) for ns, service, line in read_rows(eval_set.file("logs")))
-    with server_type(history) as server:
-        yield server.loki_url
+    history = LogHistory()
+    if "logs" in telemetry:
+        history.add(LogRecord(ns / 1e9, service, line) for ns, service, line in read_rows(eval_set.file("logs")))
+    spans = None
+    if "spans" in telemetry:
+        spans = SpanStore(
+            Span(trace, span, parent, service, name, start / 1e9, (end - start) / 1e6)
+            for trace, span, parent, service, _pod, name, start, end in read_rows(eval_set.file("spans"))
+        )
+    with HistoryServer(history, spans=spans) as server:
+        yield (server.loki_url if "logs" in telemetry else None), (server.tempo_url if spans is not None else None)
 
 
 # --- running and scoring ---------------------------------------------------------------------------------------
@@ -215,13 +216,8 @@ async def evaluate_dataset(
     ):
         setup_seconds = time.monotonic() - began
         config = eval_set.file("config") if "config" in eval_set.manifest["telemetry"] else None
-        context = dataclasses.replace(
+        context = backends.context(
             Context.from_env(notify_channels=(), llm_provider="offline"),
-            require_approval=True,
-            loki_url=backends.loki_url,
-            loki_auth=None,
-            prometheus_url=backends.prometheus_url,
-            prometheus_auth=None,
             telemetry_config=str(config) if config else None,
             window_seconds=eval_set.window_seconds,
             metrics_step_seconds=eval_set.metrics_step_seconds,
@@ -238,7 +234,12 @@ async def evaluate_dataset(
                     summary=f"{case.alertname} on {case.service}",
                 )
                 result = await runner.start(alert, TelemetrySpec(kind="live", end=case.at))
-                rows.append(score_answer(case, incident_report(result.values), result.seconds))
+                row = score_answer(case, incident_report(result.values), result.seconds)
+                parts = result.values.get("evidence_parts") or {}
+                row["sources"] = {name: part.status for name, part in sorted(parts.items())}
+                traces = parts.get("traces")
+                row["traces_read"] = traces.traces.traces_read if traces and traces.traces else 0
+                rows.append(row)
     from evals.scoring import summarize_dataset
 
     scores = summarize_dataset(rows)

@@ -4,8 +4,8 @@ Every (scenario, seed) case gets its own time range (ends 2 h apart, so no serie
 All cases' metric histories go into one OpenMetrics file, backfilled with `promtool tsdb create-blocks-from
 openmetrics` into one TSDB that one real Prometheus serves; all their logs are served by one Loki-API server
 (sim/history.py). Each case's graph then runs on live telemetry (TelemetrySpec(kind="live", end=...)) with the
-offline LLM, up to the approval gate. Over the wire there are no traces, deploys come only from app_build_info
-version changes, and `up` is the backfilled series.
+offline LLM, up to the approval gate. Their traces are served by Tempo's query API (sim/tempo.py) and read with
+the connector's caps; deploys come only from app_build_info version changes, and `up` is the backfilled series.
 """
 
 from __future__ import annotations
@@ -28,13 +28,14 @@ from typing import Any, TextIO
 
 import httpx
 
-from analysis.records import LogRecord
+from analysis.records import LogRecord, Span
 from evals.scoring import aggregate, score_case
 from evals.simulator import EVAL_END
 from graph.context import Context
 from graph.summary import incident_report
 from service.runs import IncidentRunner
 from sim.history import HistoryServer, LogHistory
+from sim.tempo import SpanStore
 from state import TelemetrySpec
 from tools.database import open_database
 from tools.net import free_port
@@ -68,9 +69,9 @@ def plan_cases(scenarios: list[str], seeds: int, last_end: datetime = EVAL_END) 
 # --- the recorded telemetry --------------------------------------------------------------------------------
 
 
-def _export_case(case: WireCase, directory: Path) -> list[LogRecord]:
+def _export_case(case: WireCase, directory: Path) -> tuple[list[LogRecord], list[Span]]:
     """Write the case's OpenMetrics sample lines into one file per metric family under `directory`; return
-    its logs. Runs in a worker process."""
+    its logs and spans. Runs in a worker process."""
     from sim.export import openmetrics
     from sim.source import sim_data
 
@@ -88,22 +89,27 @@ def _export_case(case: WireCase, directory: Path) -> list[LogRecord]:
     finally:
         for handle in handles.values():
             handle.close()
-    return data.logs
+    return data.logs, data.spans
 
 
-def record_history(cases: list[WireCase], workdir: Path, workers: int | None = None) -> tuple[Path, LogHistory]:
+def record_history(
+    cases: list[WireCase], workdir: Path, workers: int | None = None
+) -> tuple[Path, LogHistory, SpanStore]:
     """Generate every case (in time order): one OpenMetrics file of all their metrics (each family's samples
-    together, each series' samples in time order) and a LogHistory of all their logs."""
+    together, each series' samples in time order), a LogHistory of all their logs and a SpanStore of their
+    traces."""
     from sim.fleet import FAMILIES
 
     parts = workdir / "parts"
-    history = LogHistory()
+    history, spans = LogHistory(), SpanStore()
     # fork: the workers need nothing but the simulator, and fork does not re-run the caller's __main__
     workers = min(len(cases), workers or os.cpu_count() or 1)
     with ProcessPoolExecutor(workers, mp_context=get_context("fork")) as pool:
         futures = [pool.submit(_export_case, case, parts / str(i)) for i, case in enumerate(cases)]
         for future in futures:
-            history.add(future.result())
+            logs, case_spans = future.result()
+            history.add(logs)
+            spans.add(case_spans)
     out = workdir / "history.om"
     with out.open("w") as handle:
         for family, (kind, text) in FAMILIES.items():
@@ -115,7 +121,7 @@ def record_history(cases: list[WireCase], workdir: Path, workers: int | None = N
                         shutil.copyfileobj(lines, handle)
         handle.write("# EOF\n")
     shutil.rmtree(parts)
-    return out, history
+    return out, history, spans
 
 
 def create_blocks(openmetrics_file: Path, tsdb: Path, span: timedelta) -> None:
@@ -206,21 +212,38 @@ async def run_case(runner: IncidentRunner, scenario, telemetry: TelemetrySpec) -
             "confidence": confidence, **score}
 
 
+@dataclass(frozen=True)
+class Backends:
+    """Where recorded telemetry is served (None: that kind is not served)."""
+
+    prometheus_url: str | None
+    loki_url: str | None
+    tempo_url: str | None
+
+    def context(self, base: Context, **settings: Any) -> Context:
+        """`base` reading these backends (no credentials, no other trace backend), with further settings."""
+        return dataclasses.replace(
+            base, require_approval=True, loki_url=self.loki_url, loki_auth=None, prometheus_url=self.prometheus_url,
+            prometheus_auth=None, tempo_url=self.tempo_url, tempo_auth=None, jaeger_url=None, jaeger_auth=None,
+            **settings,
+        )
+
+
 @contextmanager
-def wire_backends(cases: list[WireCase], workdir: Path) -> Iterator[tuple[str, str]]:
-    """The cases' telemetry on real backends: yields (Prometheus URL, Loki URL)."""
-    openmetrics_file, history = record_history(cases, workdir)
+def wire_backends(cases: list[WireCase], workdir: Path) -> Iterator[Backends]:
+    """The cases' telemetry on real backends: a backfilled Prometheus, the Loki API and Tempo's API."""
+    openmetrics_file, history, spans = record_history(cases, workdir)
     tsdb = workdir / "tsdb"
     create_blocks(openmetrics_file, tsdb, cases[-1].end - cases[0].end + SPACING)
     openmetrics_file.unlink()
-    with serve_prometheus(tsdb, workdir) as prometheus_url, HistoryServer(history) as loki:
-        yield prometheus_url, loki.loki_url
+    with serve_prometheus(tsdb, workdir) as prometheus_url, HistoryServer(history, spans=spans) as recorded:
+        yield Backends(prometheus_url, recorded.loki_url, recorded.tempo_url)
 
 
 async def evaluate_wire(
     seeds: int, scenarios: list[str] | None = None, workdir: Path | None = None
 ) -> dict[str, Any]:
-    """evaluate_graph's table with every case read over the wire (Prometheus backfill + Loki API); also
+    """evaluate_graph's table with every case read over the wire (Prometheus backfill, Loki and Tempo APIs); also
     `setup_seconds` (generation, backfill, start) and `cases_detail` (per case: verdict, top-3, score)."""
     from sim.scenarios import SCENARIOS, build_scenario
 
@@ -228,18 +251,10 @@ async def evaluate_wire(
     began = time.monotonic()
     with (
         tempfile.TemporaryDirectory(prefix="wire-eval-", dir=workdir) as tmp,
-        wire_backends(cases, Path(tmp)) as (prometheus_url, loki_url),
+        wire_backends(cases, Path(tmp)) as backends,
     ):
         setup_seconds = time.monotonic() - began
-        context = dataclasses.replace(
-            Context.from_env(notify_channels=(), llm_provider="offline"),
-            require_approval=True,
-            loki_url=loki_url,
-            loki_auth=None,
-            prometheus_url=prometheus_url,
-            prometheus_auth=None,
-            telemetry_config=None,
-        )
+        context = backends.context(Context.from_env(notify_channels=(), llm_provider="offline"), telemetry_config=None)
         rows = []
         async with open_database() as db:
             runner = IncidentRunner(db, context)

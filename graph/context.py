@@ -41,6 +41,14 @@ class Context:
     """Prometheus base URL for live telemetry (PROMETHEUS_URL)."""
     prometheus_auth: str | None = None
     """Prometheus credentials, same forms as loki_auth (PROMETHEUS_AUTH)."""
+    tempo_url: str | None = None
+    """Tempo base URL for live traces (TEMPO_URL); used before Jaeger when both are set."""
+    tempo_auth: str | None = None
+    """Tempo credentials, same forms as loki_auth (TEMPO_AUTH)."""
+    jaeger_url: str | None = None
+    """Jaeger query service base URL for live traces (JAEGER_URL)."""
+    jaeger_auth: str | None = None
+    """Jaeger credentials, same forms as loki_auth (JAEGER_AUTH)."""
     telemetry_config: str | None = None
     """A TOML file overriding query names, labels and thresholds of the connectors (TELEMETRY_CONFIG)."""
     runbooks_dir: str | None = None
@@ -73,7 +81,8 @@ class Context:
             values["repo"] = env["INCIDENT_REPO"]
         if env.get("OUTPUT_DIR"):
             values["output_dir"] = env["OUTPUT_DIR"]
-        for name in ("loki_url", "loki_auth", "prometheus_url", "prometheus_auth", "telemetry_config", "runbooks_dir",
+        for name in ("loki_url", "loki_auth", "prometheus_url", "prometheus_auth", "tempo_url", "tempo_auth",
+                     "jaeger_url", "jaeger_auth", "telemetry_config", "runbooks_dir",
                      "runbooks_base_url", "grafana_url", "grafana_prometheus_uid", "grafana_loki_uid",
                      "prometheus_link_url"):
             if env.get(name.upper()):

@@ -17,7 +17,7 @@ async def cmd_sim_serve(args: argparse.Namespace) -> int:
 
     inject_after = None if args.manual else args.inject_after
     fleet = await asyncio.to_thread(Fleet, args.scenario, args.seed, inject_after=inject_after, speed=args.speed)
-    with FleetServer(fleet, args.host, args.base_port, args.loki_port) as server:
+    with FleetServer(fleet, args.host, args.base_port, args.loki_port, args.tempo_port) as server:
         if args.prometheus_config:
             args.prometheus_config.write_text(server.prometheus_config())
         state = server.state()
@@ -27,6 +27,7 @@ async def cmd_sim_serve(args: argparse.Namespace) -> int:
         for service, target in server.targets.items():
             print(f"  {service:<18} http://{target}/metrics")
         print(f"  loki               {server.loki_url}  (POST /inject, GET /state)")
+        print(f"  tempo              {server.tempo_url}")
         if args.prometheus_config:
             print(f"  prometheus config  {args.prometheus_config}")
         stop = asyncio.Event()
@@ -50,10 +51,14 @@ async def cmd_sim_export(args: argparse.Namespace) -> int:
 
 def add_sim_commands(subparsers: argparse._SubParsersAction) -> None:
     """Register `sim serve` and `sim export` on the command line's subparsers."""
-    sim = subparsers.add_parser("sim", help="the simulated fleet over the wire: Prometheus /metrics and the Loki API")
+    sim = subparsers.add_parser(
+        "sim", help="the simulated fleet over the wire: Prometheus /metrics, the Loki API and Tempo's API"
+    )
     sub = sim.add_subparsers(dest="sim_command", required=True)
 
-    serve = sub.add_parser("serve", help="run a scenario live: /metrics per service, a Loki endpoint, /inject")
+    serve = sub.add_parser(
+        "serve", help="run a scenario live: /metrics per service, a Loki endpoint, a Tempo endpoint, /inject"
+    )
     serve.add_argument("--scenario", choices=SCENARIOS, required=True)
     serve.add_argument("--seed", type=int, default=1)
     when = serve.add_mutually_exclusive_group()
@@ -65,6 +70,7 @@ def add_sim_commands(subparsers: argparse._SubParsersAction) -> None:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--base-port", type=int, help="first /metrics port, one per service (default: free ports)")
     serve.add_argument("--loki-port", type=int, help="port of the Loki API and /inject, /state (default: free)")
+    serve.add_argument("--tempo-port", type=int, help="port of Tempo's query API (default: free)")
     serve.add_argument("--prometheus-config", type=Path, metavar="PATH", help="write a scrape config for the fleet")
     serve.set_defaults(func=cmd_sim_serve)
 

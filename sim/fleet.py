@@ -18,8 +18,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from analysis.records import Span
 from sim.generate import STEP, SimData, _iso, generate
 from sim.scenarios import Scenario, build_scenario
+from sim.tempo import SpanStore, TraceMatcher, TraceSummary
 from sim.topology import INTERNAL, callees_of
 
 HISTORY = 45 * 60.0  # simulated seconds of logs before the start: an alert raised at once has its baseline
@@ -207,6 +209,7 @@ class _Segment:
     log_ns: list[int]
     log_service: list[str]
     log_line: list[str]
+    spans: SpanStore  # the plan's traces at their wall time
 
 
 class Fleet:
@@ -240,7 +243,7 @@ class Fleet:
             self.onset = self.started + inject_after * speed
             data = self._incident(self.onset, self.started - HISTORY)
         timeline = Timeline(data)
-        self._segments = [self._segment(timeline, self._logs(data), timeline.start)]
+        self._segments = [self._segment(timeline, self._logs(data), self._spans(data), timeline.start)]
 
     # --- time ------------------------------------------------------------------------------------------------
 
@@ -299,7 +302,15 @@ class Fleet:
             log_line.append(record.line.replace(_iso(record.ts), _iso(wall), 1) if restamp else record.line)
         return log_ns, log_service, log_line
 
-    def _segment(self, timeline: Timeline, logs: tuple[list[int], list[str], list[str]], since: float) -> _Segment:
+    def _spans(self, data: SimData) -> SpanStore:
+        """The data's traces with their spans at wall time (durations stay as generated)."""
+        if self.speed == 1.0:
+            return SpanStore(data.spans)
+        return SpanStore(dataclasses.replace(span, start=self.wall_time(span.start)) for span in data.spans)
+
+    def _segment(
+        self, timeline: Timeline, logs: tuple[list[int], list[str], list[str]], spans: SpanStore, since: float
+    ) -> _Segment:
         """Serve a timeline from `since`, its counters continuing the current segments' values there."""
         base, offsets = {}, {}
         for service in INTERNAL:
@@ -308,7 +319,7 @@ class Fleet:
                 if sample.family in CUMULATIVE:
                     key = (sample.name, sample.labels)
                     base[key], offsets[key] = sample.value, previous.get(key, 0.0)
-        return _Segment(since, timeline, base, offsets, *logs)
+        return _Segment(since, timeline, base, offsets, *logs, spans)
 
     def inject(self) -> bool:
         """Start the fault now (a new plan with its onset now); False when it has already started."""
@@ -317,10 +328,10 @@ class Fleet:
             if self.onset is not None and self.onset <= now:
                 return False
             data = self._incident(now, now)
-            timeline, logs = Timeline(data), self._logs(data)
+            timeline, logs, spans = Timeline(data), self._logs(data), self._spans(data)
             with self._lock:
                 since = self.sim_time(self.clock())
-                self._segments = [*self._segments, self._segment(timeline, logs, since)]
+                self._segments = [*self._segments, self._segment(timeline, logs, spans, since)]
                 self.onset = since
             return True
 
@@ -394,6 +405,36 @@ class Fleet:
                     if len(out) >= limit:
                         return out
         return out
+
+    def search(
+        self, matches: TraceMatcher, start_ns: int, end_ns: int, limit: int, done_by: float | None = None
+    ) -> list[TraceSummary]:
+        """Tempo's search over the traces finished by now: each plan's traces from its start on, newest first."""
+        segments, now = self._now()
+        wall_now = self.wall_time(now) if done_by is None else min(done_by, self.wall_time(now))  # written by now
+        out: list[TraceSummary] = []
+        for k in range(len(segments) - 1, -1, -1):
+            lo = round(self.wall_time(segments[k].since) * 1e9) if k else start_ns
+            hi = round(self.wall_time(segments[k + 1].since) * 1e9) - 1 if k + 1 < len(segments) else end_ns
+            if max(lo, start_ns) <= min(hi, end_ns):
+                hits = segments[k].spans.search(matches, max(lo, start_ns), min(hi, end_ns), limit - len(out),
+                                                wall_now)
+                out.extend(hits)
+            if len(out) >= limit:
+                break
+        return out
+
+    def trace(self, trace_id: str) -> list[Span] | None:
+        """A trace of any plan by id (None when unknown)."""
+        segments, _ = self._now()
+        for seg in reversed(segments):
+            spans = seg.spans.trace(trace_id)
+            if spans is not None:
+                return spans
+        return None
+
+    def __len__(self) -> int:
+        return sum(len(seg.spans) for seg in self._now()[0])
 
     def state(self) -> dict:
         """The scenario, its root and alerted service, and when the fault starts or started (wall, ISO)."""

@@ -1,5 +1,6 @@
-"""Recorded logs on the wire: sim/wire.py's Loki query API over the logs of past generated cases, so finished
-scenarios can be replayed through the live connectors (`incident-copilot eval --wire`)."""
+"""Recorded telemetry on the wire: sim/wire.py's Loki query API over the logs of past cases and Tempo's query API
+over their traces, so finished cases can be replayed through the live connectors (`incident-copilot eval --wire`,
+`eval --dataset`)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import time
 from collections.abc import Callable, Iterable
 
 from analysis.records import LogRecord
-from sim.wire import FleetServer, _LokiHandler, _Server
+from sim.tempo import SpanStore
+from sim.wire import FleetServer, _LokiHandler, _Server, _TempoHandler
 
 
 class LogHistory:
@@ -71,12 +73,20 @@ class LogHistory:
 
 
 class HistoryServer(FleetServer):
-    """The Loki API (query_range, labels, ready, state) over a LogHistory on one port, until close(); no
-    /metrics endpoints: a recorded case's metrics are backfilled into a real Prometheus instead."""
+    """The Loki API (query_range, labels, ready, state) over a LogHistory on one port and, given spans, Tempo's
+    query API over them on another, until close(); no /metrics endpoints: a recorded case's metrics are backfilled
+    into a real Prometheus instead."""
 
-    def __init__(self, history: LogHistory, host: str = "127.0.0.1", port: int | None = None) -> None:
+    def __init__(
+        self, history: LogHistory, host: str = "127.0.0.1", port: int | None = None, spans: SpanStore | None = None
+    ) -> None:
         self.fleet, self.host = history, host  # type: ignore[assignment]  # the Fleet reading interface
+        self.traces = spans  # type: ignore[assignment]
         self._servers = [_Server((host, port or 0), _LokiHandler, self)]
-        serve = threading.Thread(target=self._servers[0].serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
-        self._threads = [serve]
-        serve.start()
+        if spans is not None:
+            self._servers.append(_Server((host, 0), _TempoHandler, self))
+        self._threads = [
+            threading.Thread(target=s.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True) for s in self._servers
+        ]
+        for thread in self._threads:
+            thread.start()

@@ -1,5 +1,6 @@
-"""The live fleet on the wire: a Prometheus /metrics endpoint per simulated service and one endpoint that speaks
-the Loki query API over the simulated logs (and takes control requests: POST /inject, GET /state)."""
+"""The live fleet on the wire: a Prometheus /metrics endpoint per simulated service, one endpoint that speaks the
+Loki query API over the simulated logs (and takes control requests: POST /inject, GET /state), and one that speaks
+Tempo's query API over the simulated traces (search and trace by id)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from urllib.parse import parse_qs, urlsplit
 from sim.export import format_sample
 from sim.fleet import FAMILIES, Fleet, Sample
 from sim.generate import STEP
+from sim.tempo import TraceQLError, parse_traceql, search_json, trace_json
 from sim.topology import INTERNAL
 
 LOKI_LABEL = "service_name"
@@ -220,19 +222,58 @@ class _LokiHandler(_Handler):
         self.reply(200 if injected else 409, json.dumps({"injected": injected, **fleet_server.state()}))
 
 
+class _TempoHandler(_Handler):
+    def do_GET(self) -> None:
+        url = urlsplit(self.path)
+        params = {k: v[-1] for k, v in parse_qs(url.query).items()}
+        traces = self.server.fleet_server.traces
+        if url.path in ("/ready", "/api/echo"):
+            self.reply(200, "ready\n" if url.path == "/ready" else "echo", "text/plain")
+        elif url.path == "/api/search":
+            try:
+                matches = parse_traceql(params.get("q", "{}"))
+                end = int(params.get("end") or self.server.fleet_server.fleet.clock())
+                start = int(params.get("start") or end - 3600)
+                limit = int(params.get("limit", "20"))
+            except (TraceQLError, ValueError) as exc:
+                self.reply(400, f"invalid TraceQL query: {exc}\n" if isinstance(exc, TraceQLError) else f"{exc}\n",
+                           "text/plain")
+                return
+            hits = traces.search(matches, start * 10**9, end * 10**9, limit)
+            self.reply(200, json.dumps(search_json(hits, len(traces))))
+        elif url.path.startswith(("/api/traces/", "/api/v2/traces/")):
+            spans = traces.trace(url.path.rsplit("/", 1)[1])
+            if spans is None:
+                self.reply(404, "trace not found\n", "text/plain")
+            elif url.path.startswith("/api/v2/"):
+                self.reply(200, json.dumps({"trace": {"resourceSpans": trace_json(spans)["batches"]}}))
+            else:
+                self.reply(200, json.dumps(trace_json(spans)))
+        else:
+            self.reply(404, "404 page not found\n", "text/plain")
+
+
 class FleetServer:
     """The fleet on the wire, serving from construction until close(): /metrics of each simulated service on its
-    own port (base_port + its index, or free ports) and the Loki API with /inject and /state on `loki_port`."""
+    own port (base_port + its index, or free ports), the Loki API with /inject and /state on `loki_port`, and
+    Tempo's query API on `tempo_port`."""
 
     def __init__(
-        self, fleet: Fleet, host: str = "127.0.0.1", base_port: int | None = None, loki_port: int | None = None
+        self,
+        fleet: Fleet,
+        host: str = "127.0.0.1",
+        base_port: int | None = None,
+        loki_port: int | None = None,
+        tempo_port: int | None = None,
     ) -> None:
         self.fleet, self.host = fleet, host
+        self.traces = fleet  # what Tempo's API searches: the fleet's traces finished by now
         self._servers: list[_Server] = []
         try:
             for k, service in enumerate(INTERNAL):
                 port = 0 if base_port is None else base_port + k
                 self._servers.append(_Server((host, port), _MetricsHandler, self, service))
+            self._servers.append(_Server((host, tempo_port or 0), _TempoHandler, self))
             self._servers.append(_Server((host, loki_port or 0), _LokiHandler, self))
         except OSError:
             for server in self._servers:
@@ -252,11 +293,20 @@ class FleetServer:
     @property
     def loki_url(self) -> str:
         """Base URL of the Loki API (and of /inject, /state)."""
-        return f"http://{self.host}:{self._servers[-1].server_address[1]}"
+        return self._url(_LokiHandler)
+
+    @property
+    def tempo_url(self) -> str:
+        """Base URL of Tempo's query API."""
+        return self._url(_TempoHandler)
+
+    def _url(self, handler: type) -> str:
+        server = next(s for s in self._servers if s.RequestHandlerClass is handler)
+        return f"http://{self.host}:{server.server_address[1]}"
 
     def state(self) -> dict:
-        """The fleet's state with its scrape targets and the Loki URL."""
-        return {**self.fleet.state(), "targets": self.targets, "loki_url": self.loki_url}
+        """The fleet's state with its scrape targets and the Loki and Tempo URLs."""
+        return {**self.fleet.state(), "targets": self.targets, "loki_url": self.loki_url, "tempo_url": self.tempo_url}
 
     def query_range(self, params: dict[str, str]) -> dict:
         """Answer /loki/api/v1/query_range (log queries) with Loki's JSON: streams of [ns, line] values."""

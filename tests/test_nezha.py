@@ -154,8 +154,10 @@ def test_eval_dataset_end_to_end(converted: Path, database_url: str) -> None:
     assert set(scores) >= {"as1", "as3", "fault_accuracy", "missed", "calibration", "per_source_fault"}
     assert scores["calibration"]["cases"] == 2 and 0 <= scores["calibration"]["brier"] <= 1
     for row in scores["cases_detail"]:
-        # metrics and logs came over the wire; the slice has no traces in the window of the first case only
-        assert [e for e in row["errors"] if not e.startswith("traces")] == [], row
+        # metrics, and traces of the one recorded minute (04:28), came over the wire; the slice has no log in
+        # these windows
+        assert row["errors"] == [] and row["traces_read"] == 6, row
+        assert row["sources"] == {"deploys": "ok", "logs": "no_data", "metrics": "ok", "traces": "ok"}, row
     table = cli("eval", "--dataset", str(converted), "--case", "2022-08-22T04:36:03-cartservice-cpu_contention",
                 env={**env, "DATABASE_URL": database_url})
     assert table.returncode == 0, table.stderr

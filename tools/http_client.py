@@ -138,6 +138,11 @@ def _error_detail(response: httpx.Response) -> str:
         body = None
     if isinstance(body, dict) and body.get("error"):
         return _envelope_error(body)
+    if isinstance(body, dict) and isinstance(body.get("errors"), list) and body["errors"]:
+        # Jaeger's query service: {"data": null, "errors": [{"code": 400, "msg": "..."}]}
+        first = body["errors"][0]
+        if isinstance(first, dict):
+            return _clip(f"{first.get('code')}: {first.get('msg')}", 300)
     return _clip(response.text.strip(), 300) or response.reason_phrase or "no body"
 
 

@@ -1,5 +1,5 @@
-"""Live telemetry: Loki for logs and config reloads, Prometheus for metrics, dependencies and deploys (no trace
-backend yet)."""
+"""Live telemetry: Loki for logs and config reloads, Prometheus for metrics, dependencies and deploys, Tempo or
+Jaeger for traces."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from state import DeployEvent
 from tools.http_client import BackendError, QueryBudget, QueryBudgetExceeded
 from tools.loki import LogReadStats, LokiClient
 from tools.prometheus import PrometheusClient, PromResult, render_query
+from tools.spans import TraceReadStats
 from tools.telemetry_config import TelemetryConfig, load_config
 
 if TYPE_CHECKING:
@@ -133,9 +134,28 @@ class LiveTelemetry:
         return _metric_series(found, answered)
 
     async def traces(self, services: list[str], start: datetime, end: datetime) -> list[Span]:
-        """No trace backend is configured for live telemetry: no spans (a no-data outcome, not an error)."""
-        self.notes.append("traces: no trace backend configured for live telemetry")
-        return []
+        """Spans of a bounded sample of the traces touching the services that start in [start, end], from Tempo
+        (TEMPO_URL) or else Jaeger (JAEGER_URL); without either, none (noted: no data, not an error)."""
+        from tools import jaeger, tempo
+
+        context, config = self._context, self.config
+        if context.tempo_url:
+            client, read = tempo.TempoClient(context.tempo_url, context.tempo_auth, config.traces, config.http,
+                                             self.budget), tempo.read_spans
+        elif context.jaeger_url:
+            client, read = jaeger.JaegerClient(context.jaeger_url, context.jaeger_auth, config.traces, config.http,
+                                               self.budget), jaeger.read_spans
+        else:
+            self._note("traces: no trace backend configured (set TEMPO_URL or JAEGER_URL)")
+            return []
+        if not services:
+            return []
+        stats = TraceReadStats()
+        async with client:
+            spans = await read(client, services, start, end, config.traces, stats)  # type: ignore[arg-type]
+        for reason in stats.reasons:
+            self._note(reason)
+        return spans
 
     async def deploys(self, services: list[str], start: datetime, end: datetime) -> list[DeployEvent]:
         """Version changes of app_build_info in the window, and config reloads found in the logs (Loki)."""
@@ -206,6 +226,10 @@ class LiveTelemetry:
             self.config.http,
             self.budget,
         )
+
+    def _note(self, note: str) -> None:
+        if note not in self.notes:
+            self.notes.append(note)
 
     def _note_warnings(self, result: PromResult) -> None:
         self.notes.extend(f"prometheus warning: {warning}" for warning in result.warnings)

@@ -74,6 +74,19 @@ class LokiConfig:
 
 
 @dataclass(frozen=True)
+class TracesConfig:
+    """How many traces a trace read looks at (Tempo or Jaeger; a run reads the baseline and the incident window)."""
+
+    max_traces: int = 60
+    error_traces: int = 20
+    slices: int = 3
+    max_services: int = 3
+    max_concurrent_queries: int = 4
+    timeout_seconds: float = 15.0
+    service_attribute: str = "resource.service.name"
+
+
+@dataclass(frozen=True)
 class HttpConfig:
     """Connection timeout and retries shared by both backends."""
 
@@ -97,6 +110,7 @@ class TelemetryConfig:
     query_budget: int = 200
     prometheus: PrometheusConfig = field(default_factory=PrometheusConfig)
     loki: LokiConfig = field(default_factory=LokiConfig)
+    traces: TracesConfig = field(default_factory=TracesConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
     thresholds: Thresholds = field(default_factory=Thresholds)
 
@@ -187,11 +201,18 @@ def _validate(config: TelemetryConfig) -> None:
         "loki.max_lines": config.loki.max_lines,
         "loki.max_bytes": config.loki.max_bytes,
         "loki.timeout_seconds": config.loki.timeout_seconds,
+        "traces.max_traces": config.traces.max_traces,
+        "traces.slices": config.traces.slices,
+        "traces.max_services": config.traces.max_services,
+        "traces.max_concurrent_queries": config.traces.max_concurrent_queries,
+        "traces.timeout_seconds": config.traces.timeout_seconds,
         "http.connect_timeout_seconds": config.http.connect_timeout_seconds,
     }
     for name, value in positive.items():
         if value <= 0:
             raise ValueError(f"{name!r} must be positive, got {value!r}")
+    if not 0 <= config.traces.error_traces <= config.traces.max_traces:
+        raise ValueError("'traces.error_traces' must be between 0 and 'traces.max_traces'")
     if config.http.retries < 0 or config.http.backoff_seconds < 0 or config.http.backoff_max_seconds < 0:
         raise ValueError("'http.retries', 'http.backoff_seconds' and 'http.backoff_max_seconds' must be >= 0")
     for op, _ in config.loki.line_filters:

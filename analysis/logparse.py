@@ -161,6 +161,10 @@ _TRACE_KEYS = (
     "error.stack_trace", "exception.stacktrace", "exception.stack_trace",
 )
 
+# Container runtimes wrap each line: Docker's json-file driver as {"log": "<line>\n", "stream": ..., "time": ...},
+# CRI runtimes (containerd, CRI-O) as "<RFC 3339 time> <stdout|stderr> <F|P> <line>".
+_DOCKER_KEYS = frozenset({"log", "stream", "time", "attrs"})
+_CRI = re.compile(r"\d{4}-\d{2}-\d{2}T\S+ (?:stdout|stderr) [FP] ")
 _LOGFMT_PAIR = re.compile(r'([A-Za-z_][\w.\-]*)=("(?:[^"\\]|\\.)*"|[^\s"]*)')
 # logfmt is pairs from the start (after a timestamp at most); a plain line may merely contain "msg=..."
 _LOGFMT_START = re.compile(rf"\s*(?:{_STAMP}\s+)?[A-Za-z_][\w.\-]*=")
@@ -188,12 +192,24 @@ def level_of_labels(labels: Mapping[str, str] | None) -> str | None:
     return None
 
 
+def unwrap(line: str) -> str:
+    """The application's own entry inside a container runtime's envelope (Docker json-file, CRI), else the entry."""
+    if line.startswith('{"log"'):  # json-file writes "log" first
+        obj = _json_object(line)
+        if obj is not None and isinstance(obj.get("log"), str) and obj.keys() <= _DOCKER_KEYS:
+            return obj["log"].rstrip("\n")
+    elif line[:1].isdigit() and (match := _CRI.match(line)):
+        return line[match.end() :]
+    return line
+
+
 def parse_line(line: str, default_level: str | None = None) -> ParsedLog:
     """Parse a log entry; a multi-line entry keeps its first line as message and its trace as frames.
 
     The level is the entry's own; else `default_level` (from its stream labels); else error when it carries a
-    stack trace; else info.
+    stack trace; else info. A container runtime's envelope is taken off first.
     """
+    line = unwrap(line)
     head, _, tail = line.partition("\n")
     # A JSON first line is the whole entry's JSON: after it, a trace makes the entry invalid JSON and blanks
     # change nothing. So only a first line that is not JSON on its own needs the whole entry tried.

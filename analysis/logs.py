@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import NamedTuple
 
 from analysis.log_cues import cue_hits
-from analysis.logparse import ParsedLog, cue_text, level_of_labels, parse_json_entry, parse_line
+from analysis.logparse import ParsedLog, cue_text, level_of_labels, parse_json_entry, parse_line, unwrap
 from analysis.records import LogRecord
 from analysis.secrets import redact
 from analysis.stacktraces import application_frames
@@ -156,6 +156,7 @@ class LogSummarizer:
 
         `label_level` is the level its stream labels give (used when the entry names none of its own).
         """
+        line = unwrap(line)
         key: bytes | tuple[bytes, bytes] | None = _line_shape(line, label_level)
         if key is not None:
             known = self._shapes.get(key)

@@ -335,3 +335,37 @@ def test_each_service_keeps_its_own_frames_however_common_others_are():
     assert [f.function for f in frames if f.service == "busy"] == [
         "com.shop.layer0.Step.run", "com.shop.layer1.Step.run", "com.shop.layer2.Step.run"
     ]
+
+
+def test_container_envelopes_are_taken_off():
+    pino = '{"level":50,"time":1700000000000,"msg":"db down"}'
+    cri = f"2026-11-21T11:55:00.123456789Z stderr F {pino}"
+    docker = json.dumps({"log": pino + "\n", "stream": "stdout", "time": "2026-11-21T11:55:00.1Z"})
+    for line in (cri, docker):
+        assert (parse_line(line).level, parse_line(line).message) == ("error", "db down")
+    logs = summarize_logs([LogRecord(ONSET + i, "api", cri if i % 2 else docker) for i in range(40)], WINDOW)
+    assert [(t.level, t.template, t.incident_count) for t in logs.templates] == [("error", "db down", 40)]
+
+
+NEZHA_LOG = Path(__file__).parent / "fixtures" / "nezha" / "rca_data" / "2022-08-22" / "log" / "05_19_log.csv"
+
+
+def test_online_boutique_lines_as_docker_wrote_them():
+    """Lines of the Nezha OnlineBoutique services (Go, Python, Node, C#, Java) in Docker's json-file envelope:
+    level and message of the application's own line."""
+    with NEZHA_LOG.open(newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert rows
+    plain = 0
+    for row in rows:
+        text = json.loads(row["Log"])["log"]
+        if text.startswith("{"):
+            inner = json.loads(text)
+            expected = str(inner.get("severity", inner.get("level", "info"))).lower()
+            assert parse_line(row["Log"]).message == inner["message"]
+        else:  # adservice (Java) "05:18:42.995 INFO  - ...", cartservice (C#) lines without a level
+            plain += 1
+            expected = "info"
+            assert not re.match(r"\d\d:\d\d:\d\d\.\d+ (?!INFO)", text)
+        assert parse_line(row["Log"]).level == expected, row["Log"]
+    assert plain and plain < len(rows)

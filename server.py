@@ -19,20 +19,25 @@ from service.metrics import ServerMetrics
 from service.routers.incidents import incidents_router
 from service.routers.intake import intake_router
 from service.routers.ops import ops_router
-from service.settings import ServerSettings
+from service.settings import ServerSettings, load_settings
 from service.worker import RunWorkers
 from tools.database import open_database
 from web.dashboard import STATIC_DIR, DashboardViews, dashboard_router
 
 
 def create_app(settings: ServerSettings | None = None, context: Context | None = None) -> FastAPI:
-    """The FastAPI app; settings are validated, and the pool, checkpointer and workers opened, once, at start-up."""
-    settings = settings or ServerSettings.from_env()
+    """The FastAPI app; settings are validated, and the pool, checkpointer and workers opened, once, at start-up.
+
+    Without arguments both come from the one configuration (service/settings.py)."""
+    if settings is None or context is None:
+        config = load_settings()
+        settings = settings or config.server_settings()
+        context = context or config.run_context(output_dir=settings.output_dir)
     settings.validate()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        run_context = context or Context.from_env(output_dir=settings.output_dir)
+        run_context = context
         if settings.telemetry == "sim" and run_context.runbooks_dir is None:
             from sim import RUNBOOKS_DIR
 

@@ -23,7 +23,7 @@ import json
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -191,9 +191,11 @@ def _recorded(eval_set: EvalSet) -> Iterator[tuple[str | None, str | None]]:
 
 
 async def evaluate_dataset(
-    path: Path, case_ids: list[str] | None = None, workdir: Path | None = None
+    path: Path, case_ids: list[str] | None = None, workdir: Path | None = None, *, database_url: str | None = None,
+    on_case: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
-    """Serve the eval set, investigate each case (or the chosen ones) over the wire and score the answers."""
+    """Serve the eval set, investigate each case (or the chosen ones) over the wire, in the database at
+    `database_url` (else the configured one), and score the answers; `on_case` hears of each scored case."""
     from graph.context import Context
     from graph.summary import incident_report
     from service.alert_payloads import fingerprint_of
@@ -217,12 +219,12 @@ async def evaluate_dataset(
         setup_seconds = time.monotonic() - began
         config = eval_set.file("config") if "config" in eval_set.manifest["telemetry"] else None
         context = backends.context(
-            Context.from_env(notify_channels=(), llm_provider="offline"),
+            Context(notify_channels=(), llm_provider="offline"),
             telemetry_config=str(config) if config else None,
             window_seconds=eval_set.window_seconds,
             metrics_step_seconds=eval_set.metrics_step_seconds,
         )
-        async with open_database() as db:
+        async with open_database(database_url) as db:
             runner = IncidentRunner(db, context)
             for case in cases:
                 alert = Alert(
@@ -240,6 +242,8 @@ async def evaluate_dataset(
                 traces = parts.get("traces")
                 row["traces_read"] = traces.traces.traces_read if traces and traces.traces else 0
                 rows.append(row)
+                if on_case is not None:
+                    on_case(row)
     from evals.scoring import summarize_dataset
 
     scores = summarize_dataset(rows)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,13 +16,17 @@ from tools.database import open_database
 EVAL_END = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 
 
-async def evaluate_graph(seeds: int, scenarios: list[str] | None = None) -> dict[str, Any]:
-    """Run each (scenario, seed) up to the approval gate on the durable checkpointer and score it."""
+async def evaluate_graph(
+    seeds: int, scenarios: list[str] | None = None, *, database_url: str | None = None,
+    on_case: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Run each (scenario, seed) up to the approval gate on the durable checkpointer (at `database_url`, else the
+    configured one) and score it; `on_case` hears of each case as it is scored."""
     from sim.scenarios import SCENARIOS, build_scenario
 
-    context = Context.from_env(notify_channels=(), llm_provider="offline")
+    context = Context(notify_channels=(), llm_provider="offline")
     cases = []
-    async with open_database() as db:
+    async with open_database(database_url) as db:
         runner = IncidentRunner(db, context)
         for name in scenarios or SCENARIOS:
             for seed in range(seeds):
@@ -35,6 +40,8 @@ async def evaluate_graph(seeds: int, scenarios: list[str] | None = None) -> dict
                 cases.append(
                     {"scenario": name, "seed": seed, "seconds": result.seconds, "confidence": confidence, **score}
                 )
+                if on_case is not None:
+                    on_case(cases[-1])
     return aggregate(cases)
 
 

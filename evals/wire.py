@@ -17,7 +17,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -241,7 +241,8 @@ def wire_backends(cases: list[WireCase], workdir: Path) -> Iterator[Backends]:
 
 
 async def evaluate_wire(
-    seeds: int, scenarios: list[str] | None = None, workdir: Path | None = None
+    seeds: int, scenarios: list[str] | None = None, workdir: Path | None = None, *, database_url: str | None = None,
+    on_case: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """evaluate_graph's table with every case read over the wire (Prometheus backfill, Loki and Tempo APIs); also
     `setup_seconds` (generation, backfill, start) and `cases_detail` (per case: verdict, top-3, score)."""
@@ -254,14 +255,16 @@ async def evaluate_wire(
         wire_backends(cases, Path(tmp)) as backends,
     ):
         setup_seconds = time.monotonic() - began
-        context = backends.context(Context.from_env(notify_channels=(), llm_provider="offline"), telemetry_config=None)
+        context = backends.context(Context(notify_channels=(), llm_provider="offline"), telemetry_config=None)
         rows = []
-        async with open_database() as db:
+        async with open_database(database_url) as db:
             runner = IncidentRunner(db, context)
             for case in cases:
                 scenario = build_scenario(case.scenario, case.seed, case.end)
                 row = await run_case(runner, scenario, TelemetrySpec(kind="live", end=case.end))
                 rows.append({"scenario": case.scenario, "seed": case.seed, **row})
+                if on_case is not None:
+                    on_case(rows[-1])
     scores = aggregate(rows)
     scores["setup_seconds"] = round(setup_seconds, 1)
     scores["total_seconds"] = round(time.monotonic() - began, 1)

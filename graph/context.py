@@ -1,15 +1,15 @@
-"""Run settings that travel with each graph run as its `context_schema`."""
+"""Run settings that travel with each graph run as its `context_schema` (filled from the one configuration,
+service/settings.py, by `Settings.run_context()`)."""
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 
 @dataclass
 class Context:
-    """Settings of one run. Environment variables only fill defaults, in `from_env`."""
+    """Settings of one run; the defaults are the configuration's defaults."""
 
     llm_provider: Literal["offline", "google", "openai"] = "offline"
     """Which LLM answers the reasoning nodes; offline = the deterministic engine alone."""
@@ -51,6 +51,8 @@ class Context:
     """Jaeger credentials, same forms as loki_auth (JAEGER_AUTH)."""
     telemetry_config: str | None = None
     """A TOML file overriding query names, labels and thresholds of the connectors (TELEMETRY_CONFIG)."""
+    telemetry_tables: dict[str, Any] = field(default_factory=dict)
+    """Connector settings from the configuration's [telemetry.*] tables, applied over telemetry_config."""
     runbooks_dir: str | None = None
     """A folder of Markdown runbooks with front matter (RUNBOOKS_DIR); matching ones feed suggest and the brief."""
     runbooks_base_url: str | None = None
@@ -65,36 +67,3 @@ class Context:
     """The Prometheus URL people open, when it differs from prometheus_url (PROMETHEUS_LINK_URL)."""
     chat_models: dict[str, Any] = field(default_factory=dict)
     """Chat model instances by tier ("reasoning", "fast"); set by tests or embedding apps, never persisted."""
-
-    @classmethod
-    def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Context:
-        """Defaults from the environment (LLM_PROVIDER, GOOGLE_API_KEY, ...), then explicit overrides."""
-        env = dict(os.environ if env is None else env)
-        values: dict[str, Any] = {}
-        provider = env.get("LLM_PROVIDER") or ("google" if env.get("GOOGLE_API_KEY") else "offline")
-        values["llm_provider"] = provider
-        if env.get("REASONING_MODEL"):
-            values["reasoning_model"] = env["REASONING_MODEL"]
-        if env.get("FAST_MODEL"):
-            values["fast_model"] = env["FAST_MODEL"]
-        if env.get("INCIDENT_REPO"):
-            values["repo"] = env["INCIDENT_REPO"]
-        if env.get("OUTPUT_DIR"):
-            values["output_dir"] = env["OUTPUT_DIR"]
-        for name in ("loki_url", "loki_auth", "prometheus_url", "prometheus_auth", "tempo_url", "tempo_auth",
-                     "jaeger_url", "jaeger_auth", "telemetry_config", "runbooks_dir",
-                     "runbooks_base_url", "grafana_url", "grafana_prometheus_uid", "grafana_loki_uid",
-                     "prometheus_link_url"):
-            if env.get(name.upper()):
-                values[name] = env[name.upper()]
-        for name, kind in (("window_seconds", int), ("baseline_seconds", int), ("metrics_step_seconds", float)):
-            if env.get(f"INCIDENT_{name.upper()}"):
-                values[name] = kind(env[f"INCIDENT_{name.upper()}"])
-        if env.get("REQUIRE_APPROVAL"):
-            values["require_approval"] = env["REQUIRE_APPROVAL"].lower() not in ("0", "false", "no", "off")
-        known = {f.name for f in fields(cls)}
-        unknown = set(overrides) - known
-        if unknown:
-            raise TypeError(f"unknown context settings: {sorted(unknown)}")
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)

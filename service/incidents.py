@@ -7,9 +7,8 @@ from typing import Any
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
+from service.statuses import STATUSES
 from state import Alert, RootCause, TelemetrySpec
-
-STATUSES = ("queued", "investigating", "awaiting_approval", "completed", "not_an_incident", "failed", "resolved")
 
 
 async def create_incident(pool: AsyncConnectionPool, incident_id: str, alert: Alert, telemetry: TelemetrySpec) -> None:

@@ -8,6 +8,7 @@ import zlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from sim.names import SCENARIOS
 from sim.topology import INTERNAL, error_impact, upstream_distances
 from state import Alert
 
@@ -15,19 +16,6 @@ STEP_SECONDS = 15
 DATA_SPAN = timedelta(minutes=45)
 INCIDENT_SPAN = timedelta(minutes=15)
 
-SCENARIOS: tuple[str, ...] = (
-    "memory_leak",
-    "deployment_regression",
-    "db_connection_exhaustion",
-    "network_partition",
-    "cpu_saturation",
-    "config_error",
-    "dependency_outage",
-    "disk_full",
-    "certificate_expired",
-    "traffic_surge",
-    "false_alarm",
-)
 
 
 @dataclass(frozen=True)

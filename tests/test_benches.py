@@ -63,3 +63,8 @@ def test_alert_to_brief_on_a_healthy_fleet():
                 "--timeout", "5", "--json")
     (row,) = [json.loads(line) for line in out.splitlines()]
     assert row["scenario"] == "false_alarm" and row["correct"] is True and row["incidents"] == 0, row
+
+
+def test_cli_startup_with_two_runs():
+    rows = json.loads(bench("bench.cli_startup", "--runs", "2", "--json"))
+    assert [r["command"] for r in rows][0] == "incident-copilot --help" and all(r["median_s"] > 0 for r in rows)

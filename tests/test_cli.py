@@ -25,13 +25,16 @@ def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
 def test_gate_in_one_process_approve_in_another(database_url, tmp_path):
     env = {**os.environ, "DATABASE_URL": database_url, "OUTPUT_DIR": str(tmp_path / "out"), "PYTHONWARNINGS": "default"}
     started = cli("demo", "--scenario", "deployment_regression", "--seed", "4", env=env)
-    assert started.returncode == 0, started.stderr
+    assert started.returncode == 4, started.stderr  # waiting for approval
     assert "✓ check_patch" in started.stdout
     match = re.search(r"To approve: incident-copilot incidents approve (\S+)", started.stdout)
     assert match, started.stdout
     incident_id = match.group(1)
 
-    approved = cli("incidents", "approve", incident_id, "--by", "carol", env=env)
+    unconfirmed = cli("incidents", "approve", incident_id, "--by", "carol", env=env)
+    assert unconfirmed.returncode == 2 and "--yes" in unconfirmed.stderr, unconfirmed.stderr  # no terminal to ask on
+    assert "diff --git" in unconfirmed.stdout and "✔ applies" in unconfirmed.stdout  # it showed what it asks about
+    approved = cli("incidents", "approve", incident_id, "--by", "carol", "--yes", env=env)
     assert approved.returncode == 0, approved.stderr
     assert "✓ create_pr" in approved.stdout and "created: branch incident-copilot/" in approved.stdout
     assert (tmp_path / "out" / incident_id / "brief.html").exists()
@@ -48,7 +51,7 @@ def test_gate_in_one_process_approve_in_another(database_url, tmp_path):
     for node in ("ingest", "correlate", "approve", "create_pr", "notify"):
         assert node in history.stdout
 
-    again = cli("incidents", "approve", incident_id, env=env)
+    again = cli("incidents", "approve", incident_id, "--yes", env=env)
     assert again.returncode == 1 and "not waiting for approval" in again.stderr
 
     listed = cli("incidents", "list", env=env)
@@ -71,7 +74,7 @@ def test_investigate_prints_the_json_contract(database_url):
 def test_bad_arguments_are_clear_errors(database_url):
     env = {**os.environ, "DATABASE_URL": database_url}
     out = cli("investigate", "--scenario", "no_such_thing", "--json", env=env)
-    assert out.returncode == 2 and "invalid choice" in out.stderr
+    assert out.returncode == 2 and "Invalid value for '--scenario'" in out.stderr
     out = cli("incidents", "show", "inc-unknown", env=env)
     assert out.returncode == 1 and "unknown incident" in out.stderr
 

@@ -318,3 +318,71 @@ def test_memory_leak_page(server: LiveServer, browser: Any, shots: Path) -> None
     assert "runbook" in driver.find_element(By.ID, "actions").text, "the runbook's steps feed the actions"
     for width in (DESKTOP, PHONE):
         screenshot(driver, shots, "memory-leak", width)
+
+
+async def inconclusive_state(tmp_path: Path) -> dict[str, Any]:
+    """A real run whose every source failed (Loki and Prometheus on a closed port), with the verdict `engine`'s
+    inconclusive outcome gives such a run (state `outcome`, `is_incident` None) applied on top."""
+    from datetime import UTC, datetime
+
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    from graph.builder import build_graph
+    from graph.context import Context
+    from service.alert_payloads import fingerprint_of
+    from state import Alert, TelemetrySpec
+    from tools.database import checkpoint_serializer
+    from tools.net import free_port
+
+    closed = f"http://127.0.0.1:{free_port()}"
+    at = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
+    alert = Alert(source="alertmanager", alertname="HighErrorRate", service="checkout", starts_at=at,
+                  fingerprint=fingerprint_of("HighErrorRate", "checkout"), summary="5xx ratio above 5%",
+                  annotations={"runbook_url": RUNBOOK_URL}, raw={"generatorURL": GENERATOR_URL})
+    graph = build_graph(checkpointer=InMemorySaver(serde=checkpoint_serializer()))
+    config = {"configurable": {"thread_id": "inconclusive"}}
+    context = Context(notify_channels=(), output_dir=str(tmp_path), loki_url=closed, prometheus_url=closed)
+    await graph.ainvoke({"incident_id": "inc-20261121-120000-inconc", "alert": alert,
+                         "telemetry": TelemetrySpec(kind="live", end=at)}, config, context=context)
+    state = dict((await graph.aget_state(config)).values)
+    parts = state["evidence_parts"]
+    assert all(parts[s].status == "error" for s in ("logs", "metrics", "deploys")), "the sources must have failed"
+    if state.get("outcome") != "inconclusive":  # until the engine says so itself
+        state["outcome"] = "inconclusive"
+        state["detection"] = state["detection"].model_copy(update={"is_incident": None})
+    return state
+
+
+async def test_inconclusive_page(browser: Any, shots: Path, tmp_path: Path) -> None:
+    """The page of an inconclusive run, rendered by the dashboard's templates and shown in Chromium: it says so,
+    lists what could not be read above the card, and fits a phone."""
+    from markupsafe import Markup
+    from selenium.webdriver.common.by import By
+
+    from web.dashboard import DashboardViews
+    from web.view import incident_page
+
+    state = await inconclusive_state(tmp_path)
+    views = DashboardViews()
+    page = incident_page(state, status="completed")
+    main = views.env.get_template("dashboard/incident_main.html.j2").render(p=page, row=None, steps=[])
+    html = views.env.get_template("dashboard/incident.html.j2").render(p=page, main=Markup(main), live="")
+    static = REPO_ROOT / "web" / "static"
+    html = html.replace('href="/ui/static/', f'href="file://{static}/').replace('src="/ui/static/',
+                                                                               f'src="file://{static}/')
+    path = tmp_path / "inconclusive.html"
+    path.write_text(html)
+    driver = browser
+    driver.get(f"file://{path}")
+    card = driver.find_element(By.ID, "card")
+    assert "inconclusive" in card.get_attribute("class").split()
+    assert driver.find_element(By.ID, "verdict").text.startswith("INCONCLUSIVE")
+    problems = driver.find_element(By.ID, "problems")
+    assert problems.location["y"] < card.location["y"], "what could not be read comes before the card"
+    for source in ("logs", "metrics", "deploys"):
+        assert f"{source}: could not be read" in problems.text, problems.text
+    assert not driver.find_elements(By.ID, "charts"), "no chart is drawn from data that was never read"
+    runbooks = [a.get_attribute("href") for a in driver.find_elements(By.CSS_SELECTOR, "#runbooks a")]
+    assert runbooks == [RUNBOOK_URL]
+    for width in (DESKTOP, PHONE):
+        screenshot(driver, shots, "inconclusive", width)

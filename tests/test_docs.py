@@ -7,6 +7,7 @@ import argparse
 import importlib
 import re
 import shlex
+import warnings
 from pathlib import Path
 
 import pytest
@@ -60,8 +61,31 @@ def documented_commands(readme: Path) -> list[list[str]]:
     return commands
 
 
+def parse_cli(args: list[str]) -> None:
+    """Parse `incident-copilot ARGS` down to its command with click, converting every value, without running it."""
+    import click
+
+    from cli import cli
+
+    command, name, parent = cli, "incident-copilot", None
+    while True:
+        ctx = command.make_context(name, list(args), parent=parent)
+        if not isinstance(command, click.Group):
+            return
+        with warnings.catch_warnings():  # click 8.2 deprecates protected_args for 9.0, which folds them into args
+            warnings.simplefilter("ignore", DeprecationWarning)
+            rest = [*ctx.protected_args, *ctx.args]
+        if not rest:
+            raise click.UsageError(f"{name}: no command given", ctx)
+        name, sub, args = command.resolve_command(ctx, rest)
+        command, parent = sub, ctx
+
+
 def parse_only(argv: list[str]) -> None:
     """Parse `argv` with the program's own parser, then stop before it runs anything."""
+    if argv[0] == "incident-copilot":
+        parse_cli(argv[1:])
+        return
     original = argparse.ArgumentParser.parse_args
 
     def parse(self, args=None, namespace=None):
@@ -69,12 +93,7 @@ def parse_only(argv: list[str]) -> None:
 
     argparse.ArgumentParser.parse_args = parse
     try:
-        if argv[0] == "incident-copilot":
-            import cli
-
-            cli.main(argv[1:])
-        else:
-            importlib.import_module(argv[0]).main(argv[1:])
+        importlib.import_module(argv[0]).main(argv[1:])
     except Parsed:
         return
     finally:
@@ -86,9 +105,13 @@ def parse_only(argv: list[str]) -> None:
 def test_every_documented_command_parses(readme, capsys):
     commands = documented_commands(readme)
     failed = []
+    import click
+
     for argv in commands:
         try:
             parse_only(argv)
+        except click.ClickException as exc:
+            failed.append(f"{shlex.join(argv)}: {exc.format_message()}")
         except SystemExit as exc:  # argparse's answer to bad arguments
             failed.append(f"{shlex.join(argv)}: {capsys.readouterr().err.strip().splitlines()[-1:]} ({exc.code})")
     assert failed == [], "documented commands that do not parse:\n" + "\n".join(failed)
@@ -97,3 +120,12 @@ def test_every_documented_command_parses(readme, capsys):
 def test_the_readme_documents_commands_at_all():
     assert len(documented_commands(REPO_ROOT / "README.md")) >= 5
     assert len(documented_commands(REPO_ROOT / "bench" / "README.md")) >= 5
+
+
+def test_the_readmes_settings_table_is_the_configurations():
+    from service.config_check import settings_markdown
+
+    text = (REPO_ROOT / "README.md").read_text()
+    start = text.index("-->\n", text.index("<!-- settings table")) + 4
+    table = text[start:text.index("\n<!-- end of settings table -->")]
+    assert table == settings_markdown(), "regenerate the README's settings table with settings_markdown()"

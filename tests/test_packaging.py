@@ -74,3 +74,41 @@ def test_every_runtime_dependency_has_version_bounds():
     assert loose == [], f"runtime dependencies without a lower and an upper bound: {loose}"
     assert "settings" not in tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["tool"]["setuptools"].get(
         "py-modules", [])
+
+
+def test_every_imported_package_is_a_declared_dependency():
+    """A package the code imports directly is declared (with bounds), not borrowed from another's dependencies."""
+    import ast
+    from importlib.metadata import packages_distributions, requires
+
+    from packaging.requirements import Requirement
+
+    own = {p.name for p in REPO_ROOT.iterdir() if p.is_dir() and (p / "__init__.py").exists()} | {
+        "state", "server", "cli"}
+    imported = set()
+    for path in REPO_ROOT.rglob("*.py"):
+        top = path.relative_to(REPO_ROOT).parts[0]
+        if top.startswith(".") or top in ("tests", "bench", "build"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                imported.add(node.module.split(".")[0])
+    third_party = imported - own - set(sys.stdlib_module_names)
+
+    def canonical(name: str) -> str:
+        return name.lower().replace("_", "-")
+
+    declared = set()
+    for text in tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["dependencies"]:
+        requirement = Requirement(text)
+        declared.add(canonical(requirement.name))
+        for extra in requirement.extras:  # psycopg[pool] brings psycopg-pool
+            for dependency in requires(requirement.name) or []:
+                needed = Requirement(dependency)
+                if needed.marker and needed.marker.evaluate({"extra": extra}):
+                    declared.add(canonical(needed.name))
+    distributions = packages_distributions()
+    undeclared = sorted(m for m in third_party if not {canonical(d) for d in distributions.get(m, [m])} & declared)
+    assert undeclared == [], f"imported but not declared in pyproject.toml: {undeclared}"

@@ -3,7 +3,6 @@ export through a real promtool and Prometheus."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
 import os
@@ -17,7 +16,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from sim.cli_commands import add_sim_commands
+from sim.cli_commands import sim
 from sim.fleet import LE_BOUNDS, Fleet, latency_distribution
 from sim.generate import STEP, _iso
 from sim.source import sim_data
@@ -331,17 +330,13 @@ def test_prometheus_config_lists_every_target() -> None:
 
 
 def test_cli_export_writes_openmetrics(tmp_path) -> None:
-    import argparse
+    from cli import main
 
-    parser = argparse.ArgumentParser()
-    add_sim_commands(parser.add_subparsers(dest="command"))
-    serve_args = parser.parse_args(["sim", "serve", "--scenario", "memory_leak", "--manual", "--speed", "10"])
-    assert serve_args.manual and serve_args.speed == 10.0 and serve_args.base_port is None
+    serve_args = sim.commands["serve"].make_context("serve", ["--scenario", "memory_leak", "--manual", "--speed", "10"])
+    assert serve_args.params["manual"] and serve_args.params["speed"] == 10.0 and serve_args.params["base_port"] is None
     out = tmp_path / "history.om"
-    args = parser.parse_args(
-        ["sim", "export", "--scenario", "disk_full", "--seed", "2", "--end", "2026-11-21T12:00:00Z", "--out", str(out)]
-    )
-    assert asyncio.run(args.func(args)) == 0
+    end = "2026-11-21T12:00:00Z"
+    assert main(["sim", "export", "--scenario", "disk_full", "--seed", "2", "--end", end, "--out", str(out)]) == 0
     text = out.read_text()
     assert text.endswith("# EOF\n") and "# TYPE http_requests counter\n" in text and "# TYPE app_build info\n" in text
     assert 'up{service="gateway"} 1 ' in text

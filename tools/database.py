@@ -100,10 +100,10 @@ async def open_database(url: str | None = None, *, max_size: int = 10) -> AsyncI
             await conn.execute("SELECT pg_advisory_lock(%s)", (_MIGRATION_LOCK,))
             try:
                 await saver.setup()
-                await apply_migrations(conn)
+                applied = await apply_migrations(conn)
             finally:
                 await conn.execute("SELECT pg_advisory_unlock(%s)", (_MIGRATION_LOCK,))
-        yield Database(url=conninfo, pool=pool, checkpointer=saver)
+        yield Database(url=conninfo, pool=pool, checkpointer=saver, applied=applied)
     finally:
         await pool.close()
 
@@ -111,10 +111,12 @@ async def open_database(url: str | None = None, *, max_size: int = 10) -> AsyncI
 class Database:
     """An open pool with the checkpointer that uses it."""
 
-    def __init__(self, url: str, pool: AsyncConnectionPool, checkpointer: AsyncPostgresSaver):
+    def __init__(self, url: str, pool: AsyncConnectionPool, checkpointer: AsyncPostgresSaver,
+                 applied: list[str] | None = None):
         self.url = url
         self.pool = pool
         self.checkpointer = checkpointer
+        self.applied = applied or []  # the migrations this opening applied
 
 
 @contextmanager

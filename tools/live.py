@@ -44,7 +44,7 @@ class LiveTelemetry:
     """
 
     def __init__(self, context: Context, config: TelemetryConfig | None = None) -> None:
-        self.config = config or load_config(context.telemetry_config)
+        self.config = config or load_config(context.telemetry_config, context.telemetry_tables)
         self._context = context
         self.budget = QueryBudget(self.config.query_budget)
         self.notes: list[str] = []

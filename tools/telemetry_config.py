@@ -118,21 +118,28 @@ class TelemetryConfig:
         _validate(self)
 
 
-def load_config(path: str | None) -> TelemetryConfig:
-    """The defaults, overridden by the TOML file at `path` when given; unknown keys are an error."""
-    if not path:
-        return TelemetryConfig()
-    try:
-        with open(path, "rb") as handle:
-            table = tomllib.load(handle)
-    except OSError as exc:
-        raise ValueError(f"telemetry config {path}: cannot read: {exc.strerror or exc}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ValueError(f"telemetry config {path}: invalid TOML: {exc}") from exc
-    try:
-        return _merge(TelemetryConfig(), table, "")
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"telemetry config {path}: {exc}") from exc
+def load_config(path: str | None, tables: dict[str, Any] | None = None) -> TelemetryConfig:
+    """The defaults, overridden by the TOML file at `path` when given, then by `tables` (the [telemetry] tables of
+    the main configuration file); unknown keys are an error."""
+    config = TelemetryConfig()
+    if path:
+        try:
+            with open(path, "rb") as handle:
+                table = tomllib.load(handle)
+        except OSError as exc:
+            raise ValueError(f"telemetry config {path}: cannot read: {exc.strerror or exc}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ValueError(f"telemetry config {path}: invalid TOML: {exc}") from exc
+        try:
+            config = _merge(config, table, "")
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"telemetry config {path}: {exc}") from exc
+    if tables:
+        try:
+            config = _merge(config, tables, "telemetry.")
+        except (TypeError, ValueError) as exc:
+            raise ValueError(str(exc)) from exc
+    return config
 
 
 def _merge(current: Any, table: dict[str, Any], prefix: str) -> Any:

@@ -428,16 +428,25 @@ def _impact(signals: list[MetricSignal], entry: str, root: str | None) -> list[s
 
 
 def _problems(state: dict[str, Any]) -> list[str]:
-    """What the run could not read or do, said first: a missing source is not a healthy one."""
+    """What the run could not read or do, said first and short (the whole messages are under "Errors during the
+    run"): a missing source is not a healthy one."""
     problems = []
     parts = state.get("evidence_parts") or {}
     for name, part in sorted(parts.items()):
         if part.status == "error":
-            problems.append(clean(f"{name}: could not be read ({(part.error or 'error')[:200]})"))
+            problems.append(clean(f"{name}: could not be read ({_gist(part.error or 'error')})"))
     for e in state.get("errors") or []:
         if e.source not in parts and e.node not in parts:
-            problems.append(clean(f"{e.node}: {e.message[:200]}"))
+            problems.append(clean(f"{e.node}: {_gist(e.message)}"))
     return problems
+
+
+def _gist(message: str) -> str:
+    """The reason in an error message, without the source's name, the exception class or the query."""
+    text = message.split("; query:")[0]
+    text = re.sub(r"^[\w ]+ unavailable: ", "", text)
+    text = re.sub(r"^[A-Za-z]+(Error|Exception|Exceeded): ", "", text)
+    return text[:160]
 
 
 def _runbook_link(match: RunbookMatch) -> Link:

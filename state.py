@@ -89,6 +89,9 @@ class LogTemplate(Model):
     kind: Literal["new", "spiking", "steady", "dropped"]
     first_seen: datetime | None = None
     sample: str = ""
+    # incident-window entries whose whole text (first line, exception lines, field values) shows each log cue
+    # of analysis/log_cues.py, by cue name; the template and sample above are truncated, this is not
+    cues: dict[str, int] = Field(default_factory=dict)
 
 
 class StackFrame(Model):

@@ -1,4 +1,5 @@
-"""Streamed log summary: templates per service with baseline vs incident counts, and incident stack frames."""
+"""Streamed log summary: templates per service with baseline vs incident counts, cue hits, and the application
+frames of the incident window's stack traces."""
 
 from __future__ import annotations
 
@@ -10,22 +11,28 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import NamedTuple
 
-from analysis.logparse import ParsedLog, parse_json_entry, parse_line
+from analysis.log_cues import cue_hits
+from analysis.logparse import ParsedLog, cue_text, level_of_labels, parse_json_entry, parse_line, unwrap
 from analysis.records import LogRecord
 from analysis.secrets import redact
+from analysis.stacktraces import application_frames
 from analysis.templates import LRU, TemplateMiner, masks_alike, shape_key
 from state import LogEvidence, LogTemplate, ServiceLogStats, StackFrame, Window
 
 LEVEL_RANK = {"error": 3, "warn": 2, "info": 1, "debug": 0}
 SAMPLE_CHARS = 140
 TEMPLATE_CHARS = 120
-MAX_FRAMES = 12
+FRAMES_PER_TRACE = 3  # application frames kept of each trace, innermost first
+FRAMES_PER_SERVICE = 3  # most common application frames reported per service
+MAX_FRAMES = 24
 BUCKETS = 30
 SPIKE_RATIO = 3.0
 PRUNE_AT = 20_000  # (service, template) counters kept before dropping those of templates the miner forgot
 _DIGIT = re.compile(r"[0-9]")
 _LETTER_WORD = re.compile(rb"(?<![0-9A-Za-z])[A-Za-z][0-9A-Za-z]*")
 _ZERO = ord("0")
+_PRI = re.compile(r"<\d{1,3}>")
+_SEP = b"\xfe"  # never in UTF-8, nor in a shape key
 
 
 @dataclass(slots=True)
@@ -38,6 +45,7 @@ class _Template:
     sample: str = ""
     buckets: list[int] = field(default_factory=lambda: [0] * BUCKETS)
     bucket_first: list[float | None] = field(default_factory=lambda: [None] * BUCKETS)
+    cues: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -67,7 +75,8 @@ class LogSummarizer:
         self._templates: dict[tuple[str, str], _Template] = {}
         self._prune_at = PRUNE_AT
         self._services: dict[str, _Service] = {}
-        self._frames: Counter[tuple[str, str, int | None, str | None]] = Counter()
+        # application frames of incident-window error traces, per (service, template)
+        self._frames: dict[tuple[str, str], Counter[tuple[str, int | None, str | None]]] = {}
         self._lines = self._size = 0
 
     def add_many(self, records: Iterable[LogRecord]) -> None:
@@ -83,7 +92,8 @@ class LogSummarizer:
         ts = record.ts
         if not self._base_start <= ts <= self._end:
             return
-        level, template_id, parsed = self._mine(line)
+        label_level = level_of_labels(record.labels) if record.labels else None
+        level, template_id, parsed, cues = self._mine(line, label_level)
         service = record.service
         acc = self._templates.get((service, template_id))
         if acc is None:
@@ -103,20 +113,23 @@ class LogSummarizer:
             svc.baseline_lines += 1
             svc.baseline_errors += is_error
             if not acc.sample:
-                acc.sample = _sample(parsed or parse_line(line))
+                acc.sample = _sample(parsed or parse_line(line, label_level))
             return
         if acc.incident == 0:
-            acc.sample = _sample(parsed or parse_line(line))
+            acc.sample = _sample(parsed or parse_line(line, label_level))
         acc.incident += 1
+        for cue in cues:
+            acc.cues[cue] = acc.cues.get(cue, 0) + 1
         svc.incident_lines += 1
         bucket = min(int((ts - self._start) / self._bucket_len), BUCKETS - 1)
         _bump(acc.buckets, acc.bucket_first, bucket, ts)
         if is_error:
             svc.incident_errors += 1
             _bump(svc.buckets, svc.bucket_first, bucket, ts)
-            if parsed is not None:
-                for frame in parsed.frames:
-                    self._frames[(service, frame.file, frame.line, frame.function)] += 1
+            if parsed is not None and parsed.frames:
+                frames = self._frames.setdefault((service, template_id), Counter())
+                for frame in application_frames(parsed.frames, FRAMES_PER_TRACE):
+                    frames[(frame.file, frame.line, frame.function)] += 1
 
     def finish(self) -> LogEvidence:
         """The evidence of the entries added so far."""
@@ -131,53 +144,64 @@ class LogSummarizer:
         return LogEvidence(
             services={name: _service_stats(svc, base_min, inc_min) for name, svc in sorted(self._services.items())},
             templates=notable[: self._max_templates],
-            stack_frames=[
-                StackFrame(service=svc, file=file, line=line, function=func, count=count)
-                for (svc, file, line, func), count in self._frames.most_common(MAX_FRAMES)
-            ],
+            stack_frames=_top_frames(self._frames, {(t.service, t.template_id) for t in summarised if _rising(t)}),
             lines_read=self._lines,
             bytes_read=self._size,
         )
 
-    def _mine(self, line: str) -> tuple[str, str, ParsedLog | None]:
-        """Level and template id of an entry, and its parse unless a known shape made parsing unneeded."""
-        key: bytes | tuple[bytes, bytes] | None = _line_shape(line)
+    def _mine(
+        self, line: str, label_level: str | None = None
+    ) -> tuple[str, str, ParsedLog | None, tuple[str, ...]]:
+        """Level, template id and cue hits of an entry, and its parse unless a known shape made parsing unneeded.
+
+        `label_level` is the level its stream labels give (used when the entry names none of its own).
+        """
+        line = unwrap(line)
+        key: bytes | tuple[bytes, bytes] | None = _line_shape(line, label_level)
         if key is not None:
             known = self._shapes.get(key)
             if known is not None and known.kept:
                 key = (key, _digits_at(line, known.kept))
                 known = self._shapes.get(key)
             if known is not None and known.level is not None:
-                return known.level, self._miner.add_masked(known.masked)[0], None
-        level, masked, parsed = self._parse(line)
+                return known.level, self._miner.add_masked(known.masked)[0], None, known.cues
+        level, masked, parsed, cues = self._parse(line, label_level)
         if key is not None:
-            self._learn(key, line, level, masked)
-        return level, self._miner.add_masked(masked)[0], parsed
+            self._learn(key, line, label_level, level, masked, cues)
+        return level, self._miner.add_masked(masked)[0], parsed, cues
 
-    def _parse(self, line: str) -> tuple[str, str, ParsedLog | None]:
-        """Level and masked message of an entry, and its parse when it took a full one."""
-        entry = parse_json_entry(line) if line[:1] == "{" else None
+    def _parse(self, line: str, label_level: str | None) -> tuple[str, str, ParsedLog | None, tuple[str, ...]]:
+        """Level, masked message and cue hits of an entry, and its parse when it took a full one."""
+        entry = parse_json_entry(line, label_level) if line[:1] == "{" else None
         if entry is not None:
-            return entry[0], self._miner.mask(entry[1]), None
-        parsed = parse_line(line)
-        return parsed.level, self._miner.mask(parsed.message), parsed
+            return entry[0], self._miner.mask(entry[1]), None, cue_hits(entry[2])
+        parsed = parse_line(line, label_level)
+        return parsed.level, self._miner.mask(parsed.message), parsed, cue_hits(cue_text(parsed))
 
-    def _learn(self, key: bytes | tuple[bytes, bytes], line: str, level: str, masked: str) -> None:
-        """Remember the level and masked message of an entry for its whole shape, when they hold for it.
+    def _learn(
+        self,
+        key: bytes | tuple[bytes, bytes],
+        line: str,
+        label_level: str | None,
+        level: str,
+        masked: str,
+        cues: tuple[str, ...],
+    ) -> None:
+        """Remember the level, masked message and cue hits of an entry for its whole shape, when they hold for it.
 
-        They do when masking kept no digit. When it kept some, they do for the entries with the same digits at
-        the kept places, if all other digits are masked: checked once per shape by parsing the entry again with
-        every other digit changed.
+        Cue hits always do (no cue tells one digit from another). The rest does when masking kept no digit. When
+        it kept some, it does for the entries with the same digits at the kept places, if all other digits are
+        masked: checked once per shape by parsing the entry again with every other digit changed.
         """
         if isinstance(key, tuple) or masks_alike(masked):
-            self._shapes.put(key, _Known(level, masked))
+            self._shapes.put(key, _Known(level, masked, cues))
             return
         if self._shapes.get(key) is not None:
             return
         kept = _glued_digits(key)
-        if kept and self._parse(_other_digits(line, key, kept))[:2] == (level, masked):
-            self._shapes.put(key, _Known(None, None, kept))
-            self._shapes.put((key, _digits_at(line, kept)), _Known(level, masked))
+        if kept and self._parse(_other_digits(line, key, kept), label_level)[:2] == (level, masked):
+            self._shapes.put(key, _Known(None, None, (), kept))
+            self._shapes.put((key, _digits_at(line, kept)), _Known(level, masked, cues))
         else:
             self._shapes.put(key, _Known(None, None))
 
@@ -185,6 +209,7 @@ class LogSummarizer:
         """Forget templates the miner has dropped (past its own bound), so memory stays bounded by templates."""
         live = self._miner.templates()
         self._templates = {key: acc for key, acc in self._templates.items() if key[1] in live}
+        self._frames = {key: frames for key, frames in self._frames.items() if key[1] in live}
         self._prune_at = max(PRUNE_AT, 2 * len(self._templates))
 
 
@@ -195,28 +220,35 @@ def summarize_logs(records: Iterable[LogRecord], window: Window, *, max_template
     return summarizer.finish()
 
 
-def _line_shape(line: str) -> bytes | None:
+def _line_shape(line: str, label_level: str | None = None) -> bytes | None:
     """The shape key of an entry that parses alike for every entry of its shape (same level, message of the
     same shape), or None.
 
     Not keyed: multi-line entries (a trace's line numbers matter), escapes (a newline or a digit can hide in
     one), a leading blank, and JSON with a digit outside its strings (JSON's syntax tells 0 from 1-9). Without
     escapes, a JSON parser reads only the text before the 1st quote, between the 2nd and 3rd, ... outside strings.
+    The key holds what else decides the level: the labels' level, and the digits of a syslog <PRI> header.
     """
     first = line[:1]
     if "\n" in line or "\\" in line or first.isspace():
         return None
     if first == "{" and _DIGIT.search("".join(line.split('"')[::2])):
         return None
-    return shape_key(line)
+    key = shape_key(line)
+    if key is None:
+        return None
+    if first == "<" and (pri := _PRI.match(line)):
+        key = pri[0].encode() + _SEP + key
+    return label_level.encode() + _SEP + key if label_level else key
 
 
 class _Known(NamedTuple):
-    """What entries of one shape parse and mask to; level None: masking keeps the digits at `kept`, or (none
-    kept) entries of this shape are not cached."""
+    """What entries of one shape parse and mask to, and their cue hits; level None: masking keeps the digits at
+    `kept`, or (none kept) entries of this shape are not cached."""
 
     level: str | None
     masked: str | None
+    cues: tuple[str, ...] = ()
     kept: tuple[int, ...] = ()
 
 
@@ -304,13 +336,36 @@ def _summarise(template_id: str, acc: _Template, text: str, base_min: float, inc
         kind=kind,
         first_seen=_dt(first_seen),
         sample=acc.sample,
+        cues=dict(acc.cues),
     )
 
 
 def _priority(t: LogTemplate) -> tuple:
-    rising = t.kind in ("new", "spiking")
-    group = 0 if rising and LEVEL_RANK[t.level] >= 2 else (1 if t.kind == "dropped" else 2)
+    group = 0 if _rising(t) and LEVEL_RANK[t.level] >= 2 else (1 if t.kind == "dropped" else 2)
     return (group, -LEVEL_RANK[t.level], -t.incident_count, t.service, t.template_id)
+
+
+def _rising(t: LogTemplate) -> bool:
+    return t.kind in ("new", "spiking")
+
+
+def _top_frames(
+    frames: dict[tuple[str, str], Counter[tuple[str, int | None, str | None]]], rising: set[tuple[str, str]]
+) -> list[StackFrame]:
+    """The most common application frames of each service's new or spiking errors (a trace logged as often
+    before the incident says nothing about it), most common first overall."""
+    counts: Counter[tuple[str, str, int | None, str | None]] = Counter()
+    for (service, template_id), by_frame in frames.items():
+        if (service, template_id) in rising:
+            for (file, line, function), count in by_frame.items():
+                counts[(service, file, line, function)] += count
+    per_service: dict[str, int] = {}
+    out = []
+    for (service, file, line, function), count in counts.most_common():
+        if per_service.get(service, 0) < FRAMES_PER_SERVICE:
+            per_service[service] = per_service.get(service, 0) + 1
+            out.append(StackFrame(service=service, file=file, line=line, function=function, count=count))
+    return out[:MAX_FRAMES]
 
 
 def _service_stats(svc: _Service, base_min: float, inc_min: float) -> ServiceLogStats:

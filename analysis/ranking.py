@@ -16,33 +16,6 @@ DEPLOY_BEFORE = timedelta(minutes=3)  # a deploy this close before (or after) a 
 DEPLOY_AFTER = timedelta(minutes=2)
 EXPLAINED_DISCOUNT = 0.6
 
-# Log cues: what a message says about the fault, whichever service logged it (peers it names share the blame).
-CUES: dict[str, re.Pattern[str]] = {
-    "oom": re.compile(r"OutOfMemory|MemoryError|GC overhead|heap space|OOM|out of memory|memory limit", re.I),
-    "restart": re.compile(r"restart|killed|exited with|back-?off|crash", re.I),
-    "cpu": re.compile(r"deadline|saturat|queue (length|full)|worker pool|thread pool|cpu throttl", re.I),
-    "pool": re.compile(
-        r"max_client_conn|pool exhausted|too many (clients|connections)|connection slots|"
-        r"waiting for connection",
-        re.I,
-    ),
-    "disk": re.compile(r"no space left|ENOSPC|disk (is )?full|disk quota", re.I),
-    "cert": re.compile(r"x509|certificate|CERTIFICATE_VERIFY_FAILED|ssl|tls handshake", re.I),
-    "net": re.compile(
-        r"i/o timeout|no route to host|network is unreachable|connection timed out|"
-        r"connect timeout|host unreachable",
-        re.I,
-    ),
-    "refused": re.compile(
-        r"connection refused|ECONNREFUSED|\b503\b|service unavailable|connection reset|"
-        r"unavailable",
-        re.I,
-    ),
-    "config": re.compile(r"config|failed to parse|missing required|unknown (key|option|setting)", re.I),
-    "ratelimit": re.compile(r"rate limit|too many requests|\b429\b|throttl|load shed", re.I),
-}
-
-
 @dataclass
 class Facts:
     """What the evidence says about one service; `notes` are the evidence strings per fact."""
@@ -179,14 +152,12 @@ def _add_template(facts: dict[str, Facts], graph: _Graph, t: LogTemplate) -> Non
         f.new_errors.append(t)
         _earliest(f, t.first_seen)
     peers = [s for s in graph.callees.get(t.service, ()) if graph.name_re[s].search(text)]
-    for cue, pattern in CUES.items():
-        if not pattern.search(text):
-            continue
-        f.own_cues[cue] += t.incident_count
+    for cue, count in t.cues.items():  # matched on whole messages by analysis/logs.py (see analysis/log_cues.py)
+        f.own_cues[cue] += count
         note = f"log template '{t.template[:90]}' of {t.service} {t.kind}: {t.incident_count} in incident window"
         f.cue_notes.setdefault(cue, note)
         for peer in peers:
-            facts[peer].peer_cues[cue] += t.incident_count
+            facts[peer].peer_cues[cue] += count
             facts[peer].cue_notes.setdefault("peer_" + cue, note)
 
 

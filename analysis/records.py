@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 # Metric signals the engine understands, one series per (signal, service[, peer]); values per step.
 SIGNALS: dict[str, str] = {
@@ -24,11 +25,16 @@ PEER_SIGNALS = frozenset({"client_request_rate", "client_error_ratio"})
 
 @dataclass(slots=True, frozen=True)
 class LogRecord:
-    """One log entry as stored (a stack trace is one entry with newlines); ts in unix seconds."""
+    """One log entry as stored (a stack trace is one entry with newlines); ts in unix seconds.
+
+    `labels` are the labels of the entry's stream when the source has them (Loki's stream labels and structured
+    metadata, such as `level` or `detected_level`); one mapping is shared by all entries of a stream.
+    """
 
     ts: float
     service: str
     line: str
+    labels: Mapping[str, str] | None = field(default=None, hash=False)
 
 
 @dataclass(slots=True, frozen=True)

@@ -44,8 +44,8 @@ class SimData:
 
 @dataclass(frozen=True)
 class _Profile:
-    fmt: str  # logfmt | json | plain
-    runtime: str  # python | java | go | pgbouncer | redis
+    fmt: str  # logfmt | json | plain | pino | logback | klog | plain_msg (see format_line)
+    runtime: str  # python | java | go | node | pgbouncer | redis
     p99: float  # baseline p99 seconds
     cpu: float  # baseline cores
     memory_mb: float
@@ -53,13 +53,13 @@ class _Profile:
 
 
 PROFILES: dict[str, _Profile] = {
-    "gateway": _Profile("logfmt", "go", 0.28, 0.4, 180, 0.9),
-    "web-frontend": _Profile("json", "java", 0.24, 0.38, 540, 0.6),
-    "mobile-bff": _Profile("logfmt", "java", 0.2, 0.3, 470, 0.4),
+    "gateway": _Profile("klog", "go", 0.28, 0.4, 180, 0.9),
+    "web-frontend": _Profile("logback", "java", 0.24, 0.38, 540, 0.6),
+    "mobile-bff": _Profile("pino", "node", 0.2, 0.3, 470, 0.4),
     "catalog": _Profile("plain", "python", 0.12, 0.36, 310, 0.5),
     "cart": _Profile("logfmt", "python", 0.09, 0.28, 240, 0.35),
     "checkout": _Profile("json", "python", 0.22, 0.3, 280, 0.35),
-    "payments": _Profile("plain", "python", 0.18, 0.26, 260, 0.3),
+    "payments": _Profile("plain_msg", "python", 0.18, 0.26, 260, 0.3),
     "inventory": _Profile("json", "python", 0.1, 0.27, 230, 0.3),
     "payments-db-proxy": _Profile("plain", "pgbouncer", 0.012, 0.08, 40, 0.12),
     "catalog-db-proxy": _Profile("plain", "pgbouncer", 0.01, 0.1, 40, 0.12),
@@ -230,10 +230,44 @@ def _steady_templates(service: str) -> list[_Template]:
         templates.append(_Template(3, "warn", "client", "retrying request attempt=1 peer={peer}"))
     if kind in ("gateway", "frontend"):
         templates.append(_Template(3, "warn", "api", "deprecated API v1 called by client {client}"))
+    # a rare crash in a request handler, recovered by the server, with the runtime's own trace
+    runtime = PROFILES[service].runtime
+    if runtime in _RECOVERED_CRASHES:
+        text, stack = _RECOVERED_CRASHES[runtime]
+        templates.append(_Template(0.3, "error", "http", text, stack))
     if service in ("catalog", "cart", "inventory", "web-frontend"):
         templates.append(_Template(10, "debug", "cache", "cache miss for key {key}"))
     return templates
 
+
+_RECOVERED_CRASHES = {
+    "go": (
+        "http: panic serving {ip}:{port}: runtime error: index out of range [3] with length 3",
+        "goroutine 4127 [running]:\n"
+        "net/http.(*conn).serve.func1()\n"
+        "\t/usr/local/go/src/net/http/server.go:1868 +0xb9\n"
+        "panic({0x8c2e40?, 0xc000a1c030?})\n"
+        "\t/usr/local/go/src/runtime/panic.go:920 +0x270\n"
+        "github.com/acme/shop/gateway/internal/route.(*Table).match(0xc0001b6000, {0xc000a24000, 0x11})\n"
+        "\t/src/internal/route/table.go:88 +0x1d4\n"
+        "github.com/acme/shop/gateway/internal/route.(*Table).ServeHTTP(0xc0001b6000, {0xa4e0f8, 0xc000a3a0e0}, "
+        "0xc000a2e000)\n"
+        "\t/src/internal/route/table.go:41 +0x5a\n"
+        "net/http.serverHandler.ServeHTTP({0xc0001c2000?}, {0xa4e0f8?, 0xc000a3a0e0?}, 0x6?)\n"
+        "\t/usr/local/go/src/net/http/server.go:2938 +0x8e\n"
+        "created by net/http.(*Server).Serve in goroutine 1\n"
+        "\t/usr/local/go/src/net/http/server.go:3086 +0x5cb",
+    ),
+    "node": (
+        "unhandled rejection in request handler",
+        "TypeError: Cannot read properties of undefined (reading 'sku')\n"
+        "    at toCartLine (/app/src/views/cart.js:31:27)\n"
+        "    at Array.map (<anonymous>)\n"
+        "    at renderCart (/app/src/views/cart.js:12:30)\n"
+        "    at /app/node_modules/express/lib/router/route.js:144:13\n"
+        "    at process.processTicksAndRejections (node:internal/process/task_queues:95:5)",
+    ),
+}
 
 _NOISY_TEMPLATES = (
     "failed to refresh feature flags: context deadline exceeded",
@@ -285,6 +319,10 @@ def _iso(ts: float) -> str:
     return f"{_iso_second(second)}.{min(999, int((ts - second) * 1000)):03d}Z"
 
 
+_PINO_LEVELS = {"debug": 20, "info": 30, "warn": 40, "error": 50}
+_KLOG_LETTERS = {"debug": "I", "info": "I", "warn": "W", "error": "E"}
+
+
 def format_line(
     fmt: str,
     ts: float,
@@ -294,18 +332,43 @@ def format_line(
     fields: dict[str, str] | None = None,
     stack: str | None = None,
 ) -> str:
-    """One log entry in a service's format; a stack trace follows on its own lines."""
+    """One log entry in a service's format; a stack trace follows on its own lines (pino: in `err.stack`).
+
+    json: textual level; pino: Node's pino (numeric level, epoch ms); logfmt; logback: Logback's default pattern,
+    time of day without a date; klog: Kubernetes' Go logger (Lmmdd hh:mm:ss.uuuuuu pid file:line]); plain: ISO
+    time, level, [logger]; plain_msg: a plain line whose message sits in msg="..." (not logfmt: no level key).
+    """
     fields = fields or {}
     if fmt == "json":
         line = json.dumps({"ts": _iso(ts), "level": level, "logger": logger, "msg": msg, **fields})
+    elif fmt == "pino":
+        err = {"err": {"type": "Error", "stack": stack}} if stack else {}
+        record = {"level": _PINO_LEVELS[level], "time": int(ts * 1000), "pid": 1, "name": logger, "msg": msg}
+        return json.dumps({**record, **fields, **err})
     elif fmt == "logfmt":
-        escaped = msg.replace("\\", "\\\\").replace('"', '\\"')
-        extra = "".join(f' {k}="{v}"' if " " in v else f" {k}={v}" for k, v in fields.items())
-        line = f'ts={_iso(ts)} level={level} logger={logger} msg="{escaped}"{extra}'
+        line = f'ts={_iso(ts)} level={level} logger={logger} msg="{_quoted(msg)}"{_pairs(fields)}'
+    elif fmt == "logback":
+        clock = _iso(ts)[11:23]
+        thread = f"http-nio-8080-exec-{int(ts * 1000) % 16 + 1}"
+        line = f"{clock} [{thread}] {level.upper():<5} {logger} - {msg}{_pairs(fields)}"
+    elif fmt == "klog":
+        iso = _iso(ts)
+        stamp = f"{_KLOG_LETTERS[level]}{iso[5:7]}{iso[8:10]} {iso[11:23]}{int(ts * 1e6) % 1000:03d}"
+        line = f"{stamp}       1 {logger}.go:{len(logger) * 7 + 20}] {msg}{_pairs(fields)}"
+    elif fmt == "plain_msg":
+        line = f'{_iso(ts)} {level.upper()} {logger}: msg="{_quoted(msg)}"{_pairs(fields)}'
     else:
         extra = "".join(f" {k}={v}" for k, v in fields.items())
         line = f"{_iso(ts)} {level.upper()} [{logger}] {msg}{extra}"
     return f"{line}\n{stack}" if stack else line
+
+
+def _quoted(text: str) -> str:
+    return text.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def _pairs(fields: dict[str, str]) -> str:
+    return "".join(f' {k}="{v}"' if " " in v else f" {k}={v}" for k, v in fields.items())
 
 
 def _lognormal(rng: random.Random, p99: float) -> float:
@@ -428,7 +491,7 @@ class _Model:
         base = self.base_mem[root]
         limit = base * mag
         steps_to_oom = rng.randint(8, 14)
-        java = PROFILES[root].runtime == "java"
+        runtime = PROFILES[root].runtime
         gc_rate = [0.0] * self.n
         elapsed, restarted = 0, False
         for i in self.incident_steps():
@@ -439,7 +502,7 @@ class _Model:
                 self.mem[root][i] = base * 0.45
                 self.conn_fail[root][i] = 1.0
                 self.kind[root][i] = "refused"
-                self._log_oom(root, ts - rng.uniform(2, 8), java)
+                self._log_oom(root, ts - rng.uniform(2, 8), runtime)
                 elapsed, restarted = 0, True
                 continue
             frac = elapsed / steps_to_oom
@@ -468,14 +531,26 @@ class _Model:
             elapsed += 1
         gc_text = (
             "GC pause (G1 Evacuation Pause) {slowms}ms, heap nearly full"
-            if java
+            if runtime == "java"
             else "memory usage high: rss above soft limit, gc collected 0 objects in {slowms}ms"
         )
         self.rate_logs.append((root, _Template(1, "warn", "gc", gc_text), gc_rate))
         self.own_templates[root] = [_Template(1, "error", "http", "request timed out after 2000ms path={path}")]
 
-    def _log_oom(self, root: str, ts: float, java: bool) -> None:
-        if java:
+    def _log_oom(self, root: str, ts: float, runtime: str) -> None:
+        if runtime == "node":
+            stack = (
+                "RangeError: Array buffer allocation failed\n"
+                "    at new ArrayBuffer (<anonymous>)\n"
+                "    at SessionCache.put (/app/src/session/cache.js:112:23)\n"
+                "    at PageHandler.render (/app/src/handlers/page.js:64:18)\n"
+                "    at Layer.handle [as handle_request] (/app/node_modules/express/lib/router/layer.js:95:5)\n"
+                "    at process.processTicksAndRejections (node:internal/process/task_queues:95:5)"
+            )
+            self.event(ts - 5, root, "error", "http", "uncaught exception while rendering page", stack)
+            self.event(ts, root, "error", "main", "FATAL ERROR: Reached heap limit Allocation failed - JavaScript heap "
+                       "out of memory")
+        elif runtime == "java":
             cls = "".join(part.capitalize() for part in root.split("-"))
             stack = (
                 f"\tat java.base/java.util.Arrays.copyOf(Arrays.java:3537)\n"
@@ -1070,6 +1145,8 @@ def failure_message(caller: str, peer: str, kind: str | None, rng: random.Random
             return (
                 f"javax.net.ssl.SSLHandshakeException: PKIX path validation failed for {peer}: certificate has expired"
             )
+        if runtime == "node":
+            return f"request to https://{peer}:8443/ failed, reason: certificate has expired"
         return f'Get "https://{peer}:8443/": x509: certificate has expired or is not yet valid'
     if kind == "provider":
         if rng.random() < 0.85:

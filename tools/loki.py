@@ -176,9 +176,22 @@ def _entries(body: dict[str, Any], label: str) -> list[_Entry]:
         labels = stream["stream"]
         key = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
         service = str(labels.get(label, ""))
-        # a value may carry a third element (structured metadata); only the timestamp and line matter here
         for value in stream["values"]:
             ts = int(value[0])
-            page.append((ts, key, LogRecord(ts / 1e9, service, str(value[1]))))
+            entry_labels = _with_metadata(labels, value[2]) if len(value) > 2 else labels
+            page.append((ts, key, LogRecord(ts / 1e9, service, str(value[1]), entry_labels)))
     page.sort(key=lambda entry: entry[0])
     return page
+
+
+def _with_metadata(labels: dict[str, str], extra: Any) -> dict[str, str]:
+    """Stream labels plus an entry's own labels: the third element of a value, flat or (with Loki's
+    categorize-labels encoding) split into `structuredMetadata` and `parsed`."""
+    if not isinstance(extra, dict):
+        return labels
+    groups = [extra.get("structuredMetadata"), extra.get("parsed")]
+    flat = [g for g in groups if isinstance(g, dict)] or [extra]
+    merged = dict(labels)
+    for group in flat:
+        merged.update({str(k): str(v) for k, v in group.items() if not isinstance(v, dict | list)})
+    return merged

@@ -15,6 +15,7 @@ from psycopg.errors import UniqueViolation
 from graph.builder import build_graph
 from graph.context import Context
 from nodes.approve import ApprovalDecision
+from nodes.notify import status_notices
 from service import incidents
 from state import Alert, TelemetrySpec
 from tools.database import Database
@@ -208,6 +209,7 @@ class IncidentRunner:
             self.db.pool, incident_id, status,
             severity=detection.severity if detection is not None and detection.is_incident else None,
             root_cause=root if detection is not None and detection.is_incident else None,
+            notices=status_notices(values, status, self.context),
         )
         interrupt = snapshot.interrupts[0].value if snapshot.interrupts else None
         return RunResult(incident_id, status, values, interrupt, time.perf_counter() - started)

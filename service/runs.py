@@ -19,6 +19,7 @@ from nodes.notify import status_notices
 from service import incidents
 from state import Alert, TelemetrySpec
 from tools.database import Database
+from tools.redact import redact_value
 
 StepCallback = Callable[[str, dict[str, Any], float], None]
 
@@ -120,7 +121,8 @@ class IncidentRunner:
         incident_id = incident_id or new_incident_id()
         if record:
             await incidents.create_incident(self.db.pool, incident_id, alert, telemetry)
-        graph_input = {"incident_id": incident_id, "alert": alert, "telemetry": telemetry}
+        # the graph's copy of the alert is redacted before its first checkpoint; the incidents row keeps it as sent
+        graph_input = {"incident_id": incident_id, "alert": redact_value(alert), "telemetry": telemetry}
         return await self._drive(incident_id, graph_input, thread_config(incident_id))
 
     async def resume(self, incident_id: str, decision: ApprovalDecision, *, record: bool = True) -> RunResult:

@@ -22,6 +22,7 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel
 
 from analysis.guard import refused_instruction
+from analysis.secrets import redact_value
 from graph.context import LLM_PROVIDERS, ConfigError, Context
 from prompts import render_prompt
 from state import TokenUsage
@@ -187,6 +188,7 @@ async def structured_call(
         return None, usage, f"LLM answer did not match {schema.__name__}: {str(out.get('parsing_error'))[:300]}"
     if isinstance(parsed, dict):
         parsed = schema.model_validate(parsed)
+    parsed = redact_value(parsed)  # a model can repeat a secret (from training or a leak upstream): never kept
     reason = refused_instruction(*_strings(parsed.model_dump()))
     if reason is not None:  # an answer that took an instruction from the data is not used at all
         return None, usage, f"LLM answer refused ({reason}); the rules' answer stands"

@@ -166,6 +166,7 @@ class DeployEvent(Model):
     previous_version: str | None = None
     kind: Literal["code", "config"] = "code"
     commit: str | None = None
+    previous_commit: str | None = None
     author: str | None = None
     description: str = ""
     source: str = "metrics"
@@ -235,6 +236,22 @@ class Evidence(Model):
 # --- reasoning results ---------------------------------------------------------------------------------
 
 
+class CodeRepository(Model):
+    """Where a service's code lives, from the telemetry configuration's repository map (or the simulator)."""
+
+    service: str
+    checkout: str | None = None  # a local clone: code reading over mcp-server-git, the revert, the tests
+    github: str | None = None  # owner/name on GitHub: deployments, releases, tags, remote code reading, PRs
+    path: str = ""  # the service's folder in a monorepo; "" = the whole repository
+    base_branch: str = "main"
+    test_command: list[str] = Field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        """How people call the repository: owner/name on GitHub, else the checkout's path."""
+        return self.github or self.checkout or ""
+
+
 class Detection(Model):
     """Whether this is an incident, how bad, and whether it looks like a code regression."""
 
@@ -245,6 +262,7 @@ class Detection(Model):
     suspect_service: str | None = None
     suspect_commit: str | None = None
     repo: str | None = None
+    repository: CodeRepository | None = None
     decided_by: Literal["rules", "llm"] = "rules"
 
 
@@ -256,8 +274,21 @@ class FileExcerpt(Model):
     text: str
 
 
+class SuspectCommit(Model):
+    """A commit deployed in the suspect window, with why it is suspected; ranked best first in CodeFindings."""
+
+    commit: str
+    subject: str = ""
+    author: str = ""
+    at: datetime | None = None
+    score: float = 0.0
+    files_changed: list[str] = Field(default_factory=list)
+    failing_lines: list[str] = Field(default_factory=list)  # path:line of the failure inside its changed hunks
+    reasons: list[str] = Field(default_factory=list)
+
+
 class CodeFindings(Model):
-    """What code analysis found in the repository for the suspect commit."""
+    """What code analysis found in the repository: the suspect commits ranked, and the top one read in full."""
 
     repo: str
     commit: str
@@ -269,6 +300,7 @@ class CodeFindings(Model):
     excerpts: list[FileExcerpt] = Field(default_factory=list)
     matches_stack_trace: bool = False
     summary: str = ""
+    suspects: list[SuspectCommit] = Field(default_factory=list)
 
 
 class RootCause(Model):

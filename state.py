@@ -166,6 +166,7 @@ class DeployEvent(Model):
     previous_version: str | None = None
     kind: Literal["code", "config"] = "code"
     commit: str | None = None
+    previous_commit: str | None = None
     author: str | None = None
     description: str = ""
     source: str = "metrics"
@@ -273,8 +274,21 @@ class FileExcerpt(Model):
     text: str
 
 
+class SuspectCommit(Model):
+    """A commit deployed in the suspect window, with why it is suspected; ranked best first in CodeFindings."""
+
+    commit: str
+    subject: str = ""
+    author: str = ""
+    at: datetime | None = None
+    score: float = 0.0
+    files_changed: list[str] = Field(default_factory=list)
+    failing_lines: list[str] = Field(default_factory=list)  # path:line of the failure inside its changed hunks
+    reasons: list[str] = Field(default_factory=list)
+
+
 class CodeFindings(Model):
-    """What code analysis found in the repository for the suspect commit."""
+    """What code analysis found in the repository: the suspect commits ranked, and the top one read in full."""
 
     repo: str
     commit: str
@@ -286,6 +300,7 @@ class CodeFindings(Model):
     excerpts: list[FileExcerpt] = Field(default_factory=list)
     matches_stack_trace: bool = False
     summary: str = ""
+    suspects: list[SuspectCommit] = Field(default_factory=list)
 
 
 class RootCause(Model):

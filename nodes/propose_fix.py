@@ -112,10 +112,11 @@ def targeted_changes(edits: list[FileEdit], shown: dict[str, tuple[str, str]]) -
 async def propose_fix(state: IncidentState, runtime: Runtime[Context]) -> dict[str, Any]:
     """Revert the suspect commit on the base branch; let a model write the words and maybe a targeted patch."""
     code, repository = state["code"], repository_of(state)
+    checkout = repository.checkout or code.repo
     try:
-        base = await asyncio.to_thread(branch_commit, code.repo, repository.base_branch)
-        diff = await asyncio.to_thread(revert_patch, code.repo, code.commit, base)
-        shown = await asyncio.to_thread(shown_files, code.repo, base, code.files_changed)
+        base = await asyncio.to_thread(branch_commit, checkout, repository.base_branch)
+        diff = await asyncio.to_thread(revert_patch, checkout, code.commit, base)
+        shown = await asyncio.to_thread(shown_files, checkout, base, code.files_changed)
     except GitError as exc:
         return {"patch": None, "errors": [error_record("propose_fix", f"revert failed: {exc}", source="git")]}
     title, description = describe(state)
@@ -128,7 +129,7 @@ async def propose_fix(state: IncidentState, runtime: Runtime[Context]) -> dict[s
     if text is not None and text.files_to_modify:
         try:
             targeted = targeted_changes(text.files_to_modify, shown)
-            diff = await asyncio.to_thread(diff_of_changes, code.repo, base, targeted)
+            diff = await asyncio.to_thread(diff_of_changes, checkout, base, targeted)
             kind = "targeted"
         except (ValueError, GitError) as exc:
             update["errors"] = [*update.get("errors", []), error_record(
@@ -136,9 +137,9 @@ async def propose_fix(state: IncidentState, runtime: Runtime[Context]) -> dict[s
     if text is not None and text.title.strip():
         title, description = text.title.strip(), f"{text.description.strip()}\n\n---\n{description}"
     update["patch"] = Patch(
-        kind=kind, repo=code.repo, base_commit=base, reverts=code.commit if kind == "revert" else None,
+        kind=kind, repo=checkout, base_commit=base, reverts=code.commit if kind == "revert" else None,
         title=redact(title), description=redact(description), diff=diff, files=code.files_changed,
-        target=pr_target(repository, runtime.context, state["incident_id"], code.repo),
+        target=pr_target(repository, runtime.context, state["incident_id"], checkout),
         test_command=repository.test_command,
     )
     return update

@@ -189,14 +189,17 @@ async def test_secrets_in_diffs_and_code_reach_no_prompt_brief_or_message(tmp_pa
 
 def dashboard_page_at_the_gate(state: dict) -> str:
     """The incident's dashboard page while its fix waits at the gate, built as web/dashboard.py builds it."""
+    from nodes.approve import gate_words
     from state import ApprovalRequest
     from tools.redact import redact_value
     from web.dashboard import DashboardViews
     from web.render import redacted_view
     from web.view import incident_page
 
+    question, label = gate_words(state["patch"])
     gate = ApprovalRequest(incident_id=state["incident_id"], root_cause=state["root_cause"], patch=state["patch"],
-                           checks=state["patch"].checks).model_dump(mode="json")
+                           checks=state["patch"].checks, question=question,
+                           approve_label=label).model_dump(mode="json")
     page = incident_page(redacted_view(state), status="awaiting_approval", gate=redact_value(gate))
     html = DashboardViews().env.get_template("dashboard/incident_main.html.j2").render(p=page, row=None, steps=[])
     assert "diff --git" in html and "app/settings.py" in html  # the diff is shown, its secrets are not

@@ -137,6 +137,7 @@ class MetricSignal(Model):
     score: float
     direction: Literal["up", "down", "flat"]
     onset: datetime | None = None
+    short_baseline: bool = False  # less history than half the baseline window: the score rests on few samples
 
 
 class MetricEvidence(Model):

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from statistics import median
 
 from analysis.records import MetricSeries
+from analysis.statistics import excess_events
 from state import MetricEvidence, MetricSignal, Window
 
 # Noise floors of the scale (absolute, relative to the baseline level): a deviation smaller than these is
@@ -17,20 +18,29 @@ FLOORS: dict[str, tuple[float, float]] = {
     "latency_p99": (0.005, 0.10),
     "client_request_rate": (0.5, 0.10),
     "client_error_ratio": (0.01, 0.20),
-    "cpu_usage": (0.05, 0.10),
+    "cpu_usage": (0.001, 0.10),  # one millicore: the CPU accounting unit of Kubernetes and cgroups
     "memory_bytes": (1e6, 0.05),
     "db_pool_in_use": (1.0, 0.10),
     "db_pool_max": (1.0, 0.0),
     "disk_free_bytes": (1e6, 0.02),
     "up": (0.1, 0.0),
 }
-SUSTAIN = 4  # steps a deviation must hold (4 x 15 s): a 1-2 step blip never scores
+# A deviation must hold for a minute and for at least two samples: at 15 s steps a 1-2 step blip never scores, and at
+# one sample a minute (a common scrape interval) one odd sample never does, while a 3-minute fault still can.
+SUSTAIN_SECONDS = 60.0
+MIN_SUSTAIN = 2
+SUSTAIN = 4  # steps at the 15 s resolution the simulator and most scrapes use
+# A spread (MAD) estimated from fewer samples than this is noise itself: with less history before the window, the
+# window's first samples lend the baseline what it lacks, and the signal says its baseline was short.
+MIN_BASELINE = 8
 ONSET_Z = 3.0
 ANOMALY_SCORE = 4.0
 MAX_SCORE = 1000.0
 EXPIRED_SCORE = 20.0
 MAX_SIGNALS = 24
 COMPANIONS = {"db_pool_in_use": "db_pool_max"}
+# A ratio is read with the rate of what it divides: its count of events decides whether it means anything.
+RATIO_DENOMINATORS = {"error_ratio": "request_rate", "client_error_ratio": "client_request_rate"}
 
 
 def summarize_metrics(series: list[MetricSeries], window: Window, *, max_signals: int = MAX_SIGNALS) -> MetricEvidence:
@@ -42,16 +52,28 @@ def summarize_metrics(series: list[MetricSeries], window: Window, *, max_signals
     )
     signals: list[MetricSignal] = []
     companions: list[MetricSignal] = []
+    by_key = {(s.signal, s.service, s.peer): s for s in series}
     for s in series:
         points = [(t, v) for t, v in s.points if base_start <= t <= end and not math.isnan(v)]
         base = [v for t, v in points if t < start]
-        incident = [(t, v) for t, v in points if t >= start]
+        short = not base or points[0][0] > base_start + (start - base_start) / 2
+        if len(base) < MIN_BASELINE <= len(points) // 2:
+            base = [v for _, v in points[:MIN_BASELINE]]
+            start_at = points[MIN_BASELINE][0]
+        else:
+            start_at = start
+        incident = [(t, v) for t, v in points if t >= start_at]
         if not base or not incident:
             continue
         if s.signal == "cert_expiry_timestamp":
             signal = _cert_signal(s, base, incident, points)
         else:
-            signal = _score_series(s, base, incident)
+            signal = _score_series(s, base, incident, _sustain_steps(points))
+            denominator = by_key.get((RATIO_DENOMINATORS.get(s.signal), s.service, s.peer))
+            if denominator and signal.direction == "up" and not _counts_agree(points, denominator, start_at, signal):
+                signal = signal.model_copy(update={"score": 0.0, "direction": "flat", "onset": None})
+        if short:
+            signal = signal.model_copy(update={"short_baseline": True})
         if signal.score >= ONSET_Z or (s.signal == "up" and signal.peak < 0.5):
             signals.append(signal)
         elif s.signal in COMPANIONS.values():
@@ -95,18 +117,52 @@ def first_sustained(z: list[float], threshold: float = ONSET_Z, k: int = SUSTAIN
     return None
 
 
-def _score_series(s: MetricSeries, base: list[float], incident: list[tuple[float, float]]) -> MetricSignal:
+def _sustain_steps(points: list[tuple[float, float]]) -> int:
+    """Samples a deviation must hold: a minute's worth at the series' own step, at least MIN_SUSTAIN."""
+    gaps = [b[0] - a[0] for a, b in zip(points, points[1:], strict=False) if b[0] > a[0]]
+    step = median(gaps) if gaps else SUSTAIN_SECONDS / SUSTAIN
+    return max(MIN_SUSTAIN, math.ceil(SUSTAIN_SECONDS / step - 1e-9))
+
+
+def _counts_agree(
+    points: list[tuple[float, float]], denominator: MetricSeries, start: float, signal: MetricSignal
+) -> bool:
+    """Does the count of events behind a rising ratio exceed what its baseline explains (statistics.excess_events)?
+
+    Counts are the ratio times its denominator's rate, summed over samples; an unknown denominator is no evidence
+    against the ratio."""
+    rates = dict(denominator.points)
+    step = (points[-1][0] - points[0][0]) / max(1, len(points) - 1)
+    since = signal.onset.timestamp() if signal.onset else start
+    base_trials = base_events = trials = events = 0.0
+    for t, ratio in points:
+        rate = rates.get(t)
+        if rate is None or math.isnan(rate):
+            continue
+        n = max(rate, 0.0) * step
+        if t < start:
+            base_trials, base_events = base_trials + n, base_events + n * min(max(ratio, 0.0), 1.0)
+        elif t >= since:
+            trials, events = trials + n, events + n * min(max(ratio, 0.0), 1.0)
+    if base_trials == 0 and trials == 0:
+        return True
+    return excess_events(base_events, base_trials, events, trials)
+
+
+def _score_series(
+    s: MetricSeries, base: list[float], incident: list[tuple[float, float]], k: int = SUSTAIN
+) -> MetricSignal:
     center, scale = robust_scale(s.signal, base)
     values = [v for _, v in incident]
     z = [(v - center) / scale for v in values]
-    up, _ = sustained(z)
-    down, _ = sustained([-x for x in z])
+    up, _ = sustained(z, k)
+    down, _ = sustained([-x for x in z], k)
     direction = "up" if up >= down else "down"
     score = max(up, down, 0.0)
     oriented = z if direction == "up" else [-x for x in z]
-    onset = first_sustained(oriented) if score >= ONSET_Z else None
+    onset = first_sustained(oriented, k=k) if score >= ONSET_Z else None
     peak = max(values) if direction == "up" else min(values)
-    tail = values[-SUSTAIN:]
+    tail = values[-k:]
     return MetricSignal(
         service=s.service,
         signal=s.signal,

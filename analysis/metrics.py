@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from statistics import median
 
 from analysis.records import MetricSeries
-from analysis.statistics import excess_events
+from analysis.statistics import excess_events, mann_kendall, pairwise_slopes
 from state import MetricEvidence, MetricSignal, Window
 
 # Noise floors of the scale (absolute, relative to the baseline level): a deviation smaller than these is
@@ -18,6 +18,7 @@ FLOORS: dict[str, tuple[float, float]] = {
     "latency_p99": (0.005, 0.10),
     "client_request_rate": (0.5, 0.10),
     "client_error_ratio": (0.01, 0.20),
+    "client_latency_p99": (0.005, 0.10),
     "cpu_usage": (0.001, 0.10),  # one millicore: the CPU accounting unit of Kubernetes and cgroups
     "memory_bytes": (1e6, 0.05),
     "db_pool_in_use": (1.0, 0.10),
@@ -25,11 +26,12 @@ FLOORS: dict[str, tuple[float, float]] = {
     "disk_free_bytes": (1e6, 0.02),
     "up": (0.1, 0.0),
 }
-# A deviation must hold for a minute and for at least two samples: at 15 s steps a 1-2 step blip never scores, and at
-# one sample a minute (a common scrape interval) one odd sample never does, while a 3-minute fault still can.
+# A deviation must hold for SUSTAIN samples (a minute at the usual 15 s scrape: a 1-2 step blip never scores), or for
+# a minute when samples are sparser, but never for fewer than two: at one sample a minute one odd sample never
+# scores, while a fault seen for 3 minutes still can.
+SUSTAIN = 4
 SUSTAIN_SECONDS = 60.0
 MIN_SUSTAIN = 2
-SUSTAIN = 4  # steps at the 15 s resolution the simulator and most scrapes use
 # A spread (MAD) estimated from fewer samples than this is noise itself: with less history before the window, the
 # window's first samples lend the baseline what it lacks, and the signal says its baseline was short.
 MIN_BASELINE = 8
@@ -39,6 +41,10 @@ MAX_SCORE = 1000.0
 EXPIRED_SCORE = 20.0
 MAX_SIGNALS = 24
 COMPANIONS = {"db_pool_in_use": "db_pool_max"}
+# Levels that leak or fill over hours: tested for a steady trend over all the history read, through restarts.
+TRENDED = ("memory_bytes", "disk_free_bytes")
+TREND_Z = 3.1  # Mann-Kendall z of a one-sided p < 0.001
+TREND_SHARE = 0.2  # a change of a fifth of the level over the history read: caches and heaps settle by less
 # A ratio is read with the rate of what it divides: its count of events decides whether it means anything.
 RATIO_DENOMINATORS = {"error_ratio": "request_rate", "client_error_ratio": "client_request_rate"}
 
@@ -74,7 +80,10 @@ def summarize_metrics(series: list[MetricSeries], window: Window, *, max_signals
                 signal = signal.model_copy(update={"score": 0.0, "direction": "flat", "onset": None})
         if short:
             signal = signal.model_copy(update={"short_baseline": True})
-        if signal.score >= ONSET_Z or (s.signal == "up" and signal.peak < 0.5):
+        if s.signal in TRENDED:
+            trend, resets = level_trend(points)
+            signal = signal.model_copy(update={"trend": trend, "resets": resets})
+        if signal.score >= ONSET_Z or (s.signal == "up" and signal.peak < 0.5) or signal.trend:
             signals.append(signal)
         elif s.signal in COMPANIONS.values():
             companions.append(signal)
@@ -84,7 +93,41 @@ def summarize_metrics(series: list[MetricSeries], window: Window, *, max_signals
     # A usage signal is read against its limit (pool in use vs pool max): keep the limit beside it.
     wanted = {(m.service, COMPANIONS[m.signal]) for m in kept if m.signal in COMPANIONS}
     kept += [m for m in companions if (m.service, m.signal) in wanted]
-    return MetricEvidence(signals=kept, series_read=len(series))
+    measured: dict[str, list[str]] = {}
+    for s in series:
+        measured.setdefault(s.service, []).append(s.signal + (f"->{s.peer}" if s.peer else ""))
+    return MetricEvidence(signals=kept, series_read=len(series), measured={k: sorted(v) for k, v in measured.items()})
+
+
+def level_trend(points: list[tuple[float, float]]) -> tuple[float | None, int]:
+    """A steady trend of a level over its history (slope per second, None when not significant) and its resets.
+
+    A reset is the level falling at once to under half its last value and below where its segment started: a
+    restart (a spike falling back to its usual level is none). Resets split the history into segments; the
+    Mann-Kendall statistic adds over them and the slope is the median of the pairwise slopes within segments, so a
+    leak that restarts still shows as one rising trend."""
+    segments: list[list[tuple[float, float]]] = [[]]
+    for t, v in points:
+        seg = segments[-1]
+        if seg and v < 0.5 * seg[-1][1] and v < 0.9 * seg[0][1]:
+            segments.append([])
+        segments[-1].append((t, v))
+    resets = len(segments) - 1
+    s_total = var_total = 0.0
+    slopes: list[float] = []
+    for seg in segments:
+        s, var = mann_kendall([v for _, v in seg])
+        s_total, var_total = s_total + s, var_total + var
+        slopes += pairwise_slopes(seg)
+    if not var_total or not slopes or not s_total:
+        return None, resets
+    z = (s_total - math.copysign(1, s_total)) / math.sqrt(var_total)
+    slope = median(slopes)
+    level = median(v for _, v in points)
+    span = points[-1][0] - points[0][0]
+    if abs(z) < TREND_Z or not level or abs(slope) * span < TREND_SHARE * abs(level):
+        return None, resets
+    return _round(slope), resets
 
 
 def robust_scale(signal: str, values: list[float]) -> tuple[float, float]:
@@ -118,10 +161,10 @@ def first_sustained(z: list[float], threshold: float = ONSET_Z, k: int = SUSTAIN
 
 
 def _sustain_steps(points: list[tuple[float, float]]) -> int:
-    """Samples a deviation must hold: a minute's worth at the series' own step, at least MIN_SUSTAIN."""
+    """Samples a deviation must hold: SUSTAIN, or a minute's worth when the series' step is longer (MIN_SUSTAIN+)."""
     gaps = [b[0] - a[0] for a, b in zip(points, points[1:], strict=False) if b[0] > a[0]]
     step = median(gaps) if gaps else SUSTAIN_SECONDS / SUSTAIN
-    return max(MIN_SUSTAIN, math.ceil(SUSTAIN_SECONDS / step - 1e-9))
+    return min(SUSTAIN, max(MIN_SUSTAIN, math.ceil(SUSTAIN_SECONDS / step - 1e-9)))
 
 
 def _counts_agree(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from statistics import median
 
 # A change is believed when chance alone would produce it less than once in a thousand looks: the engine looks at a
 # few hundred series per incident, so a laxer level would flag some series in every quiet window.
@@ -38,44 +37,20 @@ def excess_events(
     return poisson_tail(round(events), rate * trials) < level
 
 
-def theil_sen_slope(points: list[tuple[float, float]]) -> float:
-    """Median of the pairwise slopes: a trend estimate that a few outliers (restarts, spikes) cannot move."""
-    if len(points) > 200:  # thin evenly: the median of slopes needs no more pairs than that
-        stride = len(points) / 200
-        points = [points[int(i * stride)] for i in range(200)]
-    slopes = [
-        (v2 - v1) / (t2 - t1)
-        for i, (t1, v1) in enumerate(points)
-        for t2, v2 in points[i + 1 :]
-        if t2 > t1
-    ]
-    return median(slopes) if slopes else 0.0
+def pairwise_slopes(points: list[tuple[float, float]], limit: int = 120) -> list[float]:
+    """Slopes between every pair of points (thinned evenly to `limit` points): their median is the Theil-Sen trend,
+    which a few outliers (spikes, restarts) cannot move."""
+    if len(points) > limit:
+        stride = len(points) / limit
+        points = [points[int(i * stride)] for i in range(limit)]
+    return [(v2 - v1) / (t2 - t1) for i, (t1, v1) in enumerate(points) for t2, v2 in points[i + 1 :] if t2 > t1]
 
 
-def mann_kendall_z(values: list[float]) -> float:
-    """Mann-Kendall trend statistic as a z score (positive: rising); needs no distribution and no fitted line."""
+def mann_kendall(values: list[float]) -> tuple[float, float]:
+    """Mann-Kendall trend statistic S (positive: rising) and its variance under no trend; needs no distribution and
+    no fitted line, and adds over independent segments."""
     n = len(values)
-    if n < 4:
-        return 0.0
+    if n < 3:
+        return 0.0, 0.0
     s = sum((values[j] > values[i]) - (values[j] < values[i]) for i in range(n) for j in range(i + 1, n))
-    var = n * (n - 1) * (2 * n + 5) / 18
-    if s == 0:
-        return 0.0
-    return (s - math.copysign(1, s)) / math.sqrt(var)
-
-
-def change_point(values: list[float]) -> int | None:
-    """Index where the mean shifts most (the split minimising the summed squared error of two flat segments)."""
-    n = len(values)
-    if n < 2:
-        return None
-    total, total_sq = sum(values), sum(v * v for v in values)
-    best, where, left, left_sq = math.inf, None, 0.0, 0.0
-    for i in range(1, n):
-        left += values[i - 1]
-        left_sq += values[i - 1] ** 2
-        right, right_sq = total - left, total_sq - left_sq
-        cost = (left_sq - left * left / i) + (right_sq - right * right / (n - i))
-        if cost < best:
-            best, where = cost, i
-    return where
+    return float(s), n * (n - 1) * (2 * n + 5) / 18

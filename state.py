@@ -137,6 +137,7 @@ class MetricSignal(Model):
     score: float
     direction: Literal["up", "down", "flat"]
     onset: datetime | None = None
+    active: bool = True  # still deviating at the window's end (an anomaly that recovered belongs to an earlier fault)
     short_baseline: bool = False  # less history than half the baseline window: the score rests on few samples
     trend: float | None = None  # significant steady change over the whole history read, units per second
     resets: int = 0  # times the series fell by half or more at once (a restart of a gauge, a counter reset)

@@ -81,7 +81,7 @@ def summarize_metrics(series: list[MetricSeries], window: Window, *, max_signals
         if short:
             signal = signal.model_copy(update={"short_baseline": True})
         if s.signal in TRENDED:
-            trend, resets = level_trend(points)
+            trend, resets = level_trend(points, start)
             signal = signal.model_copy(update={"trend": trend, "resets": resets})
         if signal.score >= ONSET_Z or (s.signal == "up" and signal.peak < 0.5) or signal.trend:
             signals.append(signal)
@@ -99,20 +99,22 @@ def summarize_metrics(series: list[MetricSeries], window: Window, *, max_signals
     return MetricEvidence(signals=kept, series_read=len(series), measured={k: sorted(v) for k, v in measured.items()})
 
 
-def level_trend(points: list[tuple[float, float]]) -> tuple[float | None, int]:
-    """A steady trend of a level over its history (slope per second, None when not significant) and its resets.
+def level_trend(points: list[tuple[float, float]], since: float) -> tuple[float | None, int]:
+    """A steady trend of a level over its history (slope per second, None when not significant) and its resets
+    from `since` on (the incident window).
 
     A reset is the level falling at once to under half its last value and below where its segment started: a
     restart (a spike falling back to its usual level is none). Resets split the history into segments; the
     Mann-Kendall statistic adds over them and the slope is the median of the pairwise slopes within segments, so a
     leak that restarts still shows as one rising trend."""
     segments: list[list[tuple[float, float]]] = [[]]
+    resets = 0
     for t, v in points:
         seg = segments[-1]
         if seg and v < 0.5 * seg[-1][1] and v < 0.9 * seg[0][1]:
             segments.append([])
+            resets += t >= since
         segments[-1].append((t, v))
-    resets = len(segments) - 1
     s_total = var_total = 0.0
     slopes: list[float] = []
     for seg in segments:
@@ -206,6 +208,14 @@ def _score_series(
     onset = first_sustained(oriented, k=k) if score >= ONSET_Z else None
     peak = max(values) if direction == "up" else min(values)
     tail = values[-k:]
+    # Still deviating at the window's end? Then its onset is where the episode under way began: an earlier episode
+    # of the same series that recovered in between is an earlier fault, not this one's start.
+    active = score >= ONSET_Z and median(oriented[-k:]) >= ONSET_Z
+    if active:
+        i = len(oriented) - k
+        while i > 0 and oriented[i - 1] >= ONSET_Z / 2:
+            i -= 1
+        onset = i
     return MetricSignal(
         service=s.service,
         signal=s.signal,
@@ -216,6 +226,7 @@ def _score_series(
         score=round(min(score, MAX_SCORE), 2),
         direction=direction if score >= ONSET_Z else "flat",
         onset=None if onset is None else datetime.fromtimestamp(incident[onset][0], UTC),
+        active=active,
     )
 
 

@@ -297,7 +297,7 @@ def _establish(service: str, f: Facts, facts: dict[str, Facts], graph: _Graph) -
         fact("memory_growth", 1, [_describe(mem)])
     if mem and mem.trend and mem.trend > 0:
         fact("memory_trend", 1, [f"metric memory_bytes of {service} rising steadily ({_per_hour(mem)})"])
-    if (up and up.peak < 0.5) or (mem and mem.resets):
+    if (up and up.peak < 0.5) or (mem and mem.resets):  # both read in the incident window only
         fact("restarts", 1, [f"{service} restarted in the window (`up` dipped to 0 or memory fell by half at once)"])
     if (cpu := f.anomalous("cpu_usage")) and _ratio(cpu) >= 1.8:
         if _ratio(cpu) / load >= 1.8:
@@ -426,9 +426,9 @@ EXHAUSTION_HORIZON = 3600.0  # a disk that runs out within the hour needs action
 
 
 def _active(m: MetricSignal) -> bool:
-    """Still deviating at the window's end (half its peak deviation left): an anomaly that already recovered
-    belongs to an earlier fault, kept apart from the alerted one."""
-    return abs(m.current - m.baseline) >= 0.5 * abs(m.peak - m.baseline)
+    """Still deviating at the window's end (analysis/metrics.py): an anomaly that already recovered belongs to an
+    earlier fault, kept apart from the alerted one."""
+    return m.active
 
 
 def _per_hour(m: MetricSignal) -> str:

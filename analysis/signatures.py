@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 FACTS: dict[str, str] = {
     "memory_growth": "resident memory up at least 1.5x over its baseline and still up",
     "memory_trend": "memory rising steadily over the whole history read (Mann-Kendall), through restarts",
-    "restarts": "the process restarted: `up` dipped below 0.5 or memory fell by half at once",
+    "restarts": "the process restarted in the window: `up` dipped below 0.5 or memory fell by half at once",
     "oom_cue": "its own logs name memory exhaustion",
     "cpu_high": "CPU up at least 1.8x, more than its request rate explains (load-normalised)",
     "cpu_cue": "its own logs show missed deadlines or full work queues",
@@ -77,7 +77,15 @@ class Signature:
 SIGNATURES: tuple[Signature, ...] = (
     Signature(
         "memory_leak",
-        needs=(("memory_growth",), ("memory_trend",), ("oom_cue",)),
+        # a trend alone is a slow fault of its own, kept apart from the alerted one until it hurts: restarts,
+        # slowness or errors where it grows
+        needs=(
+            ("memory_growth",),
+            ("memory_trend", "restarts"),
+            ("memory_trend", "latency_up"),
+            ("memory_trend", "error_ratio_up"),
+            ("oom_cue",),
+        ),
         weights={"memory_growth": 5, "memory_trend": 5, "restarts": 1.5, "oom_cue": 3},
         fact="a leak grows resident memory until the runtime or the OOM killer ends the process, which restarts",
     ),

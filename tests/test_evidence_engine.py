@@ -171,6 +171,7 @@ def test_an_earlier_fault_that_recovered_is_kept_apart_from_the_alerted_one():
         # an earlier, larger fault at checkout (a stress process: cpu and memory), over before the alerted one began
         series("cpu_usage", "checkout", lambda t: 0.9 if earlier <= t < recovered else 0.1, step=60),
         series("memory_bytes", "checkout", lambda t: 400e6 if earlier <= t < recovered else 100e6, step=60),
+        series("up", "checkout", lambda t: 0.0 if earlier + 60 <= t < earlier + 120 else 1.0, step=60),
         series("latency_p99", "checkout", lambda t: 0.9 if earlier <= t < recovered else 0.1, step=60),
         # the alerted one: cpu at payments, still going at the alert
         series("cpu_usage", "payments", after(now, 0.1, 0.4), step=60),
@@ -211,6 +212,21 @@ def test_network_delay_shows_as_latency_only():
     ]
     ev = evidence(metrics)
     assert top(ev) == ("payments", "network_partition"), ev.candidates
+
+
+def test_slow_calls_to_a_service_whose_server_is_not_slow_name_its_network():
+    # tc netem on payments' pod: its callers wait, while the p99 its own server measures stays flat
+    metrics = healthy("web", "checkout", "payments") + [
+        series("latency_p99", "payments", lambda t: 0.05),
+        series("client_latency_p99", "checkout", after(ONSET, 0.06, 0.5), peer="payments"),
+        series("latency_p99", "checkout", after(ONSET + 15, 0.2, 0.6)),
+        series("client_latency_p99", "web", after(ONSET + 15, 0.2, 0.6), peer="checkout"),
+        series("latency_p99", "web", after(ONSET + 30, 0.3, 0.7)),
+        series("cpu_usage", "payments", lambda t: 0.2),
+    ]
+    ev = evidence(metrics)
+    assert top(ev) == ("payments", "network_partition"), ev.candidates
+    assert any("network delay" in e for e in ev.candidates[0].evidence)
 
 
 # --- low-traffic noise ----------------------------------------------------------------------------------------

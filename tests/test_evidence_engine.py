@@ -128,6 +128,23 @@ def test_memory_leak_that_began_before_the_baseline_and_restarted_in_the_window(
     assert any("restart" in e for e in ev.candidates[0].evidence)
 
 
+def test_a_disk_filling_since_before_the_baseline_is_found_by_its_time_to_exhaustion():
+    since = T0 - 3600
+
+    def free(t):  # 60 GB free, losing 8 MB/s for two hours: about 12 GB left at the alert, 25 minutes from full
+        return 60e9 - 8e6 * (t - since)
+
+    metrics = [
+        series("disk_free_bytes", "db-proxy", free, since=since),
+        series("latency_p99", "db-proxy", lambda t: 0.05),
+        series("request_rate", "db-proxy", lambda t: 40.0),
+        series("error_ratio", "db-proxy", lambda t: 0.001),
+    ]
+    ev = evidence(metrics)
+    assert top(ev) == ("db-proxy", "disk_full"), ev.candidates
+    assert any("runs out in" in e for e in ev.candidates[0].evidence)
+
+
 def test_short_history_gives_a_flagged_baseline_not_silence():
     window = Window(start=END - timedelta(minutes=15), end=END, baseline_start=END - timedelta(minutes=45))
     since = END.timestamp() - 15.5 * 60  # half a minute of history before the window

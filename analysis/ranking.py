@@ -185,11 +185,13 @@ def _onset(f: Facts, log_stats) -> datetime | None:
 
 
 def _callee_agrees(m: MetricSignal, facts: dict[str, Facts], graph: _Graph, measured: dict[str, list[str]]) -> bool:
-    """Does a failing edge caller->callee blame the callee? Yes when the callee's own server errors or another
-    caller's calls to it agree, or nothing measured says it is healthy; no when its server side and its other
-    callers were measured and are fine: then the caller's side of the edge (its network, its client) is at fault."""
+    """Does a failing edge caller->callee blame the callee? Yes when the callee's own server side shows trouble
+    (errors, slowness, traffic that stopped arriving, a failed scrape) or another caller's calls to it fail too, or
+    nothing measured says it is fine; no when its server side and its other callers were measured and are fine: then
+    the caller's side of the edge (its network, its client) is at fault."""
     callee = facts[m.peer]
-    if callee.anomalous("error_ratio"):
+    own = (("error_ratio", "up"), ("latency_p99", "up"), ("request_rate", "down"), ("up", "down"))
+    if any(callee.anomalous(signal, direction) for signal, direction in own):
         return True
     others = [c for c in graph.callers.get(m.peer, ()) if c != m.service]
     if any(_edge_fails(facts[c], m.peer) for c in others):

@@ -20,7 +20,7 @@ from state import Patch, PrTarget
 from tests.conftest import REPO_ROOT
 from tests.secret_corpus import planted_secrets
 from tools.git_repo import revert_patch, run_tests
-from tools.sandbox import Limits, sandbox_problem
+from tools.sandbox import Limits
 
 PY = sys.executable
 CALC = "def add(a, b):\n    return a + b\n"
@@ -82,7 +82,7 @@ def failed(patch: Patch) -> dict[str, str]:
     return {c.name: c.detail for c in patch.checks if not c.ok}
 
 
-needs_sandbox = pytest.mark.skipif(sandbox_problem() is not None, reason=f"no sandbox here: {sandbox_problem()}")
+needs_sandbox = pytest.mark.usefixtures("sandbox")
 
 
 # --- the defects of issue 8 ------------------------------------------------------------------------------------

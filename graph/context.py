@@ -37,6 +37,10 @@ class Context:
     """The code repository of the alerted fleet (a local git path); None = use the telemetry's own, if any."""
     pr_backend: Literal["local", "github"] = "local"
     """Where create_pr writes: a branch in a local working copy, or a GitHub pull request."""
+    github_token: str | None = None
+    """A GitHub token (GITHUB_TOKEN): the REST API and GitHub's MCP server."""
+    github_mcp: str | None = None
+    """GitHub's MCP server for repositories without a local checkout: its URL, or the command that starts it."""
     window_seconds: int = 900
     """Length of the incident window before the alert time."""
     baseline_seconds: int = 1800

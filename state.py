@@ -343,10 +343,39 @@ class PatchCheck(Model):
     detail: str = ""
 
 
+class FileChange(Model):
+    """One file of a patch as a code host takes it: the path, the blob it replaces, the whole new content."""
+
+    path: str
+    base_sha: str | None = None
+    """The file's blob id at the base commit; None = a new file."""
+    content: str | None = None
+    """The new content; None = the file is deleted."""
+    mode: Literal["100644", "100755", "120000"] = "100644"
+
+
+class PrTarget(Model):
+    """Where an approved fix is written, decided before the gate so that the gate can say exactly that."""
+
+    backend: Literal["local", "github"]
+    repository: str
+    """owner/name on GitHub, or the local repository's path."""
+    branch: str
+    base_branch: str
+
+    def action(self) -> str:
+        """What approving does, in one phrase."""
+        if self.backend == "github":
+            return (f"open a GitHub pull request on {self.repository} from a new branch {self.branch} "
+                    f"into {self.base_branch}")
+        return (f"create the local branch {self.branch} in {self.repository} (on {self.base_branch}); "
+                "no pull request is opened and nothing is pushed")
+
+
 class Patch(Model):
     """A proposed fix as a unified diff against the repository."""
 
-    kind: Literal["revert", "edit"]
+    kind: Literal["revert", "targeted", "edit"]
     repo: str
     base_commit: str
     reverts: str | None = None
@@ -354,6 +383,9 @@ class Patch(Model):
     description: str = ""
     diff: str
     files: list[str] = Field(default_factory=list)
+    files_to_modify: list[FileChange] = Field(default_factory=list)
+    target: PrTarget | None = None
+    test_command: list[str] = Field(default_factory=list)
     checks: list[PatchCheck] = Field(default_factory=list)
     tests_before: Literal["pass", "fail", "not_run"] = "not_run"
     tests_after: Literal["pass", "fail", "not_run"] = "not_run"
@@ -362,6 +394,10 @@ class Patch(Model):
     def ready(self) -> bool:
         """True when every check passed."""
         return bool(self.checks) and all(c.ok for c in self.checks)
+
+    def failed_checks(self) -> str:
+        """The checks that failed, with why ("" when none did)."""
+        return "; ".join(f"{c.name}: {c.detail}" if c.detail else c.name for c in self.checks if not c.ok)
 
 
 class Approval(Model):
@@ -380,7 +416,10 @@ class ApprovalRequest(Model):
     root_cause: RootCause | None
     patch: Patch
     checks: list[PatchCheck]
-    question: str = "Open a pull request with this patch?"
+    question: str
+    """What approving does, asked as a question (the CLI and the dashboard show it as it is)."""
+    approve_label: str
+    """The approve button's words."""
 
 
 class PullRequest(Model):

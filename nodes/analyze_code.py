@@ -23,6 +23,7 @@ from prompts.views import code_view
 from state import CodeFindings, DeployEvent, Detection, Evidence, FileExcerpt, IncidentState
 from tools.llm import spent_tokens, structured_call
 from tools.mcp_code import CodeReader, open_code_reader
+from tools.redact import redact_value
 
 MAX_COMMITS = 15  # commits of the deployed range read per run
 WITHOUT_PREVIOUS = timedelta(days=7)  # when no deploy names the commit before: the week before the deploy
@@ -62,7 +63,7 @@ async def analyze_code(state: IncidentState, runtime: Runtime[Context]) -> dict[
     update |= llm_outcome("analyze_code", usage, error)
     if verdict is not None and (verdict.culprit_file is None or verdict.culprit_file in findings.files_changed):
         findings = findings.model_copy(update={"summary": verdict.summary})
-    update["code"] = findings
+    update["code"] = redact_value(findings)  # checkpoints hold no secret; the revert is read from git, not from here
     return update
 
 

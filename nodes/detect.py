@@ -65,7 +65,7 @@ async def detect(state: IncidentState, runtime: Runtime[Context]) -> dict[str, A
         if note:
             update.setdefault("errors", []).append(error_record("detect", note, source="code"))
         detection = detection.model_copy(update={
-            "repository": repository, "repo": repository.name if repository else None,
+            "repository": repository, "repo": repository.checkout if repository else None,
             "reasons": [*detection.reasons, note] if note else detection.reasons,
         })
     update["detection"] = detection

@@ -197,7 +197,7 @@ def step_detail(node: str, update: dict[str, Any]) -> str:
         code = update["code"]
         return f'commit {code.commit[:10]} "{code.subject}"' + (
             " matches the stack traces" if code.matches_stack_trace else ""
-        )
+        ) + (f", first of {len(code.suspects)} deployed commits" if len(code.suspects) > 1 else "")
     if node == "rca" and "root_cause" in update:
         rc = update["root_cause"]
         return f"{rc.fault_type} in {rc.service} ({rc.confidence:.0%})"

@@ -31,6 +31,8 @@ from state import TelemetrySpec
 from tests.github_loopback import GitHubLoopback
 from tools.database import open_database
 from tools.sandbox import sandbox_problem
+from web.render import render_brief_markdown
+from web.view import incident_page
 
 END = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 SEED = 1
@@ -95,8 +97,9 @@ def live_stack(tmp_path_factory):
 
 
 def live_context(stack, output: Path) -> Context:
-    repositories = {stack["scenario"].root_service: {
-        "github": "acme/shop", "checkout": str(stack["repo"].path), "path": f"services/{stack['scenario'].root_service}",
+    service = stack["scenario"].root_service
+    repositories = {service: {
+        "github": "acme/shop", "checkout": str(stack["repo"].path), "path": f"services/{service}",
         "base_branch": "main", "test_command": list(SAMPLE_TEST_COMMAND),
     }}
     base = Context(notify_channels=(), output_dir=str(output), pr_backend="github", github_token=TOKEN,
@@ -114,7 +117,7 @@ async def test_live_regression_to_one_pull_request(live_stack, database_url, tmp
 
         # the guard routed the live incident to analyze_code: app_build_info named the deployed commit
         detection = values["detection"]
-        assert detection.code_regression and detection.suspect_commit == repo.bad_commit, (values["errors"], values["evidence"].deploys)
+        assert detection.code_regression and detection.suspect_commit == repo.bad_commit, values["errors"]
         assert detection.repository.github == "acme/shop"
         code = values["code"]
         assert code is not None and code.commit == repo.bad_commit
@@ -129,6 +132,13 @@ async def test_live_regression_to_one_pull_request(live_stack, database_url, tmp
         assert tests.ok and "in the sandbox" in tests.detail
         assert waiting.status == "awaiting_approval" and waiting.interrupt is not None
         assert not [r for r in github.requests if r.method == "POST"]  # nothing written before approval
+
+        # the gate shows the ranking with its reasons (payload, dashboard and brief)
+        gate = waiting.interrupt
+        assert [s["commit"] for s in gate["suspects"]][0] == repo.bad_commit and gate["suspects"][0]["reasons"]
+        page = incident_page(values, gate=gate)
+        assert page.gate.suspects[0][0] == repo.bad_commit[:10] and "stack frame" in page.gate.suspects[0][2]
+        assert f"1. `{repo.bad_commit[:10]}` " in render_brief_markdown(values)
 
         # approve: exactly one pull request
         done = await runner.resume(waiting.incident_id, ApprovalDecision(decision="approve", by="alice"))

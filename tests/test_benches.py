@@ -73,3 +73,8 @@ def test_prompt_size_of_one_incident():
 def test_cli_startup_with_two_runs():
     rows = json.loads(bench("bench.cli_startup", "--runs", "2", "--json"))
     assert [r["command"] for r in rows][0] == "incident-copilot --help" and all(r["median_s"] > 0 for r in rows)
+
+
+def test_code_reading_over_mcp():
+    result = json.loads(bench("bench.code_reading", "--runs", "1", "--json"))
+    assert result["top_is_the_bad_commit"] and result["tool_calls_per_run"] > 1

@@ -124,7 +124,8 @@ def _search_terms(query: str) -> tuple[list[str], dict[str, str]]:
 def build_server(root: str | Path) -> FastMCP:
     """The MCP server of one repository."""
     repository = Repository(root)
-    server = FastMCP("incident-copilot-repo", instructions=f"Read-only access to the git repository {root}.")
+    server = FastMCP("incident-copilot-repo", instructions=f"Read-only access to the git repository {root}.",
+                     log_level="WARNING")  # stderr is the client's terminal
 
     @server.tool(annotations=READ_ONLY, structured_output=False)
     def search_code(query: str, sort: str | None = None, order: str | None = None, page: int = 1,

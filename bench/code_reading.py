@@ -72,11 +72,11 @@ async def measure(runs: int) -> dict:
     }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=5, help="runs to take medians over (default 5)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     result = asyncio.run(measure(args.runs))
     if args.json:
         print(json.dumps(result))

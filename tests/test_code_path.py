@@ -145,3 +145,16 @@ async def test_the_guard_routes_a_live_regression_to_analyze_code(tmp_path) -> N
     assert route_after_detect({**state, **update}) == "fan_out"
     assert "no code repository is configured for checkout" in update["errors"][0].message
     assert any("no code repository" in reason for reason in update["detection"].reasons)
+
+
+async def test_the_runs_repo_replaces_the_checkout_and_keeps_the_map(tmp_path) -> None:
+    with LoopbackServer(FakePrometheus(build_info)) as server:
+        deploys = await LiveTelemetry(Context(prometheus_url=server.url)).deploys(["checkout"], START, END)
+    state = {"evidence": regression_evidence(deploys), "digest": "", "telemetry": TelemetrySpec(kind="live")}
+    tables = {"repositories": {"checkout": {"github": "acme/shop", "test_command": ["make", "test"]}}}
+    update = await detect(state, Runtime(context=Context(repo=str(tmp_path), telemetry_tables=tables)))
+    repository = update["detection"].repository
+    assert (repository.checkout, repository.github, repository.test_command) == (
+        str(tmp_path), "acme/shop", ["make", "test"])
+    update = await detect(state, Runtime(context=Context(repo=str(tmp_path))))
+    assert update["detection"].repository.checkout == str(tmp_path) and not update.get("errors")

@@ -182,3 +182,14 @@ async def test_deploys_from_github_deployments_and_releases(tmp_path) -> None:
     assert reader.notes == []
     assert any("GitHub refused the token (401" in note for note in refused.notes)
     assert missing.notes == ["deploys: GitHub deployments and releases not read: set GITHUB_TOKEN"]
+async def test_the_runs_repo_replaces_the_checkout_and_keeps_the_map(tmp_path) -> None:
+    with LoopbackServer(FakePrometheus(build_info)) as server:
+        deploys = await LiveTelemetry(Context(prometheus_url=server.url)).deploys(["checkout"], START, END)
+    state = {"evidence": regression_evidence(deploys), "digest": "", "telemetry": TelemetrySpec(kind="live")}
+    tables = {"repositories": {"checkout": {"github": "acme/shop", "test_command": ["make", "test"]}}}
+    update = await detect(state, Runtime(context=Context(repo=str(tmp_path), telemetry_tables=tables)))
+    repository = update["detection"].repository
+    assert (repository.checkout, repository.github, repository.test_command) == (
+        str(tmp_path), "acme/shop", ["make", "test"])
+    update = await detect(state, Runtime(context=Context(repo=str(tmp_path))))
+    assert update["detection"].repository.checkout == str(tmp_path) and not update.get("errors")

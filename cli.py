@@ -216,7 +216,9 @@ def step_detail(node: str, update: dict[str, Any]) -> str:
         return f"{a.decision} by {a.by}"
     if node == "create_pr" and update.get("pr"):
         pr = update["pr"]
-        return f"{pr.status}: branch {pr.branch}" if pr.branch else f"{pr.status} {pr.detail}"
+        if pr.status == "failed":
+            return f"failed: {pr.detail}"
+        return f"{pr.status}: " + (f"pull request {pr.url}" if pr.url else f"branch {pr.branch}")
     if node == "notify":
         return ", ".join(f"{n.channel}: {n.target or n.status}" for n in update.get("notifications", []))
     return ""

@@ -386,6 +386,8 @@ class Patch(Model):
     files_to_modify: list[FileChange] = Field(default_factory=list)
     target: PrTarget | None = None
     test_command: list[str] = Field(default_factory=list)
+    test_dir: str = ""
+    """The folder the test command runs in: the service's folder in a monorepo ("" = the repository's root)."""
     checks: list[PatchCheck] = Field(default_factory=list)
     tests_before: Literal["pass", "fail", "not_run"] = "not_run"
     tests_after: Literal["pass", "fail", "not_run"] = "not_run"
@@ -397,7 +399,7 @@ class Patch(Model):
 
     def failed_checks(self) -> str:
         """The checks that failed, with why ("" when none did)."""
-        return "; ".join(f"{c.name}: {c.detail}" if c.detail else c.name for c in self.checks if not c.ok)
+        return "; ".join(f"{c.name} — {c.detail}" if c.detail else c.name for c in self.checks if not c.ok)
 
 
 class Approval(Model):

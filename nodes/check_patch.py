@@ -14,11 +14,20 @@ from analysis.patch_checks import check_patch as safety_checks
 from state import IncidentState, Patch, PatchCheck
 from tools.git_repo import GitError, check_applies, file_changes, run_tests, symlinks_at
 from tools.redact import redact
+from tools.sandbox import SandboxRun
 
 OUTPUT_TAIL = 800
 
 
-def _tests_check(patch: Patch, failed: list[PatchCheck], after: Any) -> PatchCheck:
+def _tests(patch: Patch, diff: str | None) -> SandboxRun:
+    """The repository's tests on the base, with `diff` applied; a run that could not start says why."""
+    try:
+        return run_tests(patch.repo, patch.base_commit, diff, patch.test_command, subdir=patch.test_dir)
+    except (GitError, ValueError) as exc:
+        return SandboxRun("unavailable", f"not run: {exc}")
+
+
+def _tests_check(patch: Patch, failed: list[PatchCheck], after: SandboxRun | None) -> PatchCheck:
     """The check "tests pass with the patch", with why it did not when it did not."""
     name = "tests_pass"
     if failed:
@@ -27,6 +36,8 @@ def _tests_check(patch: Patch, failed: list[PatchCheck], after: Any) -> PatchChe
         return PatchCheck(name=name, ok=False, detail="not run: no test command is configured for this repository "
                                                       "(test_command in its [repositories.<service>] table)")
     command = " ".join(patch.test_command)
+    if after.status == "unavailable":
+        return PatchCheck(name=name, ok=False, detail=f"`{command}` {after.output}")
     if after.status == "passed":
         return PatchCheck(name=name, ok=True, detail=f"`{command}` passed in the sandbox with the patch")
     return PatchCheck(name=name, ok=False, detail=redact(
@@ -48,8 +59,8 @@ async def check_patch(state: IncidentState) -> dict[str, Any]:
     failed = [c for c in checks if not c.ok]
     before = after = None
     if not failed and patch.test_command:
-        before = await asyncio.to_thread(run_tests, patch.repo, patch.base_commit, None, patch.test_command)
-        after = await asyncio.to_thread(run_tests, patch.repo, patch.base_commit, patch.diff, patch.test_command)
+        before = await asyncio.to_thread(_tests, patch, None)
+        after = await asyncio.to_thread(_tests, patch, patch.diff)
     checks.append(_tests_check(patch, failed, after))
     files = patch.files_to_modify
     if not failed:  # what a code host is sent: the whole new content of each file the diff changes

@@ -140,6 +140,6 @@ async def propose_fix(state: IncidentState, runtime: Runtime[Context]) -> dict[s
         kind=kind, repo=checkout, base_commit=base, reverts=code.commit if kind == "revert" else None,
         title=redact(title), description=redact(description), diff=diff, files=code.files_changed,
         target=pr_target(repository, runtime.context, state["incident_id"], checkout),
-        test_command=repository.test_command,
+        test_command=repository.test_command, test_dir=repository.path.strip("/"),
     )
     return update

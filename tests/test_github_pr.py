@@ -3,6 +3,7 @@ commit on the base branch, idempotent across crashes and replays, and GitHub's e
 
 from __future__ import annotations
 
+import re
 import subprocess
 import time
 from datetime import UTC, datetime
@@ -10,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from graph.context import ConfigError
+from service.settings import SettingsError, load_settings
 from tests.github_loopback import GitHubLoopback, pull_body
 from tests.loopback import Reply
 from tools.git_repo import file_changes, revert_patch
@@ -171,3 +174,37 @@ def test_a_base_branch_that_moved_under_the_fix_is_reported(github, checkout):
     assert pr.status == "failed"
     assert "main on acme/shop changed since the fix was checked: calc.py (now" in pr.detail
     assert github.repositories["acme/shop"].ref("refs/heads/incident-copilot/inc-1") is None
+
+
+@pytest.mark.parametrize(("env", "message"), [
+    ({"PR_BACKEND": "github"}, "PR_BACKEND=github needs GITHUB_TOKEN"),
+    ({"PR_BACKEND": "github", "GITHUB_TOKEN": "t", "GITHUB_API_URL": "api.github.com"}, "http:// or https://"),
+])
+def test_a_github_backend_that_cannot_work_refuses_to_start(env, message):
+    with pytest.raises((ConfigError, SettingsError), match=message):
+        load_settings(None, env, dotenv=None).run_context()
+
+
+def test_the_github_settings_reach_the_run():
+    context = load_settings(None, {"PR_BACKEND": "github", "GITHUB_TOKEN": "ghp_x",
+                                   "GITHUB_API_URL": "https://ghe.example/api/v3/"}, dotenv=None).run_context()
+    assert (context.pr_backend, context.github_token, context.github_api_url) == (
+        "github", "ghp_x", "https://ghe.example/api/v3")
+
+
+def test_a_secondary_rate_limit_and_a_missing_permission_are_told_apart(github, checkout):
+    secondary = Reply(403, {"message": "You have exceeded a secondary rate limit. Please wait a few minutes before "
+                                       "you try again.", "documentation_url": "https://docs.github.com/rest"},
+                      {"retry-after": "120"})
+    github.script("/repos/acme/shop", secondary)
+    limited = open_pull_request(client(github), draft_for(checkout))
+    assert limited.status == "failed" and "rate limit is spent (403 You have exceeded" in limited.detail
+    assert re.search(r"\(in 1[12]\d s\): replay the incident from its approval after that$", limited.detail)
+    denied = Reply(403, {"message": "Resource not accessible by integration",
+                         "documentation_url": "https://docs.github.com/rest/git/refs#create-a-reference"})
+    github.script("/repos/acme/shop/git/refs", denied)
+    pr = open_pull_request(client(github), draft_for(checkout))
+    assert pr.status == "failed"
+    assert pr.detail == ("GitHub denied access to acme/shop (403 Resource not accessible by integration): the token "
+                         "needs contents and pull-request write")
+    assert github.repositories["acme/shop"].pulls == []

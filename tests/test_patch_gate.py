@@ -12,9 +12,13 @@ from pathlib import Path
 
 import pytest
 
+from analysis.patch_checks import check_patch as safety_checks
+from analysis.secrets import find_secrets
 from nodes.approve import gate_words
 from nodes.check_patch import check_patch
 from state import Patch, PrTarget
+from tests.conftest import REPO_ROOT
+from tests.secret_corpus import planted_secrets
 from tools.git_repo import revert_patch, run_tests
 from tools.sandbox import Limits, sandbox_problem
 
@@ -104,6 +108,26 @@ async def test_tests_that_do_not_reproduce_the_failure_do_not_block_the_gate(rep
     assert (patch.tests_before, patch.tests_after) == ("pass", "pass")  # recorded, not a precondition
 
 
+@needs_sandbox
+async def test_in_a_monorepo_the_tests_run_in_the_service_folder(repo):
+    commit(repo, {"services/pay/check.py": "import os\nassert os.path.basename(os.getcwd()) == 'pay'\n"}, "pay")
+    diff = diff_of(repo, {"services/pay/README.md": "# pay\n"})
+    patch = await checked(patch_for(repo, diff, command=[PY, "check.py"], test_dir="services/pay"))
+    assert patch.ready, patch.checks
+
+
+async def test_without_a_sandbox_nothing_runs_on_the_host(repo, tmp_path, monkeypatch):
+    import tools.sandbox
+
+    monkeypatch.setattr(tools.sandbox, "sandbox_problem", lambda: "bubblewrap (bwrap) is not installed")
+    marker = tmp_path / "ran-on-the-host"
+    diff = diff_of(repo, {"calc.py": CALC + "# note\n"})
+    patch = await checked(patch_for(repo, diff, command=[PY, "-c", f"open({str(marker)!r}, 'w')"]))
+    assert not patch.ready and not marker.exists()
+    assert "not run: bubblewrap (bwrap) is not installed" in failed(patch)["tests_pass"]
+    assert (patch.tests_before, patch.tests_after) == ("not_run", "not_run")
+
+
 async def test_no_configured_test_command_is_not_approvable_and_says_why(repo):
     diff = diff_of(repo, {"calc.py": CALC + "# note\n"})
     patch = await checked(patch_for(repo, diff, command=[]))
@@ -186,7 +210,7 @@ def hostile_diffs(repo: Path, tmp_path: Path) -> dict[str, tuple[str, str, str]]
         "edits CI config": (diff_of(repo, {".github/workflows/ci.yml": "on: push\njobs: {}\n"}),
                             "no_denied_paths", ".github/workflows/ci.yml (.github/)"),
         "adds a secret": (diff_of(repo, {"calc.py": CALC + 'API_TOKEN = "ghp_' + "a1B2" * 9 + '"\n'}),
-                          "no_secrets", "calc.py:3 github-token"),
+                          "no_secrets", "adds a secret at calc.py:3 (github-token)"),
         "escapes with ../": ("diff --git a/../evil.py b/../evil.py\nnew file mode 100644\n--- /dev/null\n"
                              "+++ b/../evil.py\n@@ -0,0 +1 @@\n+x = 1\n", "paths_inside_repo",
                              "../evil.py leaves the repository"),
@@ -242,3 +266,17 @@ async def test_patched_tests_that_try_the_network_or_write_outside_are_stopped(r
     assert "a write outside the worktree (read-only file system)" in reasons["tests_pass"]
     assert not outside.exists()
     assert patch.tests_after == "fail"
+
+
+def test_the_patch_check_uses_the_one_secret_detector_of_the_project():
+    source = (REPO_ROOT / "analysis" / "patch_checks.py").read_text()
+    assert "from analysis.secrets import find_secrets" in source
+    assert not any(token in source for token in ("AKIA", "ghp_", "PRIVATE KEY", "xox", "AIza"))
+    refused = 0
+    for planted in planted_secrets(60):
+        diff = f"--- a/app.py\n+++ b/app.py\n@@ -1 +1,2 @@\n x = 1\n+{planted.text}\n"
+        secrets = {c.name: c for c in safety_checks(diff)}["no_secrets"]
+        assert secrets.ok == (not find_secrets(planted.text, code=True)), planted.kind
+        assert planted.secret not in secrets.detail
+        refused += not secrets.ok
+    assert refused >= 30  # keys, tokens, URLs with passwords, .env assignments: secrets in code too

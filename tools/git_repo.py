@@ -288,11 +288,15 @@ def _worktree(repo: str | Path, base: str):
 
 
 def run_tests(
-    repo: str | Path, base: str, diff: str | None, command: Sequence[str], *, limits: Limits = DEFAULT_LIMITS
+    repo: str | Path, base: str, diff: str | None, command: Sequence[str], *, subdir: str = "",
+    limits: Limits = DEFAULT_LIMITS,
 ) -> SandboxRun:
-    """Run the repository's test `command` on `base` (with `diff` applied) in a temporary worktree, sandboxed."""
+    """Run the repository's test `command` on `base` (with `diff` applied) in a temporary worktree, sandboxed;
+    in its folder `subdir` (a service's folder in a monorepo)."""
     if not command:
         raise ValueError("no test command given")
+    if subdir.startswith("/") or ".." in subdir.split("/"):
+        raise ValueError(f"the test folder {subdir!r} is not inside the repository")
     with _worktree(repo, base) as path:
         if diff:
             try:
@@ -300,7 +304,8 @@ def run_tests(
             except GitError as exc:
                 raise GitError(f"the patch does not apply on {base}: {exc}") from exc
         scratch = os.path.join(os.path.dirname(path), "scratch")
-        return run_sandboxed(list(command), path, [path, scratch], _test_env(scratch), limits)
+        cwd = os.path.join(path, subdir) if subdir else path
+        return run_sandboxed(list(command), cwd, [path, scratch], _test_env(scratch), limits)
 
 
 def head_commit(repo: str | Path) -> str:

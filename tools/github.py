@@ -11,9 +11,18 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
-from github import Auth, Github, GithubException, InputGitAuthor, InputGitTreeElement, UnknownObjectException
+from github import (
+    Auth,
+    Github,
+    GithubException,
+    InputGitAuthor,
+    InputGitTreeElement,
+    RateLimitExceededException,
+    UnknownObjectException,
+)
+from github.PullRequest import PullRequest as GitHubPullRequest
 from github.Repository import Repository
 
 from state import DeployEvent, FileChange, PullRequest
@@ -54,9 +63,12 @@ def error_reason(exc: GithubException, repository: str) -> str:
     headers = {k.lower(): v for k, v in (exc.headers or {}).items()}
     if exc.status == 401:
         return f"GitHub refused the token (401 {message or 'Bad credentials'}): check GITHUB_TOKEN"
-    if exc.status in (403, 429) and headers.get("x-ratelimit-remaining") == "0":
-        reset = datetime.fromtimestamp(int(headers.get("x-ratelimit-reset", "0")), UTC)
-        wait = max(0, int((reset - datetime.now(UTC)).total_seconds()))
+    if exc.status in (403, 429) and (headers.get("x-ratelimit-remaining") == "0" or "retry-after" in headers
+                                     or isinstance(exc, RateLimitExceededException)):
+        now = datetime.now(UTC)
+        reset = (datetime.fromtimestamp(int(headers["x-ratelimit-reset"]), UTC) if "x-ratelimit-reset" in headers
+                 else now + timedelta(seconds=int(headers.get("retry-after", "60"))))
+        wait = max(0, int((reset - now).total_seconds()))
         return (f"GitHub's API rate limit is spent ({exc.status} {message}); it resets at "
                 f"{reset:%Y-%m-%d %H:%M:%S} UTC (in {wait} s): replay the incident from its approval after that")
     if exc.status == 403:
@@ -68,12 +80,12 @@ def error_reason(exc: GithubException, repository: str) -> str:
     return f"GitHub answered {exc.status} {message}" + (f": {details}" if details else "")
 
 
-def _found(pr, draft: PullRequestDraft, how: str) -> PullRequest:
+def _found(pr: GitHubPullRequest, draft: PullRequestDraft, how: str) -> PullRequest:
     return PullRequest(backend="github", status="exists", branch=draft.branch, commit=pr.head.sha, url=pr.html_url,
                        detail=f"pull request #{pr.number} ({pr.state}) on {draft.repository} {how}; nothing new made")
 
 
-def _existing_pull(repo: Repository, draft: PullRequestDraft):
+def _existing_pull(repo: Repository, draft: PullRequestDraft) -> GitHubPullRequest | None:
     owner = draft.repository.split("/")[0]
     return next(iter(repo.get_pulls(state="all", head=f"{owner}:{draft.branch}")), None)
 

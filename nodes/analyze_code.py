@@ -60,7 +60,9 @@ async def analyze_code(state: IncidentState, runtime: Runtime[Context]) -> dict[
         context, "reasoning", CodeVerdict, "analyze_code", spent=spent_tokens(state.get("tokens")),
         evidence=state["digest"], code=code_view(findings),
     )
-    update |= llm_outcome("analyze_code", usage, error)
+    outcome = llm_outcome("analyze_code", usage, error)
+    update["errors"] += outcome.pop("errors", [])
+    update |= outcome
     if verdict is not None and (verdict.culprit_file is None or verdict.culprit_file in findings.files_changed):
         findings = findings.model_copy(update={"summary": verdict.summary})
     update["code"] = redact_value(findings)  # checkpoints hold no secret; the revert is read from git, not from here

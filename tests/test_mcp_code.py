@@ -173,3 +173,19 @@ def test_template_phrases() -> None:
     assert template_phrase("[checkout] checkout total failed for order <*> KeyError: 'qty'") == (
         "checkout total failed for order")
     assert template_phrase("<*> <*>") is None
+
+
+async def test_a_failed_search_and_a_failed_model_call_are_both_recorded(shop) -> None:
+    from tests.fakes import ScriptedChatModel
+
+    state = regression_state(shop, CodeRepository(service="checkout", checkout=str(shop.path)))
+    template = state["evidence"].logs.templates[0].model_copy(
+        update={"template": 'checkout total "failed for order <*>'})  # an odd quote: the search query is refused
+    state["evidence"] = state["evidence"].model_copy(update={"logs": state["evidence"].logs.model_copy(
+        update={"templates": [template]})})
+    model = ScriptedChatModel(script={"analyze_code": RuntimeError("503 model overloaded")}, calls=[])
+    context = Context(llm_provider="google", chat_models={"reasoning": model, "fast": model})
+    update = await analyze_code(state, Runtime(context=context))
+    assert update["code"].commit == shop.bad  # the stack frames still rank the commits
+    sources = sorted(e.source for e in update["errors"])
+    assert sources == ["code", "llm"] and "code search" in update["errors"][0].message

@@ -193,3 +193,23 @@ async def test_the_runs_repo_replaces_the_checkout_and_keeps_the_map(tmp_path) -
         str(tmp_path), "acme/shop", ["make", "test"])
     update = await detect(state, Runtime(context=Context(repo=str(tmp_path))))
     assert update["detection"].repository.checkout == str(tmp_path) and not update.get("errors")
+
+
+def test_deploy_line_forms_find_no_deploy_in_real_logs() -> None:
+    """16,000 lines of eight real systems (Loghub-2k), none of them a deploy: the forms find none."""
+    import os
+    import re
+
+    from analysis.deploy_logs import DEPLOY_LINE_FILTER
+    from tests.conftest import SHARED_DATA
+
+    files = sorted((SHARED_DATA / "loghub-2k").glob("*/*_2k.log"))
+    if len(files) != 8:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"Loghub-2k data is required under CI: {SHARED_DATA / 'loghub-2k'}")
+        pytest.skip("Loghub-2k data not found")
+    line_filter = re.compile(DEPLOY_LINE_FILTER[1])
+    for path in files:
+        lines = path.read_text(errors="replace").splitlines()
+        records = [LogRecord(float(i), path.parent.name, line) for i, line in enumerate(lines)]
+        assert deploys_from_logs(r for r in records if line_filter.search(r.line)) == [], path.parent.name

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import os
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from langgraph.runtime import Runtime
 
-from analysis.deploy_logs import deploys_from_logs
+from analysis.deploy_logs import DEPLOY_LINE_FILTER, deploys_from_logs
 from analysis.deploys import summarize_deploys
 from analysis.records import LogRecord
 from graph.context import Context
 from nodes.detect import detect, route_after_detect
 from state import Evidence, Hypothesis, MetricEvidence, MetricSignal, TelemetrySpec, Window
+from tests.conftest import SHARED_DATA
 from tests.loopback import FakeLoki, FakePrometheus, ListLogs, LoopbackServer
 from tools.live import LiveTelemetry
 from tools.loki import to_ns
@@ -197,12 +200,6 @@ async def test_the_runs_repo_replaces_the_checkout_and_keeps_the_map(tmp_path) -
 
 def test_deploy_line_forms_find_no_deploy_in_real_logs() -> None:
     """16,000 lines of eight real systems (Loghub-2k), none of them a deploy: the forms find none."""
-    import os
-    import re
-
-    from analysis.deploy_logs import DEPLOY_LINE_FILTER
-    from tests.conftest import SHARED_DATA
-
     files = sorted((SHARED_DATA / "loghub-2k").glob("*/*_2k.log"))
     if len(files) != 8:
         if os.environ.get("CI") == "true":

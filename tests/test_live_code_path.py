@@ -100,7 +100,9 @@ def live_context(stack, output: Path) -> Context:
     service = stack["scenario"].root_service
     repositories = {service: {
         "github": "acme/shop", "checkout": str(stack["repo"].path), "path": f"services/{service}",
-        "base_branch": "main", "test_command": list(SAMPLE_TEST_COMMAND),
+        # the command runs in the service's folder: the repository's tests are two levels up
+        "base_branch": "main", "test_command": [SAMPLE_TEST_COMMAND[0], "-m", "unittest", "discover", "-s",
+                                                "../../tests", "-t", "../.."],
     }}
     base = Context(notify_channels=(), output_dir=str(output), pr_backend="github", github_token=TOKEN,
                    github_api_url=stack["github"].url)

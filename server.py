@@ -47,6 +47,7 @@ def create_app(settings: ServerSettings | None = None, context: Context | None =
         metrics = ServerMetrics()
         async with open_database(settings.database_url, max_size=2 * settings.workers + 8) as db:
             workers = RunWorkers(db, run_context, concurrency=settings.workers,
+                                 group_ttl_seconds=settings.group_ttl_seconds,
                                  on_finished=metrics.run_finished, on_step=metrics.node_finished)
             app.state.db, app.state.metrics = db, metrics
             app.state.runner, app.state.graph = workers.runner, workers.runner.graph

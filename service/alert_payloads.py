@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import math
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
@@ -33,11 +34,19 @@ _RFC3339 = re.compile(
 )
 # Go's zero time: Alertmanager and Grafana send it as endsAt while an alert still fires.
 _ZERO_TIME = datetime(1, 1, 1, tzinfo=UTC)
+# Telemetry backends count time from the Unix epoch, and a run reaches up to a day (window and baseline) around
+# the alert: a time outside these bounds names no window anyone can read, and its arithmetic overflows.
+EARLIEST = datetime(1970, 1, 2, tzinfo=UTC)
+LATEST = datetime(9999, 1, 1, tzinfo=UTC)
+# Integers a checkpoint can hold (MessagePack, like most stores, has 64-bit integers): a body is refused at the
+# door rather than failing the run that would try to store it.
+INT_MIN, INT_MAX = -(2**63), 2**63 - 1
 _GRAFANA_TOP = ("orgId", "title", "state", "message")
 _GRAFANA_ALERT = ("silenceURL", "dashboardURL", "panelURL", "values", "valueString")
 _GROUP_FIELDS = ("receiver", "groupKey", "externalURL", "commonLabels", "orgId")
 _GENERIC_FIELDS = (
     "service_name",
+    "status",
     "lookup_window_seconds",
     "alertname",
     "severity",
@@ -97,7 +106,7 @@ def parse_payload(body: Any, *, received_at: datetime, max_alerts: int = 1000) -
         raise ValueError("received_at must be timezone-aware")
     if not isinstance(body, dict):
         raise PayloadError("invalid_json", "body", f"expected a JSON object, got {_kind(body)}")
-    _check_depth(body)
+    _check_values(body)
     received_at = received_at.astimezone(UTC)
     fmt = _detect(body)
     if fmt == "generic":
@@ -203,6 +212,7 @@ def _generic_alert(body: dict[str, Any], received_at: datetime) -> Alert:
         source="generic",
         alertname=alertname,
         service=service,
+        status=_status(body.get("status", "firing"), "status"),
         severity=_optional_text(body, "severity", "severity") or labels.get("severity") or None,
         summary=_optional_text(body, "summary", "summary") or "",
         starts_at=_timestamp(body.get("starts_at"), "starts_at") or received_at,
@@ -276,18 +286,32 @@ def _timestamp(value: Any, at: str) -> datetime | None:
         parsed = datetime(*fields, micros, tzinfo=timezone(offset)).astimezone(UTC)
     except (ValueError, OverflowError):
         raise PayloadError("invalid_field", at, f"{_show(value)} is not a valid date and time") from None
-    return None if parsed == _ZERO_TIME else parsed
+    if parsed == _ZERO_TIME:
+        return None
+    if not EARLIEST <= parsed < LATEST:
+        raise PayloadError("invalid_field", at, f"{_show(value)} is outside {EARLIEST:%Y-%m-%d}..{LATEST:%Y-%m-%d}")
+    return parsed
 
 
-def _check_depth(body: dict[str, Any]) -> None:
-    """Reject a body nested deeper than MAX_DEPTH levels (iteratively: no recursion on untrusted input)."""
-    stack: list[tuple[Any, int]] = [(body, 1)]
+def _check_values(body: dict[str, Any]) -> None:
+    """Reject a body nested deeper than MAX_DEPTH levels, or holding a number no store can keep (an integer beyond
+    64 bits, NaN, an infinity); iteratively: no recursion on untrusted input."""
+    stack: list[tuple[Any, int, str]] = [(body, 1, "body")]
     while stack:
-        value, depth = stack.pop()
+        value, depth, at = stack.pop()
         if depth > MAX_DEPTH:
             raise PayloadError("invalid_field", "body", f"nested deeper than {MAX_DEPTH} levels")
-        children = value.values() if isinstance(value, dict) else value
-        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        for key, child in items:
+            path = f"{at}.{_cap(str(key))}" if isinstance(value, dict) else f"{at}[{key}]"
+            if isinstance(child, dict | list):
+                stack.append((child, depth + 1, path))
+            elif isinstance(child, int) and not isinstance(child, bool) and not INT_MIN <= child <= INT_MAX:
+                raise PayloadError("invalid_field", path.removeprefix("body."),
+                                   f"{_cap(str(child))} is beyond the 64-bit integer range and cannot be stored")
+            elif isinstance(child, float) and not math.isfinite(child):
+                raise PayloadError("invalid_field", path.removeprefix("body."),
+                                   f"{child} is not a finite number and cannot be stored")
 
 
 def _text_map(value: Any, at: str) -> dict[str, str]:

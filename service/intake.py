@@ -10,6 +10,7 @@ from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
+from service import incidents
 from state import Alert, TelemetrySpec
 
 RUNS_CHANNEL = "incident_copilot_runs"
@@ -37,7 +38,7 @@ _FIRING = """, incident AS (
     INSERT INTO incidents (id, fingerprint, dedup_key, service, alertname, source, status, alert, telemetry)
     VALUES (%(new_id)s, %(fingerprint)s, %(fingerprint)s, %(service)s, %(alertname)s, %(source)s, 'queued',
             %(alert)s, %(telemetry)s)
-    ON CONFLICT (dedup_key) WHERE resolved_at IS NULL AND dedup_key IS NOT NULL
+    ON CONFLICT (dedup_key) WHERE closed_at IS NULL AND dedup_key IS NOT NULL
     DO UPDATE SET alert_count = incidents.alert_count + 1, last_alert_at = now()
     RETURNING id, status, (xmax = 0) AS inserted
 ), run AS (
@@ -49,10 +50,14 @@ _FIRING = """, incident AS (
 SELECT payload.id AS payload_id, incident.id, incident.status, NOT incident.inserted AS deduplicated
 FROM payload, incident"""
 
-# Mark the open incident of the alert group resolved by its source, if there is one; store the alert.
-_RESOLVED = """, incident AS (
-    UPDATE incidents SET resolved_at = now(), resolved_by = %(resolved_by)s, last_alert_at = now(), updated_at = now()
-    WHERE dedup_key = %(fingerprint)s AND resolved_at IS NULL RETURNING id
+# The source says the alert ended: every unresolved incident of the group is resolved (a concluded one too, so its
+# people hear it ended) and the open one closes; the answer names the newest. Store the alert.
+_RESOLVED = """, resolved AS (
+    UPDATE incidents SET resolved_at = now(), resolved_by = %(resolved_by)s, last_alert_at = now(), updated_at = now(),
+                         closed_at = COALESCE(closed_at, now()), closed_reason = COALESCE(closed_reason, 'resolved')
+    WHERE dedup_key = %(fingerprint)s AND resolved_at IS NULL RETURNING id, created_at
+), incident AS (
+    SELECT id FROM resolved ORDER BY created_at DESC, id DESC LIMIT 1
 ), stored AS (
     INSERT INTO alerts (payload_id, incident_id, fingerprint, status, deduplicated, alert)
     SELECT payload.id, incident.id, %(fingerprint)s, 'resolved', incident.id IS NOT NULL, %(alert)s
@@ -119,17 +124,29 @@ async def enqueue_run(conn: AsyncConnection, incident_id: str, kind: str, payloa
 
 
 async def queue_resume(
-    pool: AsyncConnectionPool, incident_id: str, interrupt_id: str, decision: dict[str, Any]
+    pool: AsyncConnectionPool, incident_id: str, gate: Any, decision: dict[str, Any]
 ) -> int:
-    """Store the decision for this gate (unique per interrupt: a second one raises UniqueViolation) and queue
-    the resume, in one transaction."""
+    """Store the decision for this gate (`gate`: the pending Interrupt) and queue the resume, in one transaction.
+
+    A second decision for the gate raises UniqueViolation; a patch decided at an earlier gate, DecisionStands."""
     async with pool.connection() as conn, conn.transaction():
-        await conn.execute(
-            """INSERT INTO approvals (incident_id, interrupt_id, decision, approver, comment)
-               VALUES (%s, %s, %s, %s, %s)""",
-            (incident_id, interrupt_id, decision["decision"], decision["by"], decision.get("comment", "")),
+        await incidents.record_approval(conn, incident_id, gate.id, decision, incidents.patch_digest(gate.value))
+        return await enqueue_run(conn, incident_id, "resume", {"interrupt_id": gate.id, "decision": decision})
+
+
+async def queue_retry(pool: AsyncConnectionPool, incident_id: str) -> int | None:
+    """Queue a failed incident's run again (it goes on from its last checkpoint); None when it has not failed.
+
+    The incident's alert group stays closed: alerts that came meanwhile opened a new incident."""
+    async with pool.connection() as conn, conn.transaction():
+        cur = await conn.execute(
+            """UPDATE incidents SET status = 'queued', updated_at = now()
+               WHERE id = %s AND status = 'failed' RETURNING id""",
+            (incident_id,),
         )
-        return await enqueue_run(conn, incident_id, "resume", {"interrupt_id": interrupt_id, "decision": decision})
+        if await cur.fetchone() is None:
+            return None
+        return await enqueue_run(conn, incident_id, "start", {})
 
 
 async def queue_depth(pool: AsyncConnectionPool) -> dict[str, int]:

@@ -93,6 +93,9 @@ class ServerSection(Section):
                                           ge=1, le=100_000)
     workers: int = setting(2, "INCIDENT_COPILOT_WORKERS", "graph runs at once per process", "2", ge=1, le=64)
     run_workers: bool = setting(True, "INCIDENT_COPILOT_RUN_WORKERS", "false: an intake-only replica", "true")
+    group_ttl_seconds: int = setting(86_400, "INCIDENT_COPILOT_GROUP_TTL_SECONDS", "an alert group with no new alert "
+                                     "for this long closes: its next alert opens a new incident", "86400",
+                                     ge=60, le=90 * 86_400)
     telemetry: Literal["live", "sim"] = setting("live", "INCIDENT_COPILOT_TELEMETRY",
                                                 "live backends, or the simulator (alert labels scenario, seed)", "live")
 
@@ -297,7 +300,7 @@ class Settings(BaseSettings):
             auth_disabled=self.server.auth == "disabled", local_mode=self.server.local,
             max_body_bytes=self.server.max_body_bytes, max_alerts_per_request=self.server.max_alerts_per_request,
             workers=self.server.workers, run_workers=self.server.run_workers, telemetry=self.server.telemetry,
-            output_dir=str(self.run.output_dir),
+            output_dir=str(self.run.output_dir), group_ttl_seconds=self.server.group_ttl_seconds,
         )
 
     def run_context(self, **overrides: Any) -> Any:
@@ -516,6 +519,7 @@ class ServerSettings:
     run_workers: bool = True
     telemetry: Literal["live", "sim"] = "live"
     output_dir: str = "output"
+    group_ttl_seconds: int = 86_400
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ServerSettings:

@@ -40,6 +40,7 @@ class RunWorkers:
         concurrency: int = 2,
         poll_seconds: float = 1.0,
         recover_seconds: float = 10.0,
+        group_ttl_seconds: float = 86_400,
         on_finished: Callable[[dict[str, Any], RunResult | None, float], None] | None = None,
         on_step: Callable[[str, dict[str, Any], float], None] | None = None,
     ):
@@ -48,6 +49,7 @@ class RunWorkers:
         self.concurrency = concurrency
         self.poll_seconds = poll_seconds
         self.recover_seconds = recover_seconds
+        self.group_ttl_seconds = group_ttl_seconds
         self.on_finished = on_finished
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._wake = asyncio.Event()
@@ -100,6 +102,7 @@ class RunWorkers:
             await asyncio.sleep(self.recover_seconds)
             try:
                 await self.recover()
+                await incidents.close_expired_groups(self.db.pool, self.group_ttl_seconds)
             except Exception:
                 log.exception("run recovery failed")
 

@@ -195,8 +195,8 @@ def dashboard_router() -> APIRouter:
             return RedirectResponse("/ui/login", status_code=303)
         snapshot = await load_snapshot(request, incident_id)
         if snapshot.interrupts:
-            with contextlib.suppress(UniqueViolation):  # decided meanwhile: the page shows the outcome
-                await intake.queue_resume(request.app.state.db.pool, incident_id, snapshot.interrupts[0].id,
+            with contextlib.suppress(UniqueViolation, incidents.DecisionStands):  # the page shows the outcome
+                await intake.queue_resume(request.app.state.db.pool, incident_id, snapshot.interrupts[0],
                                           {"decision": decision, "by": caller, "comment": comment})
         return RedirectResponse(f"/ui/incidents/{incident_id}", status_code=303)
 

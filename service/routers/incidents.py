@@ -51,7 +51,7 @@ async def load_snapshot(request: Request, incident_id: str) -> Any:
 def row_json(row: dict[str, Any]) -> dict[str, Any]:
     """An incidents row as JSON."""
     keep = ("id", "service", "alertname", "source", "status", "severity", "root_cause", "created_at", "updated_at",
-            "resolved_at", "resolved_by", "alert_count")
+            "resolved_at", "resolved_by", "alert_count", "closed_at", "closed_reason")
     return redact_value({k: (row[k].isoformat() if isinstance(row.get(k), datetime) else row.get(k)) for k in keep})
 
 
@@ -105,11 +105,11 @@ def incidents_router() -> APIRouter:
             raise ApiError(409, "not_awaiting_approval", f"incident {incident_id} is not waiting for approval")
         decision = {"decision": body.decision, "by": caller, "comment": body.comment}
         try:
-            run_id = await intake.queue_resume(
-                request.app.state.db.pool, incident_id, snapshot.interrupts[0].id, decision
-            )
+            run_id = await intake.queue_resume(request.app.state.db.pool, incident_id, snapshot.interrupts[0], decision)
         except UniqueViolation as exc:
             raise ApiError(409, "already_decided", "this approval gate was already decided") from exc
+        except incidents.DecisionStands as exc:
+            raise ApiError(409, "already_decided", str(exc)) from exc
         return Queued(incident_id=incident_id, status="resuming", run_id=run_id)
 
     @router.post("/{incident_id}/replay", status_code=202, response_model=Queued,
@@ -122,5 +122,23 @@ def incidents_router() -> APIRouter:
         async with request.app.state.db.pool.connection() as conn:
             run_id = await intake.enqueue_run(conn, incident_id, "replay", {"checkpoint_id": body.checkpoint_id})
         return Queued(incident_id=incident_id, status="replaying", run_id=run_id)
+
+    @router.post("/{incident_id}/resolve", responses=documented_errors(401, 404, 422))
+    async def resolve(request: Request, caller: Caller, incident_id: str) -> dict[str, Any]:
+        row = await incidents.resolve_incident(request.app.state.db.pool, incident_id, f"api:{caller}")
+        if row is None:
+            raise ApiError(404, "not_found", f"no incident {incident_id}")
+        return row_json(row)
+
+    @router.post("/{incident_id}/retry", status_code=202, response_model=Queued,
+                 responses=documented_errors(401, 404, 409, 422))
+    async def retry(request: Request, caller: Caller, incident_id: str) -> Queued:
+        row = await incidents.get_incident(request.app.state.db.pool, incident_id)
+        if row is None:
+            raise ApiError(404, "not_found", f"no incident {incident_id}")
+        run_id = await intake.queue_retry(request.app.state.db.pool, incident_id)
+        if run_id is None:
+            raise ApiError(409, "not_failed", f"incident {incident_id} has not failed (status {row['status']})")
+        return Queued(incident_id=incident_id, status="queued", run_id=run_id)
 
     return router

@@ -851,6 +851,25 @@ def serve(ctx: click.Context, host: str, port: int, log_level: str, access_log: 
     return Exit.OK
 
 
+@cli.command(epilog="Example: incident-copilot worker --concurrency 4")
+@click.option("--concurrency", type=click.IntRange(1, 64), default=None,
+              help="graph runs at once in this process (default: INCIDENT_COPILOT_WORKERS), e.g. --concurrency 4")
+@click.pass_context
+def worker(ctx: click.Context, concurrency: int | None) -> int:
+    """Execute queued graph runs (and send notifications) in this process, apart from the HTTP intake; stops on
+    SIGINT or SIGTERM, handing its in-flight runs back to the queue."""
+    from service.worker import serve_workers
+
+    settings = settings_of(ctx)
+    server = settings.server_settings()
+    context = settings.run_context(output_dir=server.output_dir)
+    try:
+        run(serve_workers(server, context, concurrency or server.workers))
+    except Exception as exc:  # the driver's own message names the host and the reason
+        raise Failure(f"worker: {type(exc).__name__}: {exc}") from None
+    return Exit.OK
+
+
 @cli.group()
 def db() -> None:
     """Database maintenance."""

@@ -20,7 +20,7 @@ from service.routers.incidents import incidents_router
 from service.routers.intake import intake_router
 from service.routers.ops import ops_router
 from service.settings import ServerSettings, load_settings
-from service.worker import RunWorkers
+from service.worker import RunWorkers, service_context
 from tools.database import open_database
 from tools.notify.config import load_notify_config
 from tools.notify.outbox import OutboxDispatcher
@@ -39,14 +39,10 @@ def create_app(settings: ServerSettings | None = None, context: Context | None =
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        run_context = context
-        if settings.telemetry == "sim" and run_context.runbooks_dir is None:
-            from sim import RUNBOOKS_DIR
-
-            run_context.runbooks_dir = str(RUNBOOKS_DIR)  # the simulated fleet comes with its runbooks
+        run_context = service_context(settings, context)
         metrics = ServerMetrics()
         async with open_database(settings.database_url, max_size=2 * settings.workers + 8) as db:
-            workers = RunWorkers(db, run_context, concurrency=settings.workers,
+            workers = RunWorkers(db, run_context, concurrency=settings.workers, attempts=settings.run_attempts,
                                  group_ttl_seconds=settings.group_ttl_seconds,
                                  on_finished=metrics.run_finished, on_step=metrics.node_finished)
             app.state.db, app.state.metrics = db, metrics

@@ -6,14 +6,12 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
-from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from service import incidents
+from service.queue import JOB_FOR_RUN, enqueue_run
 from state import Alert, TelemetrySpec
-
-RUNS_CHANNEL = "incident_copilot_runs"
 
 
 @dataclass(frozen=True)
@@ -34,15 +32,19 @@ _NEW_PAYLOAD = """WITH payload AS (
 _STORED_PAYLOAD = "WITH payload AS (SELECT %(payload_id)s::bigint AS id)"
 
 # Open a new incident for the alert group (and queue its run), or attach to the open one; store the alert.
-_FIRING = """, incident AS (
+_FIRING = f""", incident AS (
     INSERT INTO incidents (id, fingerprint, dedup_key, service, alertname, source, status, alert, telemetry)
     VALUES (%(new_id)s, %(fingerprint)s, %(fingerprint)s, %(service)s, %(alertname)s, %(source)s, 'queued',
             %(alert)s, %(telemetry)s)
     ON CONFLICT (dedup_key) WHERE closed_at IS NULL AND dedup_key IS NOT NULL
     DO UPDATE SET alert_count = incidents.alert_count + 1, last_alert_at = now()
     RETURNING id, status, (xmax = 0) AS inserted
+), new AS (
+    SELECT id AS incident_id, 'start' AS queueing_key FROM incident WHERE inserted
+), job AS (
+    {JOB_FOR_RUN}
 ), run AS (
-    INSERT INTO runs (incident_id, kind) SELECT id, 'start' FROM incident WHERE inserted
+    INSERT INTO runs (id, incident_id, kind, job_id) SELECT run_id, incident_id, 'start', id FROM job
 ), stored AS (
     INSERT INTO alerts (payload_id, incident_id, fingerprint, status, deduplicated, alert)
     SELECT payload.id, incident.id, %(fingerprint)s, 'firing', NOT incident.inserted, %(alert)s FROM payload, incident
@@ -105,22 +107,8 @@ async def accept_alerts(
             async with conn.pipeline():
                 cursors = [(i, await conn.execute(*_statement(*alerts[i], new_id, payload))) for i in rest]
                 rows.update([(i, await cur.fetchone()) for i, cur in cursors])
-        results = [Accepted(rows[i]["id"], rows[i]["status"], rows[i]["deduplicated"], alerts[i][0].fingerprint)
-                   for i in range(len(alerts))]
-        if any(not r.deduplicated and r.status == "queued" for r in results):
-            await conn.execute(f"NOTIFY {RUNS_CHANNEL}")
-    return results
-
-
-async def enqueue_run(conn: AsyncConnection, incident_id: str, kind: str, payload: dict[str, Any]) -> int:
-    """Queue a run (resume, replay) for an incident and wake the workers."""
-    cur = await conn.execute(
-        "INSERT INTO runs (incident_id, kind, payload) VALUES (%s, %s, %s) RETURNING id",
-        (incident_id, kind, Jsonb(payload)),
-    )
-    run_id = (await cur.fetchone())["id"]
-    await conn.execute(f"NOTIFY {RUNS_CHANNEL}")
-    return run_id
+        return [Accepted(rows[i]["id"], rows[i]["status"], rows[i]["deduplicated"], alerts[i][0].fingerprint)
+                for i in range(len(alerts))]
 
 
 async def queue_resume(
@@ -131,10 +119,11 @@ async def queue_resume(
     A second decision for the gate raises UniqueViolation; a patch decided at an earlier gate, DecisionStands."""
     async with pool.connection() as conn, conn.transaction():
         await incidents.record_approval(conn, incident_id, gate.id, decision, incidents.patch_digest(gate.value))
-        return await enqueue_run(conn, incident_id, "resume", {"interrupt_id": gate.id, "decision": decision})
+        queued = await enqueue_run(conn, incident_id, "resume", {"interrupt_id": gate.id, "decision": decision})
+        return queued.run_id
 
 
-async def queue_retry(pool: AsyncConnectionPool, incident_id: str) -> int | None:
+async def queue_retry(pool: AsyncConnectionPool, incident_id: str, max_queued: int) -> int | None:
     """Queue a failed incident's run again (it goes on from its last checkpoint); None when it has not failed.
 
     The incident's alert group stays closed: alerts that came meanwhile opened a new incident."""
@@ -146,14 +135,6 @@ async def queue_retry(pool: AsyncConnectionPool, incident_id: str) -> int | None
         )
         if await cur.fetchone() is None:
             return None
-        return await enqueue_run(conn, incident_id, "start", {})
+        return (await enqueue_run(conn, incident_id, "start", {}, max_queued=max_queued)).run_id
 
 
-async def queue_depth(pool: AsyncConnectionPool) -> dict[str, int]:
-    """Runs by status (queued, running)."""
-    async with pool.connection() as conn:
-        cur = await conn.execute(
-            "SELECT status, count(*) AS n FROM runs WHERE status IN ('queued', 'running') GROUP BY status"
-        )
-        counts = {row["status"]: row["n"] for row in await cur.fetchall()}
-    return {"queued": counts.get("queued", 0), "running": counts.get("running", 0)}

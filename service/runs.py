@@ -106,8 +106,12 @@ async def incident_view(pool: Any, snapshot: Any, row_status: str) -> IncidentVi
 class IncidentRunner:
     """Runs the graph on the durable checkpointer and keeps the incidents table in step."""
 
-    def __init__(self, db: Database, context: Context, on_step: StepCallback | None = None):
+    def __init__(self, db: Database, context: Context, on_step: StepCallback | None = None, *,
+                 fail_incidents: bool = True):
+        """fail_incidents=False: a run that raises leaves its incident's status alone (the run queue retries it
+        and fails the incident only when the run has had its attempts)."""
         self.db = db
+        self.fail_incidents = fail_incidents
         self.context = replace(context, database=db)  # nodes reach the outbox and the memory through it
         self.on_step = on_step
         self.graph = build_graph(checkpointer=db.checkpointer)
@@ -233,7 +237,8 @@ class IncidentRunner:
                         self.on_step(node, update or {}, now - last)
                     last = now
         except Exception:
-            await incidents.update_incident(self.db.pool, incident_id, "failed")
+            if self.fail_incidents:
+                await incidents.update_incident(self.db.pool, incident_id, "failed")
             raise
         snapshot = await self.graph.aget_state(thread_config(incident_id))
         status = derive_status(snapshot)

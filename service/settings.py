@@ -93,6 +93,11 @@ class ServerSection(Section):
                                           ge=1, le=100_000)
     workers: int = setting(2, "INCIDENT_COPILOT_WORKERS", "graph runs at once per process", "2", ge=1, le=64)
     run_workers: bool = setting(True, "INCIDENT_COPILOT_RUN_WORKERS", "false: an intake-only replica", "true")
+    max_queued_runs: int = setting(1000, "INCIDENT_COPILOT_MAX_QUEUED_RUNS", "runs that may wait for a worker; "
+                                   "past it, requests that queue runs answer 429 with Retry-After", "1000",
+                                   ge=1, le=1_000_000)
+    run_attempts: int = setting(5, "INCIDENT_COPILOT_RUN_ATTEMPTS", "attempts of a run (ended by an error, or by "
+                                "its worker dying or stopping) before its incident is failed", "5", ge=1, le=20)
     group_ttl_seconds: int = setting(86_400, "INCIDENT_COPILOT_GROUP_TTL_SECONDS", "an alert group with no new alert "
                                      "for this long closes: its next alert opens a new incident", "86400",
                                      ge=60, le=90 * 86_400)
@@ -301,6 +306,7 @@ class Settings(BaseSettings):
             max_body_bytes=self.server.max_body_bytes, max_alerts_per_request=self.server.max_alerts_per_request,
             workers=self.server.workers, run_workers=self.server.run_workers, telemetry=self.server.telemetry,
             output_dir=str(self.run.output_dir), group_ttl_seconds=self.server.group_ttl_seconds,
+            max_queued_runs=self.server.max_queued_runs, run_attempts=self.server.run_attempts,
         )
 
     def run_context(self, **overrides: Any) -> Any:
@@ -520,6 +526,8 @@ class ServerSettings:
     telemetry: Literal["live", "sim"] = "live"
     output_dir: str = "output"
     group_ttl_seconds: int = 86_400
+    max_queued_runs: int = 1000
+    run_attempts: int = 5
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ServerSettings:

@@ -10,19 +10,24 @@ import asyncio
 import copy
 import json
 import time
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 
+import httpx
 import psycopg
 import pytest
 
 from graph.context import Context
 from nodes.approve import ApprovalDecision
 from nodes.create_pr import branch_name
+from server import create_app
 from service import incidents
 from service.alert_payloads import parse_payload
 from service.runs import IncidentRunner, RunError
+from service.settings import ServerSettings
 from tests.test_incident_runs import branches, case
-from tests.test_server_api import AUTH, client, fixture
+from tests.test_server_api import ALICE_KEY, AUTH, client, fixture
 from tools.database import open_database
 
 FIRING = fixture("alertmanager-0.25-firing.json")
@@ -53,31 +58,43 @@ async def test_a_concluded_incident_closes_its_group(database_url, tmp_path):
         assert again["deduplicated"] is False and again["incident_id"] != first["incident_id"]
 
 
-async def test_a_failed_incident_never_absorbs_new_alerts_and_can_be_retried(database_url, tmp_path):
-    async with client(database_url, tmp_path) as c:
+@asynccontextmanager
+async def failing_client(database_url: str, tmp_path: Path, attempts: int):
+    """The service with run workers whose every run fails: the output folder sits under a regular file."""
+    (tmp_path / "not-a-folder").write_text("")
+    output = str(tmp_path / "not-a-folder" / "output")
+    settings = ServerSettings(database_url=database_url, api_keys={ALICE_KEY: "alice"}, run_workers=True,
+                              telemetry="live", output_dir=output, run_attempts=attempts)
+    app = create_app(settings, Context(output_dir=output))
+    transport = httpx.ASGITransport(app=app)
+    async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+        yield c
+
+
+async def test_a_poison_run_stops_after_its_attempts_and_its_incident_never_absorbs_new_alerts(database_url,
+                                                                                             tmp_path):
+    async with failing_client(database_url, tmp_path, attempts=2) as c:
         first = (await c.post("/alerts", json=FIRING, headers=AUTH)).json()
-        not_failed = await c.post(f"/incidents/{first['incident_id']}/retry", headers=AUTH)
-        assert not_failed.status_code == 409 and not_failed.json()["error"]["code"] == "not_failed"
-        await mark_failed(database_url, first["incident_id"])  # as the runner does when a run gives up
+        failed = await wait_for_status(c, first["incident_id"], {"failed"})
+        assert failed["closed_reason"] == "failed"
+        assert rows(database_url, "SELECT status, attempts FROM runs") == [("failed", 2)]
 
         again = (await c.post("/alerts", json=FIRING, headers=AUTH)).json()
         assert again["deduplicated"] is False and again["incident_id"] != first["incident_id"]
         retried = await c.post(f"/incidents/{first['incident_id']}/retry", headers=AUTH)
         assert retried.status_code == 202, retried.text
         assert retried.json()["status"] == "queued"
-        one = (await c.get(f"/incidents/{first['incident_id']}", headers=AUTH)).json()
-        assert one["status"] == "queued" and one["closed_reason"] == "failed"
         # the retried incident stays out of its group: the group's open incident is the new one
         third = (await c.post("/alerts", json=FIRING, headers=AUTH)).json()
         assert third["incident_id"] == again["incident_id"] and third["deduplicated"] is True
+        not_failed = await c.post(f"/incidents/{again['incident_id']}/retry", headers=AUTH)
+        assert not_failed.status_code == 409 and not_failed.json()["error"]["code"] == "not_failed"
         assert (await c.post("/incidents/inc-nope/retry", headers=AUTH)).status_code == 404
-    assert rows(database_url, "SELECT incident_id, kind FROM runs ORDER BY id") == [
-        (first["incident_id"], "start"), (again["incident_id"], "start"), (first["incident_id"], "start")]
-
-
-async def mark_failed(database_url: str, incident_id: str) -> None:
-    async with open_database(database_url) as db:
-        await incidents.update_incident(db.pool, incident_id, "failed")
+        await wait_for_status(c, first["incident_id"], {"failed"})
+    runs = rows(database_url, "SELECT incident_id, kind, status, attempts FROM runs ORDER BY id")
+    assert [r[:2] for r in runs] == [(first["incident_id"], "start"), (again["incident_id"], "start"),
+                                     (first["incident_id"], "start")]
+    assert (runs[0][2:], runs[2][2:]) == (("failed", 2), ("failed", 2))
 
 
 async def test_resolve_by_api_and_by_a_generic_alert(database_url, tmp_path):

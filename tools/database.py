@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import stat
 import uuid
@@ -69,6 +70,7 @@ async def apply_migrations(conn: AsyncConnection) -> list[str]:
         )
         cur = await conn.execute("SELECT name FROM schema_migrations")
         done = {row["name"] for row in await cur.fetchall()}
+        applied += await _apply_queue_schema(conn, done)
         files = sorted(MIGRATIONS_DIR.glob("[0-9][0-9][0-9][0-9]_*.sql"))
         if not files:  # an install without its package data must not look like an up-to-date schema
             raise RuntimeError(f"no migrations found in {MIGRATIONS_DIR}: the installation is incomplete")
@@ -79,6 +81,33 @@ async def apply_migrations(conn: AsyncConnection) -> list[str]:
             await conn.execute("INSERT INTO schema_migrations (name) VALUES (%s)", (path.name,))
             applied.append(path.name)
     return applied
+
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split("."))
+
+
+async def _apply_queue_schema(conn: AsyncConnection, done: set[str]) -> list[str]:
+    """The run queue's tables (procrastinate's own schema, before our migrations, which refer to it): installed
+    whole the first time, then upgraded with procrastinate's migration files when its version grows."""
+    import procrastinate
+    from procrastinate.schema import SchemaManager
+
+    current = importlib.metadata.version("procrastinate")
+    name = f"procrastinate {current}"
+    installed = [_version(n.split()[1]) for n in done if n.startswith("procrastinate ")]
+    if name in done:
+        return []
+    if not installed:
+        await conn.execute(SchemaManager.get_schema(), prepare=False)
+    else:
+        since = max(installed)
+        steps = sorted(Path(procrastinate.__file__).parent.glob("sql/migrations/[0-9]*.sql"))
+        for step in steps:
+            if since < _version(step.name.split("_")[0]) <= _version(current):
+                await conn.execute(step.read_text(), prepare=False)
+    await conn.execute("INSERT INTO schema_migrations (name) VALUES (%s)", (name,))
+    return [name]
 
 
 @asynccontextmanager

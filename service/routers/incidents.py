@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Query, Request
 from psycopg.errors import UniqueViolation
@@ -13,8 +14,11 @@ from graph.summary import incident_report
 from service import incidents, intake
 from service.auth import Caller
 from service.errors import ApiError, documented_errors
+from service.queue import QueueFull, enqueue_run
 from service.runs import RunError, incident_view, thread_config
 from tools.redact import redact_value
+
+T = TypeVar("T")
 
 
 class ApprovalBody(BaseModel):
@@ -33,11 +37,24 @@ class ReplayBody(BaseModel):
 
 
 class Queued(BaseModel):
-    """202 body of the approval and replay endpoints."""
+    """202 body of the approval, replay and retry endpoints; `deduplicated`: the same run was queued already."""
 
     incident_id: str
     status: str
     run_id: int
+    deduplicated: bool = False
+
+
+RETRY_AFTER_SECONDS = 30
+
+
+async def queue_or_429(queuing: Awaitable[T]) -> T:
+    """Await a call that queues a run; a full queue answers 429 with Retry-After."""
+    try:
+        return await queuing
+    except QueueFull as exc:
+        raise ApiError(429, "queue_full", f"{exc}; try again later",
+                       headers={"Retry-After": str(RETRY_AFTER_SECONDS)}) from exc
 
 
 async def load_snapshot(request: Request, incident_id: str) -> Any:
@@ -113,15 +130,19 @@ def incidents_router() -> APIRouter:
         return Queued(incident_id=incident_id, status="resuming", run_id=run_id)
 
     @router.post("/{incident_id}/replay", status_code=202, response_model=Queued,
-                 responses=documented_errors(401, 404, 422))
+                 responses=documented_errors(401, 404, 422, 429))
     async def replay(request: Request, caller: Caller, incident_id: str, body: ReplayBody) -> Queued:
         await load_snapshot(request, incident_id)
         past = await request.app.state.graph.aget_state(thread_config(incident_id, body.checkpoint_id))
         if not past.values and not past.next:
             raise ApiError(404, "not_found", f"no checkpoint {body.checkpoint_id} in incident {incident_id}")
-        async with request.app.state.db.pool.connection() as conn:
-            run_id = await intake.enqueue_run(conn, incident_id, "replay", {"checkpoint_id": body.checkpoint_id})
-        return Queued(incident_id=incident_id, status="replaying", run_id=run_id)
+        async with request.app.state.db.pool.connection() as conn, conn.transaction():
+            queued = await queue_or_429(enqueue_run(
+                conn, incident_id, "replay", {"checkpoint_id": body.checkpoint_id},
+                max_queued=request.app.state.settings.max_queued_runs,
+            ))
+        return Queued(incident_id=incident_id, status="replaying", run_id=queued.run_id,
+                      deduplicated=queued.deduplicated)
 
     @router.post("/{incident_id}/resolve", responses=documented_errors(401, 404, 422))
     async def resolve(request: Request, caller: Caller, incident_id: str) -> dict[str, Any]:
@@ -131,12 +152,13 @@ def incidents_router() -> APIRouter:
         return row_json(row)
 
     @router.post("/{incident_id}/retry", status_code=202, response_model=Queued,
-                 responses=documented_errors(401, 404, 409, 422))
+                 responses=documented_errors(401, 404, 409, 422, 429))
     async def retry(request: Request, caller: Caller, incident_id: str) -> Queued:
         row = await incidents.get_incident(request.app.state.db.pool, incident_id)
         if row is None:
             raise ApiError(404, "not_found", f"no incident {incident_id}")
-        run_id = await intake.queue_retry(request.app.state.db.pool, incident_id)
+        run_id = await queue_or_429(intake.queue_retry(
+            request.app.state.db.pool, incident_id, request.app.state.settings.max_queued_runs))
         if run_id is None:
             raise ApiError(409, "not_failed", f"incident {incident_id} has not failed (status {row['status']})")
         return Queued(incident_id=incident_id, status="queued", run_id=run_id)

@@ -16,6 +16,7 @@ from fastapi.staticfiles import StaticFiles
 from graph.context import Context
 from service.errors import install_error_handlers
 from service.metrics import ServerMetrics
+from service.queue import QueueLimit
 from service.routers.incidents import incidents_router
 from service.routers.intake import intake_router
 from service.routers.ops import ops_router
@@ -63,6 +64,7 @@ def create_app(settings: ServerSettings | None = None, context: Context | None =
 
     app = FastAPI(title="Incident CoPilot", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
+    app.state.queue_limit = QueueLimit(settings.max_queued_runs)
     install_error_handlers(app)
     app.include_router(intake_router())
     app.include_router(incidents_router())

@@ -8,18 +8,23 @@ second waiting job for the same start, resume or replay. `runs` stays the projec
 
 from __future__ import annotations
 
+import time
+from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
+
+from service.errors import ApiError
 
 QUEUE = "runs"
 TASK = "incident_copilot.run"
 # A worker whose heartbeat is older than this is gone; the jobs it held are stalled and run again.
 STALLED_SECONDS = 30.0
 HEARTBEAT_SECONDS = 5.0
+T = TypeVar("T")
 
 # A job for a run whose id is drawn first, so that the job's args and the run's row name each other. Used by the
 # intake's one statement (as a CTE over the incidents it opened) and by enqueue_run.
@@ -34,8 +39,20 @@ INSERT INTO runs (id, incident_id, kind, payload, job_id)
 SELECT run_id, incident_id, %(kind)s, %(payload)s, id FROM job RETURNING id"""
 
 
+RETRY_AFTER_SECONDS = 30  # what a refused caller is told to wait: about a run's length under load
+
+
 class QueueFull(Exception):
     """The queue holds as many waiting runs as it may: come back later."""
+
+
+async def queue_or_429(queuing: Awaitable[T]) -> T:
+    """Await a call that queues runs; a full queue answers 429 with Retry-After."""
+    try:
+        return await queuing
+    except QueueFull as exc:
+        raise ApiError(429, "queue_full", f"{exc}; try again later",
+                       headers={"Retry-After": str(RETRY_AFTER_SECONDS)}) from exc
 
 
 @dataclass(frozen=True)
@@ -103,3 +120,23 @@ async def workers_ready(pool: AsyncConnectionPool) -> bool:
             (STALLED_SECONDS,),
         )
         return (await cur.fetchone())["ready"]
+
+
+class QueueLimit:
+    """The cap on waiting runs as the intake checks it: against a count at most `max_age` seconds old, so that
+    an acknowledgement costs no extra query."""
+
+    def __init__(self, cap: int, max_age: float = 0.5):
+        self.cap, self.max_age = cap, max_age
+        self._count, self._at = 0, float("-inf")
+
+    async def check(self, pool: AsyncConnectionPool, new_runs: int) -> None:
+        """QueueFull when `new_runs` more would take the waiting runs over the cap."""
+        if new_runs == 0:
+            return
+        now = time.monotonic()
+        if now - self._at > self.max_age:
+            async with pool.connection() as conn:
+                self._count, self._at = await queued_runs(conn), now
+        if self._count + new_runs > self.cap:
+            raise QueueFull(f"{self._count} runs are waiting, at most {self.cap}")

@@ -545,5 +545,7 @@ class ServerSettings:
             raise SettingsError(["an API key is a placeholder or shorter than 16 characters"])
         if not 1 <= self.workers <= 64:
             raise SettingsError(["INCIDENT_COPILOT_WORKERS must be between 1 and 64"])
+        if self.max_queued_runs < self.max_alerts_per_request:  # else one full webhook could never be accepted
+            raise SettingsError(["INCIDENT_COPILOT_MAX_QUEUED_RUNS must be at least INCIDENT_COPILOT_MAX_ALERTS"])
         if self.max_body_bytes < 1024:
             raise SettingsError(["INCIDENT_COPILOT_MAX_BODY_BYTES must be at least 1024"])

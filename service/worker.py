@@ -20,8 +20,8 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import psycopg
 from procrastinate import App, BaseRetryStrategy, JobContext, PsycopgConnector, RetryDecision, exceptions, jobs
@@ -37,6 +37,7 @@ from tools.database import Database
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
 SWEEP_SECONDS = 5.0  # stalled runs and expired alert groups are looked for this often
 OUTAGE_RETRY_SECONDS = (0.2, 5.0)  # first and longest wait between tries while the database is away
 
@@ -70,6 +71,20 @@ class RunRetry(BaseRetryStrategy):
         return None if delay is None else RetryDecision(retry_in={"seconds": delay})
 
 
+async def patiently(call: Callable[[], Awaitable[T]], giving_up: Callable[[], bool] = lambda: False) -> T:
+    """Await `call()`; while the database is unreachable, try again with growing waits (until `giving_up()`)."""
+    wait, longest = OUTAGE_RETRY_SECONDS
+    while True:
+        try:
+            return await call()
+        except Exception as exc:
+            if giving_up() or not is_outage(exc):
+                raise
+            log.warning("database unreachable (%s); trying again in %.1f s", exc, wait)
+        await asyncio.sleep(wait)
+        wait = min(wait * 2, longest)
+
+
 class OutageTolerantConnector(PsycopgConnector):
     """A procrastinate connector whose queries wait for the database to come back instead of failing."""
 
@@ -77,17 +92,8 @@ class OutageTolerantConnector(PsycopgConnector):
         super().__init__(**kwargs)
         self.closing = False
 
-    async def _patiently(self, call: Callable[[], Any]) -> Any:
-        wait, longest = OUTAGE_RETRY_SECONDS
-        while True:
-            try:
-                return await call()
-            except exceptions.ConnectorException as exc:
-                if self.closing or not is_outage(exc):
-                    raise
-                log.warning("database unreachable (%s); trying again in %.1f s", exc.__cause__, wait)
-                await asyncio.sleep(wait)
-                wait = min(wait * 2, longest)
+    async def _patiently(self, call: Callable[[], Awaitable[Any]]) -> Any:
+        return await patiently(call, giving_up=lambda: self.closing)
 
     async def execute_query_async(self, query: Any, **arguments: Any) -> None:
         return await self._patiently(lambda: super(OutageTolerantConnector, self).execute_query_async(
@@ -200,18 +206,13 @@ class RunWorkers:
         return requeued
 
     async def _run_job(self, job_context: JobContext, run_id: int) -> None:
-        """The procrastinate task: execute run `run_id`, keeping its row in step."""
+        """The procrastinate task: execute run `run_id`, keeping its row in step. A database outage on the way is
+        waited out (the run goes on from its last checkpoint) and uses none of the run's attempts."""
         started = time.perf_counter()
-        async with self.db.pool.connection() as conn:
-            cur = await conn.execute(
-                """UPDATE runs SET status = 'running', claimed_by = %s, started_at = now(), attempts = attempts + 1
-                   WHERE id = %s RETURNING id, incident_id, kind, payload, attempts""",
-                (self.name, run_id),
-            )
-            run = await cur.fetchone()
+        run = await patiently(lambda: self._claim(run_id))
         result: RunResult | None = None
         try:
-            result = await self._run_through_outages(run)
+            result = await patiently(lambda: self._run(run))
         except asyncio.CancelledError:
             await asyncio.shield(self._set_run(run_id, "queued"))  # stopping: procrastinate queues it again
             raise
@@ -228,47 +229,37 @@ class RunWorkers:
                 self.on_finished(run, result, time.perf_counter() - started)
         await self._set_run(run_id, "done")
 
-    async def _run_through_outages(self, run: dict[str, Any]) -> RunResult:
-        """Execute the run; when the database goes away under it, wait for it and go on from the last checkpoint.
-        An outage is not the run's fault and uses none of its attempts."""
-        while True:
-            try:
-                return await self._run(run)
-            except Exception as exc:
-                if not is_outage(exc):
-                    raise
-                log.warning("run %s of incident %s: database unreachable (%s); resuming when it is back",
-                            run["id"], run["incident_id"], exc)
-            await self._wait_for_database()
-
-    async def _wait_for_database(self) -> None:
-        wait, longest = OUTAGE_RETRY_SECONDS
-        while True:
-            await asyncio.sleep(wait)
-            try:
-                async with self.db.pool.connection(timeout=5) as conn:
-                    await conn.execute("SELECT 1")
-                return
-            except Exception as exc:
-                if not is_outage(exc):
-                    raise
-            wait = min(wait * 2, longest)
+    async def _claim(self, run_id: int) -> dict[str, Any]:
+        async with self.db.pool.connection() as conn:
+            cur = await conn.execute(
+                """UPDATE runs SET status = 'running', claimed_by = %s, started_at = now(), attempts = attempts + 1
+                   WHERE id = %s RETURNING id, incident_id, kind, payload, attempts""",
+                (self.name, run_id),
+            )
+            return await cur.fetchone()
 
     async def _set_run(self, run_id: int, status: str, error: str | None = None) -> None:
-        async with self.db.pool.connection() as conn:
-            await conn.execute(
-                """UPDATE runs SET status = %s, error = COALESCE(%s, error),
-                          finished_at = CASE WHEN %s IN ('done', 'failed') THEN now() END WHERE id = %s""",
-                (status, error, status, run_id),
-            )
+        async def update() -> None:
+            async with self.db.pool.connection() as conn:
+                await conn.execute(
+                    """UPDATE runs SET status = %s, error = COALESCE(%s, error),
+                              finished_at = CASE WHEN %s IN ('done', 'failed') THEN now() END WHERE id = %s""",
+                    (status, error, status, run_id),
+                )
+
+        await patiently(update)
 
     async def _run_failed(self, run_id: int, error: str) -> None:
         """The run had its attempts: it and its incident are failed (the incident's alert group closes)."""
         await self._set_run(run_id, "failed", error)
-        async with self.db.pool.connection() as conn:
-            cur = await conn.execute("SELECT incident_id FROM runs WHERE id = %s", (run_id,))
-            incident_id = (await cur.fetchone())["incident_id"]
-        await incidents.update_incident(self.db.pool, incident_id, "failed")
+
+        async def fail_incident() -> None:
+            async with self.db.pool.connection() as conn:
+                cur = await conn.execute("SELECT incident_id FROM runs WHERE id = %s", (run_id,))
+                incident_id = (await cur.fetchone())["incident_id"]
+            await incidents.update_incident(self.db.pool, incident_id, "failed")
+
+        await patiently(fail_incident)
 
     async def _run(self, run: dict[str, Any]) -> RunResult:
         incident_id = run["incident_id"]

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
 from datetime import datetime
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
 from psycopg.errors import UniqueViolation
@@ -14,11 +13,9 @@ from graph.summary import incident_report
 from service import incidents, intake
 from service.auth import Caller
 from service.errors import ApiError, documented_errors
-from service.queue import QueueFull, enqueue_run
+from service.queue import enqueue_run, queue_or_429
 from service.runs import RunError, incident_view, thread_config
 from tools.redact import redact_value
-
-T = TypeVar("T")
 
 
 class ApprovalBody(BaseModel):
@@ -43,18 +40,6 @@ class Queued(BaseModel):
     status: str
     run_id: int
     deduplicated: bool = False
-
-
-RETRY_AFTER_SECONDS = 30
-
-
-async def queue_or_429(queuing: Awaitable[T]) -> T:
-    """Await a call that queues a run; a full queue answers 429 with Retry-After."""
-    try:
-        return await queuing
-    except QueueFull as exc:
-        raise ApiError(429, "queue_full", f"{exc}; try again later",
-                       headers={"Retry-After": str(RETRY_AFTER_SECONDS)}) from exc
 
 
 async def load_snapshot(request: Request, incident_id: str) -> Any:

@@ -14,6 +14,7 @@ from service import intake
 from service.alert_payloads import PayloadError, decode_body, parse_payload
 from service.auth import Caller
 from service.errors import ApiError, documented_errors
+from service.queue import queue_or_429
 from service.runs import new_incident_id
 from service.settings import ServerSettings
 from state import Alert, TelemetrySpec
@@ -89,6 +90,9 @@ def intake_router() -> APIRouter:
         except PayloadError as exc:
             raise ApiError(422, exc.code, exc.message) from exc
         pairs = [(alert, telemetry_for(settings, alert)) for alert in parsed.alerts]
+        # each firing group may open an incident and queue its run
+        groups = len({alert.fingerprint for alert in parsed.alerts if alert.status == "firing"})
+        await queue_or_429(app.state.queue_limit.check(app.state.db.pool, groups))
         accepted = await intake.accept_alerts(
             app.state.db.pool, request.url.path, parsed.format, body, pairs, new_incident_id
         )
@@ -103,7 +107,7 @@ def intake_router() -> APIRouter:
     for path in ("/alerts", "/webhook/trigger_agent"):
         router.add_api_route(
             path, receive, methods=["POST"], status_code=202, response_model=IntakeResponse,
-            responses=documented_errors(400, 401, 413, 422),
+            responses=documented_errors(400, 401, 413, 422, 429),
             openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": {
                 "type": "object", "description": "Grafana, Alertmanager v4 or {service_name, lookup_window_seconds}",
             }}}}},

@@ -12,6 +12,7 @@ import pytest
 
 from graph.context import Context
 from service.runs import IncidentRunner
+from service.worker import RunWorkers
 from tests.live_server import start_server, start_worker
 from tests.test_incident_runs import case
 from tests.test_server_api import AUTH, client, fixture
@@ -145,3 +146,30 @@ def test_a_worker_process_runs_what_an_intake_only_server_accepts(database_url, 
         worker.terminate()
         assert worker.wait(timeout=30) == 0
     assert rows(database_url, "SELECT count(*) FROM procrastinate_workers") == [(0,)]  # it unregistered
+
+
+async def test_runs_of_dead_workers_are_queued_again_until_they_have_had_their_attempts(database_url, tmp_path):
+    """The sweep: a job held by a worker whose heartbeat is old is queued again; one that already had its attempts
+    (a run that kills its worker every time) fails, and so does its incident."""
+    async with client(database_url, tmp_path) as c:
+        ids = [(await c.post("/alerts", json=fixture(name), headers=AUTH)).json()["incident_id"]
+               for name in ("alertmanager-0.25-firing.json", "generic-seed.json")]
+    with psycopg.connect(database_url, autocommit=True) as conn:  # a worker that died holding both runs
+        dead = conn.execute("INSERT INTO procrastinate_workers (last_heartbeat) VALUES (now() - interval '1 hour') "
+                            "RETURNING id").fetchone()[0]
+        conn.execute("UPDATE procrastinate_jobs SET status = 'doing', worker_id = %s", (dead,))
+        conn.execute("UPDATE runs SET status = 'running'")
+        conn.execute("UPDATE procrastinate_jobs SET attempts = 4 FROM runs WHERE runs.job_id = procrastinate_jobs.id "
+                     "AND runs.incident_id = %s", (ids[1],))
+    async with open_database(database_url) as db:
+        workers = RunWorkers(db, Context(output_dir=str(tmp_path)), attempts=5)
+        await workers.app.open_async()
+        try:
+            assert await workers.sweep() == 1
+        finally:
+            await workers.app.close_async()
+    assert rows(database_url, "SELECT r.incident_id, r.status, j.status::text, j.attempts FROM runs r "
+                              "JOIN procrastinate_jobs j ON j.id = r.job_id ORDER BY r.id") == [
+        (ids[0], "queued", "todo", 1), (ids[1], "failed", "failed", 5)]  # its fifth attempt ended
+    assert rows(database_url, "SELECT status, closed_reason FROM incidents WHERE id = %s", (ids[1],)) == [
+        ("failed", "failed")]

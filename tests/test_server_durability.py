@@ -339,7 +339,8 @@ def test_kill_9_mid_graph_resumes_from_checkpoint(fleet, database_url, tmp_path)
         assert query(database_url, "SELECT status, attempts FROM runs") == [{"status": "running", "attempts": 1}]
 
         [second] = fleet.start(extra_env=env)
-        wait_until(lambda: scalar(database_url, "SELECT status FROM incidents") == "awaiting_approval", 60,
+        wait_until(lambda: scalar(database_url, "SELECT status FROM incidents") == "awaiting_approval"
+                   and scalar(database_url, "SELECT status FROM runs") == "done", 60,
                    "the recovered run to reach the gate", fleet)
         assert query(database_url, "SELECT status, attempts FROM runs") == [{"status": "done", "attempts": 2}]
         entries = history(second, incident_id)

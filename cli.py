@@ -839,16 +839,56 @@ def serve(ctx: click.Context, host: str, port: int, log_level: str, access_log: 
     """Run the HTTP service: alert intake, the incidents API, the dashboard, /metrics."""
     from service.settings import SettingsError
 
-    try:
-        settings_of(ctx).server_settings().validate()  # refuse bad settings here, before any process starts
+    settings = settings_of(ctx)
+    server_settings = settings.server_settings()
+    try:  # refuse bad settings here, before any process starts
+        server_settings.validate()
+        server_settings.check_folders(settings.database.home)
     except SettingsError as exc:
         raise ConfigProblem(str(exc)) from None
+    if server_settings.auth_disabled and not is_loopback(host):
+        say(f"warning: authentication is disabled (INCIDENT_COPILOT_AUTH=disabled) and the service listens on "
+            f"{host}: anyone who can reach this address can read incidents and approve fixes. Use --host 127.0.0.1 "
+            "unless this network is yours alone.", err=True, fg="yellow")
+    problem = database_unreachable(server_settings.database_url)
+    if problem:
+        raise Failure(problem)
     import uvicorn
 
     # several processes share nothing but PostgreSQL, where dedup, the run queue and approvals are decided
     uvicorn.run("server:create_app", factory=True, host=host, port=port, workers=processes, log_level=log_level,
                 access_log=access_log)
     return Exit.OK
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` is a loopback address or name (only this machine can connect)."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def database_unreachable(url: str | None) -> str | None:
+    """Why the configured database cannot be reached (one line, no password), or None; the embedded one is
+    started by the service itself."""
+    if url is None:
+        return None
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        psycopg.connect(url, connect_timeout=5).close()
+    except psycopg.Error as exc:
+        params = conninfo_to_dict(url)
+        where = f"{params.get('host', 'localhost')}:{params.get('port', 5432)}/{params.get('dbname', '')}"
+        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        return f"cannot reach the database at {where} (DATABASE_URL): {reason}"
+    return None
 
 
 @cli.group()

@@ -45,7 +45,8 @@ def create_app(settings: ServerSettings | None = None, context: Context | None =
 
             run_context.runbooks_dir = str(RUNBOOKS_DIR)  # the simulated fleet comes with its runbooks
         metrics = ServerMetrics()
-        async with open_database(settings.database_url, max_size=2 * settings.workers + 8) as db:
+        async with open_database(settings.database_url, max_size=2 * settings.workers + 8,
+                                 acquire_timeout=settings.db_acquire_timeout) as db:
             workers = RunWorkers(db, run_context, concurrency=settings.workers,
                                  on_finished=metrics.run_finished, on_step=metrics.node_finished)
             app.state.db, app.state.metrics = db, metrics

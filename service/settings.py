@@ -76,6 +76,20 @@ class DatabaseSection(Section):
                                 "(default ~/.local/share/incident-copilot)", "/var/lib/incident-copilot")
 
 
+    @field_validator("url")
+    @classmethod
+    def _conninfo(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            from psycopg.conninfo import conninfo_to_dict
+
+            try:
+                conninfo_to_dict(value.get_secret_value())
+            except Exception:  # psycopg's message may quote the URL, password included: never shown
+                raise ValueError("not a PostgreSQL URL or connection string, e.g. "
+                                 "postgresql://user@host:5432/db") from None
+        return value
+
+
 class ServerSection(Section):
     """The HTTP service."""
 
@@ -95,6 +109,9 @@ class ServerSection(Section):
     run_workers: bool = setting(True, "INCIDENT_COPILOT_RUN_WORKERS", "false: an intake-only replica", "true")
     telemetry: Literal["live", "sim"] = setting("live", "INCIDENT_COPILOT_TELEMETRY",
                                                 "live backends, or the simulator (alert labels scenario, seed)", "live")
+    db_acquire_timeout: float = setting(0.5, "INCIDENT_COPILOT_DB_ACQUIRE_TIMEOUT", "longest wait of a request for "
+                                        "a database connection, in seconds; past it the answer is 503",
+                                        "0.5", gt=0, le=60)
 
     @field_validator("api_keys", mode="before")
     @classmethod
@@ -297,7 +314,7 @@ class Settings(BaseSettings):
             auth_disabled=self.server.auth == "disabled", local_mode=self.server.local,
             max_body_bytes=self.server.max_body_bytes, max_alerts_per_request=self.server.max_alerts_per_request,
             workers=self.server.workers, run_workers=self.server.run_workers, telemetry=self.server.telemetry,
-            output_dir=str(self.run.output_dir),
+            output_dir=str(self.run.output_dir), db_acquire_timeout=self.server.db_acquire_timeout,
         )
 
     def run_context(self, **overrides: Any) -> Any:
@@ -516,6 +533,7 @@ class ServerSettings:
     run_workers: bool = True
     telemetry: Literal["live", "sim"] = "live"
     output_dir: str = "output"
+    db_acquire_timeout: float = 0.5
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ServerSettings:
@@ -535,3 +553,27 @@ class ServerSettings:
             raise SettingsError(["INCIDENT_COPILOT_WORKERS must be between 1 and 64"])
         if self.max_body_bytes < 1024:
             raise SettingsError(["INCIDENT_COPILOT_MAX_BODY_BYTES must be at least 1024"])
+
+    def check_folders(self, home: Path | None) -> None:
+        """Refuse an output folder (and a data directory) this process cannot write: at start, not in every run."""
+        problems = []
+        for where, path in (("run.output_dir (OUTPUT_DIR)", Path(self.output_dir)),
+                            ("database.home (INCIDENT_COPILOT_HOME)", home)):
+            problem = unwritable_folder(path) if path is not None else None
+            if problem:
+                problems.append(f"{where} = {str(path)!r}: {problem}")
+        if problems:
+            raise SettingsError(problems)
+
+
+def unwritable_folder(path: Path) -> str | None:
+    """Why `path` cannot be a folder this process writes into (created if missing), or None."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return f"cannot create the folder: {exc.strerror or exc}"
+    if not path.is_dir():
+        return "not a folder"
+    if not os.access(path, os.W_OK | os.X_OK):
+        return "the folder is not writable"
+    return None

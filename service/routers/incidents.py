@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from psycopg.errors import UniqueViolation
 from pydantic import BaseModel, Field
 
@@ -14,7 +14,11 @@ from service import incidents, intake
 from service.auth import Caller
 from service.errors import ApiError, documented_errors
 from service.runs import RunError, incident_view, thread_config
+from state import INCIDENT_ID_MAX_LENGTH, INCIDENT_ID_PATTERN
 from tools.redact import redact_value
+
+IncidentId = Annotated[str, Path(pattern=INCIDENT_ID_PATTERN, max_length=INCIDENT_ID_MAX_LENGTH,
+                                 description="an incident id: letters, digits, '-' and '_'")]
 
 
 class ApprovalBody(BaseModel):
@@ -40,7 +44,7 @@ class Queued(BaseModel):
     run_id: int
 
 
-async def load_snapshot(request: Request, incident_id: str) -> Any:
+async def load_snapshot(request: Request, incident_id: IncidentId) -> Any:
     """The incident's latest checkpoint, or 404."""
     snapshot = await request.app.state.graph.aget_state(thread_config(incident_id))
     if not snapshot.values:
@@ -74,7 +78,7 @@ def incidents_router() -> APIRouter:
                 "next_offset": offset + limit if len(rows) == limit else None}
 
     @router.get("/{incident_id}", responses=documented_errors(401, 404, 422))
-    async def get_incident(request: Request, caller: Caller, incident_id: str) -> dict[str, Any]:
+    async def get_incident(request: Request, caller: Caller, incident_id: IncidentId) -> dict[str, Any]:
         row = await incidents.get_incident(request.app.state.db.pool, incident_id)
         if row is None:
             raise ApiError(404, "not_found", f"no incident {incident_id}")
@@ -90,7 +94,7 @@ def incidents_router() -> APIRouter:
         return redact_value(body)  # API fields never carry a secret, whatever the alert or the telemetry held
 
     @router.get("/{incident_id}/history", responses=documented_errors(401, 404, 422))
-    async def history(request: Request, caller: Caller, incident_id: str) -> dict[str, Any]:
+    async def history(request: Request, caller: Caller, incident_id: IncidentId) -> dict[str, Any]:
         try:
             entries = await request.app.state.runner.history(incident_id)
         except RunError as exc:
@@ -99,7 +103,7 @@ def incidents_router() -> APIRouter:
 
     @router.post("/{incident_id}/approval", status_code=202, response_model=Queued,
                  responses=documented_errors(401, 404, 409, 422))
-    async def approval(request: Request, caller: Caller, incident_id: str, body: ApprovalBody) -> Queued:
+    async def approval(request: Request, caller: Caller, incident_id: IncidentId, body: ApprovalBody) -> Queued:
         snapshot = await load_snapshot(request, incident_id)
         if not snapshot.interrupts:
             raise ApiError(409, "not_awaiting_approval", f"incident {incident_id} is not waiting for approval")
@@ -114,7 +118,7 @@ def incidents_router() -> APIRouter:
 
     @router.post("/{incident_id}/replay", status_code=202, response_model=Queued,
                  responses=documented_errors(401, 404, 422))
-    async def replay(request: Request, caller: Caller, incident_id: str, body: ReplayBody) -> Queued:
+    async def replay(request: Request, caller: Caller, incident_id: IncidentId, body: ReplayBody) -> Queued:
         await load_snapshot(request, incident_id)
         past = await request.app.state.graph.aget_state(thread_config(incident_id, body.checkpoint_id))
         if not past.values and not past.next:

@@ -37,8 +37,17 @@ class IntakeResponse(BaseModel):
     alerts: list[AlertAccepted]
 
 
+def is_json_media_type(content_type: str | None) -> bool:
+    """application/json or application/<something>+json, whatever the parameters (charset)."""
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+
+
 async def read_json_body(request: Request, limit: int) -> Any:
-    """The request body as JSON, refusing bodies over `limit` bytes before reading them whole."""
+    """The request body as JSON, refusing other media types (415) and bodies over `limit` bytes before reading
+    them whole (413)."""
+    if not is_json_media_type(request.headers.get("content-type")):
+        raise ApiError(415, "unsupported_media_type", "the body must be JSON (Content-Type: application/json)")
     declared = request.headers.get("content-length")
     if declared is not None and (not declared.isdigit() or int(declared) > limit):
         raise ApiError(413, "body_too_large", f"request body over {limit} bytes")
@@ -71,8 +80,9 @@ def telemetry_for(settings: ServerSettings, alert: Alert) -> TelemetrySpec:
     if scenario not in SCENARIOS:
         raise ApiError(422, "invalid_field", f"sim mode: label 'scenario' must be one of {', '.join(SCENARIOS)}")
     seed = alert.labels.get("seed", "0")
-    if not seed.isdigit():
-        raise ApiError(422, "invalid_field", "sim mode: label 'seed' must be a whole number")
+    # isdigit() alone takes "²" and other digits int() refuses; a seed is a short run of ASCII digits
+    if not (seed.isascii() and seed.isdigit() and len(seed) <= 9):
+        raise ApiError(422, "invalid_field", "sim mode: label 'seed' must be a whole number of at most 9 digits")
     return TelemetrySpec(kind="sim", scenario=scenario, seed=int(seed), end=alert.starts_at)
 
 
@@ -103,7 +113,7 @@ def intake_router() -> APIRouter:
     for path in ("/alerts", "/webhook/trigger_agent"):
         router.add_api_route(
             path, receive, methods=["POST"], status_code=202, response_model=IntakeResponse,
-            responses=documented_errors(400, 401, 413, 422),
+            responses=documented_errors(400, 401, 403, 413, 415, 422, 503),
             openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": {
                 "type": "object", "description": "Grafana, Alertmanager v4 or {service_name, lookup_window_seconds}",
             }}}}},

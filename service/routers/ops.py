@@ -19,7 +19,7 @@ def ops_router() -> APIRouter:
     @router.get("/readyz", responses=documented_errors(503))
     async def readyz(request: Request) -> JSONResponse:
         try:
-            async with request.app.state.db.pool.connection(timeout=2) as conn:
+            async with request.app.state.db.pool.connection() as conn:
                 await conn.execute("SELECT 1")
         except Exception:
             return error_response(503, "not_ready", "database unreachable")

@@ -41,6 +41,12 @@ class ErrorBody(BaseModel):
     error: ErrorDetail
 
 
+def is_json_media_type(content_type: str | None) -> bool:
+    """application/json or application/<something>+json, whatever the parameters (charset)."""
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+
+
 def documented_errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses` for these error statuses, all in the one error shape (422 too, not FastAPI's)."""
     return {status: {"model": ErrorBody} for status in statuses}
@@ -67,7 +73,8 @@ def install_error_handlers(app: FastAPI) -> None:
     # Starlette's base class: the router's own 404 and 405 are raised as it, not as FastAPI's subclass.
     @app.exception_handler(HTTPException)
     async def _http(request: Request, exc: HTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        # 400: FastAPI's own "error parsing the body" (e.g. bytes that are not UTF-8)
+        code = {400: "invalid_json", 404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         message = str(exc.detail)[:300] if exc.status_code < 500 else "error"
         return error_response(exc.status_code, code, message, exc.headers)  # e.g. 405's Allow
 

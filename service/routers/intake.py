@@ -12,8 +12,8 @@ from pydantic import BaseModel
 
 from service import intake
 from service.alert_payloads import PayloadError, decode_body, parse_payload
-from service.auth import Caller
-from service.errors import ApiError, documented_errors
+from service.auth import AlertSender
+from service.errors import ApiError, documented_errors, is_json_media_type
 from service.runs import new_incident_id
 from service.settings import ServerSettings
 from state import Alert, TelemetrySpec
@@ -35,12 +35,6 @@ class IntakeResponse(BaseModel):
     status: str
     deduplicated: bool
     alerts: list[AlertAccepted]
-
-
-def is_json_media_type(content_type: str | None) -> bool:
-    """application/json or application/<something>+json, whatever the parameters (charset)."""
-    media = (content_type or "").split(";", 1)[0].strip().lower()
-    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
 
 
 async def read_json_body(request: Request, limit: int) -> Any:
@@ -90,7 +84,7 @@ def intake_router() -> APIRouter:
     """POST /alerts and POST /webhook/trigger_agent."""
     router = APIRouter(tags=["intake"])
 
-    async def receive(request: Request, caller: Caller) -> JSONResponse:
+    async def receive(request: Request, caller: AlertSender) -> JSONResponse:
         app = request.app
         settings: ServerSettings = app.state.settings
         body = await read_json_body(request, settings.max_body_bytes)

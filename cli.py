@@ -14,11 +14,13 @@ imported by the command that needs it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import statistics
 import sys
-from collections.abc import Callable, Iterable
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from enum import IntEnum
 from pathlib import Path
@@ -855,10 +857,28 @@ def serve(ctx: click.Context, host: str, port: int, log_level: str, access_log: 
         raise Failure(problem)
     import uvicorn
 
-    # several processes share nothing but PostgreSQL, where dedup, the run queue and approvals are decided
-    uvicorn.run("server:create_app", factory=True, host=host, port=port, workers=processes, log_level=log_level,
-                access_log=access_log)
+    # several processes share nothing but PostgreSQL, where dedup, the run queue and approvals are decided, and
+    # a folder where each writes its metrics, so that /metrics, whichever process answers, counts them all
+    with metrics_folder(processes):
+        uvicorn.run("server:create_app", factory=True, host=host, port=port, workers=processes,
+                    log_level=log_level, access_log=access_log)
     return Exit.OK
+
+
+@contextlib.contextmanager
+def metrics_folder(processes: int) -> Iterator[None]:
+    """With several processes, a fresh PROMETHEUS_MULTIPROC_DIR for them (removed afterwards); else nothing."""
+    from service.metrics import MULTIPROCESS_ENV
+
+    if processes == 1:
+        yield
+        return
+    with tempfile.TemporaryDirectory(prefix="incident-copilot-metrics-") as folder:
+        os.environ[MULTIPROCESS_ENV] = folder  # the processes read it when they start
+        try:
+            yield
+        finally:
+            os.environ.pop(MULTIPROCESS_ENV, None)
 
 
 def is_loopback(host: str) -> bool:

@@ -27,6 +27,12 @@ from tools.notify.outbox import OutboxDispatcher
 from web.dashboard import STATIC_DIR, DashboardViews, dashboard_router
 
 
+def workers_running(workers: RunWorkers) -> bool:
+    """Whether this process's run workers are all still running (a task that ended stopped taking runs)."""
+    tasks = workers._tasks  # (until the task queue reports its own liveness)
+    return bool(tasks) and not any(task.done() for task in tasks)
+
+
 def create_app(settings: ServerSettings | None = None, context: Context | None = None) -> FastAPI:
     """The FastAPI app; settings are validated, and the pool, checkpointer and workers opened, once, at start-up.
 
@@ -50,12 +56,13 @@ def create_app(settings: ServerSettings | None = None, context: Context | None =
             workers = RunWorkers(db, run_context, concurrency=settings.workers,
                                  on_finished=metrics.run_finished, on_step=metrics.node_finished)
             app.state.db, app.state.metrics = db, metrics
-            app.state.runner, app.state.graph = workers.runner, workers.runner.graph
+            app.state.runner, app.state.graph, app.state.workers = workers.runner, workers.runner.graph, workers
             app.state.views = DashboardViews()
             dispatcher = OutboxDispatcher(db.pool, load_notify_config(run_context.notify_config))
             if settings.run_workers:
                 await workers.start()
                 dispatcher.start()
+            app.state.workers_alive = lambda: workers_running(workers) if settings.run_workers else True
             # Start-up's objects (modules, the compiled graph: ~150k) live as long as the process; frozen, the
             # collector's full passes skip them instead of pausing every request for ~100 ms each time.
             gc.freeze()

@@ -484,6 +484,14 @@ class IncidentState(TypedDict, total=False):
     tokens: Annotated[dict[str, TokenUsage], add_tokens]
 
 
+class GraphInput(TypedDict, total=False):
+    """What starts a run: the alert, where its telemetry is read, and the incident id (default: the thread id)."""
+
+    incident_id: str
+    alert: Alert
+    telemetry: TelemetrySpec
+
+
 class CollectTask(TypedDict):
     """The payload `Send` hands to one collector."""
 

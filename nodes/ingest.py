@@ -20,6 +20,8 @@ async def ingest(state: IncidentState, runtime: Runtime[Context]) -> dict[str, A
     # input over the LangGraph API arrives as JSON dicts: validate it into the state's models here, at the edge
     thread_id = get_config().get("configurable", {}).get("thread_id")
     incident_id = check_incident_id(state.get("incident_id") or str(thread_id))
+    if runtime.context.incident_is_thread and incident_id != str(thread_id):
+        raise ValueError(f"incident id {incident_id!r} must be the thread's id {thread_id!r} (one incident per thread)")
     alert = Alert.model_validate(state["alert"])
     telemetry = TelemetrySpec.model_validate(state.get("telemetry") or {"kind": "live"})
     end = telemetry.end or alert.starts_at

@@ -23,6 +23,8 @@ def ops_router() -> APIRouter:
                 await conn.execute("SELECT 1")
         except Exception:
             return error_response(503, "not_ready", "database unreachable")
+        if not request.app.state.workers_alive():
+            return error_response(503, "not_ready", "the run workers are not running")
         return JSONResponse({"status": "ready"})
 
     @router.get("/metrics", response_class=Response)

@@ -169,13 +169,25 @@ class RunSection(Section):
                                      "true")
     repo: str | None = setting(None, "INCIDENT_REPO", "local git repository of the alerted services "
                                "(default: the telemetry's own)", "/srv/repos/shop")
-    pr_backend: Literal["local", "github"] = setting("local", "PR_BACKEND", "where approved fixes go", "local")
+    pr_backend: Literal["local", "github"] = setting("local", "PR_BACKEND", "where approved fixes go: github = pull "
+                                                     "requests for repositories on GitHub, local = branches", "github")
+    github_token: SecretStr | None = setting(None, "GITHUB_TOKEN", "GitHub token (contents and pull-request write)",
+                                             "github_pat_...")
+    github_api_url: str = setting("https://api.github.com", "GITHUB_API_URL", "GitHub's API (Enterprise: "
+                                  "https://HOST/api/v3)", "https://api.github.com")
     output_dir: Path = setting(Path("output"), "OUTPUT_DIR", "where briefs are written", "output")
     notify_channels: tuple[str, ...] = setting(("file",), "NOTIFY_CHANNELS", "sinks of the brief (comma-separated)",
                                                "file,stdout")
 
     notify_config: Path | None = setting(None, "NOTIFY_CONFIG", "TOML file of notification channels and routes",
                                          "notify.toml")
+
+    @field_validator("github_api_url")
+    @classmethod
+    def _github_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
 
     @field_validator("notify_channels", mode="before")
     @classmethod
@@ -200,6 +212,10 @@ class LLMSection(Section):
     max_attempts: int = setting(3, "LLM_MAX_ATTEMPTS", "attempts per call on 429/5xx", "3", ge=1, le=10)
     token_budget: int = setting(60_000, "TOKEN_BUDGET", "LLM tokens one incident may use (0 = no limit)", "60000",
                                 ge=0)
+
+    def api_key(self) -> SecretStr | None:
+        """The key of the chosen provider."""
+        return {"google": self.google_api_key, "openai": self.openai_api_key}.get(self.provider or "")
 
     @model_validator(mode="after")
     def _provider(self) -> LLMSection:
@@ -358,12 +374,14 @@ class Settings(BaseSettings):
 
         secret = _secret_value
         values = {
-            "llm_provider": self.llm.provider, "reasoning_model": self.llm.reasoning_model,
+            "llm_provider": self.llm.provider, "llm_api_key": self.llm.api_key(),
+            "reasoning_model": self.llm.reasoning_model,
             "fast_model": self.llm.fast_model, "llm_base_url": self.llm.base_url,
             "llm_timeout_seconds": self.llm.timeout_seconds, "llm_max_attempts": self.llm.max_attempts,
             "token_budget": self.llm.token_budget,
             "notify_config": str(self.run.notify_config) if self.run.notify_config else None,
             "repo": self.run.repo, "pr_backend": self.run.pr_backend,
+            "github_token": secret(self.run.github_token), "github_api_url": self.run.github_api_url,
             "window_seconds": self.run.window_seconds, "baseline_seconds": self.run.baseline_seconds,
             "metrics_step_seconds": self.run.metrics_step_seconds, "require_approval": self.run.require_approval,
             "output_dir": str(self.run.output_dir), "notify_channels": self.run.notify_channels,
@@ -386,9 +404,7 @@ class Settings(BaseSettings):
             from tools.llm import check_llm_settings
             from tools.notify.config import load_notify_config
 
-            keys = {"GOOGLE_API_KEY": secret(self.llm.google_api_key),
-                    "OPENAI_API_KEY": secret(self.llm.openai_api_key)}
-            check_llm_settings(context, {k: v for k, v in keys.items() if v})
+            check_llm_settings(context, env={})  # the key is the configuration's, passed in the context
             load_notify_config(context.notify_config)
         return context
 

@@ -382,6 +382,16 @@ def live_case(service: str, at: datetime | None) -> tuple[Any, Any]:
 JSON_HELP = "print one JSON document instead of text, e.g. --json | jq ."
 
 
+def incident_id_argument(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """An incident id argument: a name, never a path (usage error, exit 2, otherwise)."""
+    from state import invalid_incident_id
+
+    problem = invalid_incident_id(value)
+    if problem:
+        raise click.BadParameter(problem)
+    return value
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110},
              epilog="Exit codes: 0 done or no incident, 1 error, 2 usage or configuration, 3 inconclusive, "
                     "4 waiting for approval. Example: incident-copilot demo --yes")
@@ -616,7 +626,7 @@ def list_incidents(ctx: click.Context, status: str | None, service: str | None, 
 
 
 @incidents.command(epilog="Example: incident-copilot incidents show inc-20261121-120000-ab12cd --json")
-@click.argument("incident_id", metavar="ID")
+@click.argument("incident_id", metavar="ID", callback=incident_id_argument)
 @click.option("--json", "as_json", is_flag=True, help="print the JSON contract of investigate --json, e.g. --json")
 @click.pass_context
 def show(ctx: click.Context, incident_id: str, as_json: bool) -> int:
@@ -635,7 +645,7 @@ def show(ctx: click.Context, incident_id: str, as_json: bool) -> int:
 
 
 @incidents.command(epilog="Example: incident-copilot incidents history inc-20261121-120000-ab12cd")
-@click.argument("incident_id", metavar="ID")
+@click.argument("incident_id", metavar="ID", callback=incident_id_argument)
 @click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
 @click.pass_context
 def history(ctx: click.Context, incident_id: str, as_json: bool) -> int:
@@ -688,7 +698,7 @@ def _decide(ctx: click.Context, incident_id: str, decision: str, by: str | None,
 
 @incidents.command(epilog="Examples: incident-copilot incidents approve inc-20261121-120000-ab12cd; "
                           "incident-copilot incidents approve inc-20261121-120000-ab12cd --by carol --yes")
-@click.argument("incident_id", metavar="ID")
+@click.argument("incident_id", metavar="ID", callback=incident_id_argument)
 @click.option("--by", help="who approves (default: cli:<user>), e.g. --by carol")
 @click.option("--comment", help="why, kept with the decision, e.g. --comment 'revert looks right'")
 @click.option("--yes", is_flag=True, help="approve without showing the question first, e.g. --yes in scripts")
@@ -703,7 +713,7 @@ def approve(ctx: click.Context, incident_id: str, by: str | None, comment: str |
 
 @incidents.command(epilog="Example: incident-copilot incidents reject inc-20261121-120000-ab12cd --comment 'not "
                           "this commit'")
-@click.argument("incident_id", metavar="ID")
+@click.argument("incident_id", metavar="ID", callback=incident_id_argument)
 @click.option("--by", help="who rejects (default: cli:<user>), e.g. --by carol")
 @click.option("--comment", help="why, kept with the decision, e.g. --comment 'wrong commit'")
 @click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
@@ -714,7 +724,7 @@ def reject(ctx: click.Context, incident_id: str, by: str | None, comment: str | 
 
 
 @incidents.command(epilog="Example: incident-copilot incidents replay inc-20261121-120000-ab12cd --from 1f0c6a4e-...")
-@click.argument("incident_id", metavar="ID")
+@click.argument("incident_id", metavar="ID", callback=incident_id_argument)
 @click.option("--from", "checkpoint_id", required=True, metavar="CHECKPOINT_ID",
               help="the checkpoint to run again from (see `incidents history`), e.g. --from 1f0c6a4e-...")
 @click.option("--json", "as_json", is_flag=True, help=JSON_HELP)

@@ -21,6 +21,7 @@ from service.intake import queue_depth
 RUN_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300)
 NODE_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30)
 DATABASE_GAUGE_SECONDS = 5.0  # scrapes within this time share one reading of the database
+RENDER_SECONDS = 1.0  # ... and scrapes within this time one rendering of the text (counters lag at most this)
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"  # set by `serve --processes N` (N > 1) for every process
 
 log = logging.getLogger(__name__)
@@ -92,6 +93,7 @@ class ServerMetrics:
                               registry=r)
         self.database = DatabaseGauges()
         r.register(self.database)
+        self._rendered: tuple[float, bytes] = (float("-inf"), b"")
 
     def alerts_accepted(self, fmt: str, accepted: list[Any]) -> None:
         """Count one intake request's alerts."""
@@ -113,7 +115,11 @@ class ServerMetrics:
             self.tokens.labels(node=name, direction="output").inc(usage.output)
 
     async def render(self, pool: AsyncConnectionPool) -> tuple[bytes, str]:
-        """The exposition text: every process's counters (one process: this one's) and the database gauges."""
+        """The exposition text: every process's counters (one process: this one's) and the database gauges; the
+        same text for every scrape within RENDER_SECONDS."""
+        rendered_at, text = self._rendered
+        if time.monotonic() - rendered_at < RENDER_SECONDS:
+            return text, CONTENT_TYPE_LATEST
         await self.database.refresh(pool)
         if os.environ.get(MULTIPROCESS_ENV):
             from prometheus_client import multiprocess
@@ -123,4 +129,6 @@ class ServerMetrics:
             registry.register(self.database)
         else:
             registry = self.registry
-        return generate_latest(registry), CONTENT_TYPE_LATEST
+        text = generate_latest(registry)
+        self._rendered = (time.monotonic(), text)
+        return text, CONTENT_TYPE_LATEST

@@ -74,3 +74,14 @@ async def test_the_graph_refuses_an_incident_id_that_is_a_path(tmp_path, inciden
         )
     written = [p for p in tmp_path.rglob("*") if p.is_file()]
     assert written == [], written
+
+
+@pytest.mark.parametrize("command", [["incidents", "show"], ["incidents", "history"], ["incidents", "approve"],
+                                     ["incidents", "reject"]])
+def test_the_cli_refuses_an_incident_id_that_is_a_path(tmp_path, command):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INCIDENT_COPILOT_")}
+    env |= {"INCIDENT_COPILOT_HOME": str(tmp_path), "DATABASE_URL": f"postgresql://postgres@127.0.0.1:{free_port()}/x"}
+    done = subprocess.run([sys.executable, str(REPO_ROOT / "cli.py"), *command, "../../x"], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "incident id '../../x'" in done.stderr and "Traceback" not in done.stderr

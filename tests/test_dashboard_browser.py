@@ -171,6 +171,14 @@ def screenshot(driver: Any, folder: Path, name: str, width: int) -> Path:
     return path
 
 
+def above(driver: Any, first: str, second: str) -> bool:
+    """Whether element #first starts above #second, read in one script (the live page may re-render meanwhile)."""
+    return driver.execute_script(
+        "const top = id => document.getElementById(id).getBoundingClientRect().top; "
+        "return top(arguments[0]) < top(arguments[1]);",
+        first, second)
+
+
 def assert_card(driver: Any, outcome: str) -> None:
     """The card is the first thing under the title, and says what is broken, the cause and what to do."""
     from selenium.webdriver.common.by import By
@@ -180,8 +188,8 @@ def assert_card(driver: Any, outcome: str) -> None:
     assert driver.find_element(By.ID, "broken").text
     for section in ("root-cause", "proof", "actions"):
         assert card.find_elements(By.ID, section), f"no #{section} in the card:\n{card.text}"
-    charts = driver.find_element(By.ID, "charts")
-    assert card.location["y"] < charts.location["y"], "the card must come before the charts"
+    assert driver.find_element(By.ID, "charts")
+    assert above(driver, "card", "charts"), "the card must come before the charts"
 
 
 def assert_charts(driver: Any) -> None:
@@ -275,10 +283,11 @@ def test_approve_an_incident_from_the_dashboard(
     driver.find_element(By.ID, "approve").click()
 
     # after the decision: who approved, at the top, and the page follows the run to its end by itself
-    decision = wait_for(driver, server, "the decision banner", lambda: driver.find_element(By.ID, "decision"), 10)
-    assert decision.text.startswith("Approved by operator"), decision.text
-    assert "approved from the browser test" in decision.text
-    assert decision.location["y"] < driver.find_element(By.ID, "card").location["y"], "the approver must be on top"
+    # (its text read at once: the live page may replace the element between two reads)
+    decision = wait_for(driver, server, "the decision banner", lambda: driver.find_element(By.ID, "decision").text, 10)
+    assert decision.startswith("Approved by operator"), decision
+    assert "approved from the browser test" in decision
+    assert above(driver, "decision", "card"), "the approver must be on top"
     assert not driver.find_elements(By.ID, "approve"), "the gate is offered again after the decision"
     driver.execute_script("window.notReloaded = true")
 

@@ -42,17 +42,19 @@ def create_app(settings: ServerSettings | None = None, context: Context | None =
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         run_context = service_context(settings, context)
         metrics = ServerMetrics()
-        async with open_database(settings.database_url, max_size=2 * settings.workers + 8) as db:
+        async with open_database(settings.database_url, max_size=2 * settings.workers + 8,
+                                 acquire_timeout=settings.db_acquire_timeout) as db:
             workers = RunWorkers(db, run_context, concurrency=settings.workers, attempts=settings.run_attempts,
                                  group_ttl_seconds=settings.group_ttl_seconds,
                                  on_finished=metrics.run_finished, on_step=metrics.node_finished)
             app.state.db, app.state.metrics = db, metrics
-            app.state.runner, app.state.graph = workers.runner, workers.runner.graph
+            app.state.runner, app.state.graph, app.state.workers = workers.runner, workers.runner.graph, workers
             app.state.views = DashboardViews()
             dispatcher = OutboxDispatcher(db.pool, load_notify_config(run_context.notify_config))
             if settings.run_workers:
                 await workers.start()
                 dispatcher.start()
+            app.state.workers_alive = lambda: workers.running() if settings.run_workers else True
             # Start-up's objects (modules, the compiled graph: ~150k) live as long as the process; frozen, the
             # collector's full passes skip them instead of pausing every request for ~100 ms each time.
             gc.freeze()

@@ -20,6 +20,9 @@ ErrorCode = Literal["invalid_json", "unknown_format", "missing_field", "invalid_
 PayloadFormat = Literal["alertmanager", "grafana", "generic"]
 
 MAX_TEXT_BYTES = 4096
+# Alertmanager's and Grafana's fingerprints are 16 hex digits; a group key longer than this is not a fingerprint
+# (and past ~2,700 bytes no B-tree index, such as the open-incident one, can hold it).
+MAX_FINGERPRINT_CHARS = 128
 # Real payloads nest 3-4 levels; deep nesting would break pydantic's serializer (about 255 levels) later.
 MAX_DEPTH = 32
 MIN_WINDOW_SECONDS = 60
@@ -76,10 +79,24 @@ class ParsedPayload:
     receiver: str | None = None
 
 
+def _not_json_number(text: str) -> float:
+    raise PayloadError("invalid_json", "body", f"{text} is not a JSON number (JSON has no NaN or Infinity)")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e400 reads as infinity, which no JSON document or database column holds
+        raise PayloadError("invalid_json", "body", f"{_cap(text)} is out of the range of a JSON number")
+    return value
+
+
 def decode_body(data: bytes | str) -> Any:
-    """Decode a request body as JSON; `PayloadError("invalid_json")` when it is not."""
+    """Decode a request body as JSON (strict: no NaN, no Infinity); `PayloadError("invalid_json")` when it is
+    not."""
     try:
-        return json.loads(data)
+        return json.loads(data, parse_constant=_not_json_number, parse_float=_finite)
+    except PayloadError:
+        raise
     except json.JSONDecodeError as exc:
         raise PayloadError(
             "invalid_json", "body", f"not valid JSON: {exc.msg} at line {exc.lineno}"
@@ -188,8 +205,7 @@ def _group_alert(
         severity=labels.get("severity") or None,
         summary=summary,
         starts_at=starts_at,
-        fingerprint=_optional_text(item, "fingerprint", f"{at}.fingerprint")
-        or fingerprint_of(alertname, service),
+        fingerprint=_fingerprint(item, f"{at}.fingerprint") or fingerprint_of(alertname, service),
         labels=labels,
         annotations=annotations,
         raw=copy.deepcopy({**group, **item}),
@@ -294,8 +310,8 @@ def _timestamp(value: Any, at: str) -> datetime | None:
 
 
 def _check_values(body: dict[str, Any]) -> None:
-    """Reject a body nested deeper than MAX_DEPTH levels, or holding a number no store can keep (an integer beyond
-    64 bits, NaN, an infinity); iteratively: no recursion on untrusted input."""
+    """Reject a body nested deeper than MAX_DEPTH levels, or holding an integer beyond 64 bits, which no checkpoint
+    can keep (NaN and infinities are refused as JSON already); iteratively: no recursion on untrusted input."""
     stack: list[tuple[Any, int, str]] = [(body, 1, "body")]
     while stack:
         value, depth, at = stack.pop()
@@ -309,9 +325,6 @@ def _check_values(body: dict[str, Any]) -> None:
             elif isinstance(child, int) and not isinstance(child, bool) and not INT_MIN <= child <= INT_MAX:
                 raise PayloadError("invalid_field", path.removeprefix("body."),
                                    f"{_cap(str(child))} is beyond the 64-bit integer range and cannot be stored")
-            elif isinstance(child, float) and not math.isfinite(child):
-                raise PayloadError("invalid_field", path.removeprefix("body."),
-                                   f"{child} is not a finite number and cannot be stored")
 
 
 def _text_map(value: Any, at: str) -> dict[str, str]:
@@ -335,6 +348,15 @@ def _text_map(value: Any, at: str) -> dict[str, str]:
         _check_size(item, path, "value")
         out[key] = item
     return out
+
+
+def _fingerprint(item: dict[str, Any], at: str) -> str | None:
+    """The sender's fingerprint of an alert, if it gives one: printable, at most MAX_FINGERPRINT_CHARS."""
+    value = _optional_text(item, "fingerprint", at)
+    if value is not None and (len(value) > MAX_FINGERPRINT_CHARS or not value.isprintable()):
+        raise PayloadError("invalid_field", at, f"a fingerprint is at most {MAX_FINGERPRINT_CHARS} printable "
+                           f"characters, got {len(value)}")
+    return value
 
 
 def _optional_text(mapping: dict[str, Any], key: str, at: str) -> str | None:

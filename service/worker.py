@@ -145,6 +145,11 @@ class RunWorkers:
         self._tasks = [asyncio.create_task(self._keep_working(), name="run-worker"),
                        asyncio.create_task(self._sweep_periodically(), name="run-sweep")]
 
+    def running(self) -> bool:
+        """Whether this process's worker takes runs: started, and neither stopped nor given up (it restarts
+        procrastinate's worker after an error, so only stop() ends it)."""
+        return bool(self._tasks) and not any(task.done() for task in self._tasks)
+
     async def stop(self) -> None:
         """Stop the worker: in-flight runs are cancelled and queued again (they resume from their checkpoints)."""
         self.connector.closing = True

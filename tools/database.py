@@ -111,13 +111,18 @@ async def _apply_queue_schema(conn: AsyncConnection, done: set[str]) -> list[str
 
 
 @asynccontextmanager
-async def open_database(url: str | None = None, *, max_size: int = 10) -> AsyncIterator[Database]:
-    """Open the pool, set up the checkpointer's tables and apply our migrations."""
+async def open_database(url: str | None = None, *, max_size: int = 10,
+                        acquire_timeout: float = 30.0) -> AsyncIterator[Database]:
+    """Open the pool, set up the checkpointer's tables and apply our migrations.
+
+    `acquire_timeout`: the longest wait for a connection (PoolTimeout after it); a service answering requests
+    keeps it short, so that a database outage is a fast 503, not a request hanging for half a minute."""
     conninfo = resolve_database_url(url)
     pool = AsyncConnectionPool(
         conninfo,
         min_size=1,
         max_size=max_size,
+        timeout=acquire_timeout,
         open=False,
         kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row},
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib.metadata
 import os
 import stat
@@ -130,8 +131,12 @@ async def open_database(url: str | None = None, *, max_size: int = 10,
     try:
         saver = AsyncPostgresSaver(pool, serde=checkpoint_serializer())  # type: ignore[arg-type]
         async with pool.connection() as conn:
-            # replicas starting together: one sets up the checkpointer's tables and ours, the others wait
-            await conn.execute("SELECT pg_advisory_lock(%s)", (_MIGRATION_LOCK,))
+            # replicas starting together: one sets up the checkpointer's tables and ours, the others wait. They
+            # wait by trying again, not inside pg_advisory_lock: the setup's CREATE INDEX CONCURRENTLY waits for
+            # every statement in progress, and a blocked pg_advisory_lock would wait for it in turn (a deadlock).
+            while not (await (await conn.execute("SELECT pg_try_advisory_lock(%s) AS got",
+                                                 (_MIGRATION_LOCK,))).fetchone())["got"]:
+                await asyncio.sleep(0.1)
             try:
                 await saver.setup()
                 applied = await apply_migrations(conn)

@@ -54,7 +54,8 @@ def test_intake_storm_with_a_worker_process():
     _require_postgres()
     rows = json.loads(bench("bench.intake", "--alerts", "100", "--groups", "3", "--concurrency", "4",
                             "--worker-processes", "1", "--json"))
-    assert [(r["workers"], r["incidents"], r["stored_alerts"], r["ok"]) for r in rows] == [("1 proc", 3, 100, True)]
+    [row] = rows  # a run that concluded during the storm closed its group: more incidents than groups then
+    assert (row["workers"], row["stored_alerts"], row["ok"]) == ("1 proc", 100, True) and row["incidents"] >= 3
 
 
 def test_alert_to_brief_on_a_healthy_fleet():

@@ -10,6 +10,9 @@ ANOMALY = 4.0
 STRONG = 8.0
 MIN_CANDIDATE_SCORE = 5.0
 TRACE_BONUS_MAX = 1.5  # what trace evidence adds to a candidate's score at most; absent traces must not hide a fault
+# A candidate the ranking is this sure of is an incident whatever the corroboration count says: its confidence already
+# weighs the evidence (analysis/ranking.py), and a gate that overrules it only turns a found fault into a miss.
+CONFIDENT = 0.75
 REGRESSION_WINDOW = (timedelta(minutes=10), timedelta(minutes=2))  # deploy before / after the onset
 
 
@@ -40,7 +43,8 @@ def detect(evidence: Evidence, candidates: list[Hypothesis]) -> Detection:
     corroborated = len(strong) >= 2 or (strong and templates) or len(signals) >= 3 and len(affected) >= 2
     traced = bool(evidence.traces and evidence.traces.traces_read)
     cutoff = MIN_CANDIDATE_SCORE if traced else MIN_CANDIDATE_SCORE - TRACE_BONUS_MAX
-    is_incident = bool(top and top.fault_type != "none" and top.score >= cutoff and corroborated)
+    confident = bool(top and top.fault_type != "none" and top.confidence >= CONFIDENT)
+    is_incident = confident or bool(top and top.fault_type != "none" and top.score >= cutoff and corroborated)
     if not is_incident:
         reasons.append(
             "no sustained, corroborated anomaly: treated as a false alarm"
@@ -49,7 +53,9 @@ def detect(evidence: Evidence, candidates: list[Hypothesis]) -> Detection:
         )
         return Detection(is_incident=False, severity="P4", reasons=reasons)
 
-    reasons.append(f"top candidate {top.fault_type} at {top.service} (score {top.score:.1f})")
+    reasons.append(
+        f"top candidate {top.fault_type} at {top.service} (score {top.score:.1f}, confidence {top.confidence:.2f})"
+    )
     severity, why = _severity(evidence, signals)
     reasons.append(why)
     commit = _regression_commit(evidence, top)

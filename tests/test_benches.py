@@ -73,3 +73,9 @@ def test_prompt_size_of_one_incident():
 def test_cli_startup_with_two_runs():
     rows = json.loads(bench("bench.cli_startup", "--runs", "2", "--json"))
     assert [r["command"] for r in rows][0] == "incident-copilot --help" and all(r["median_s"] > 0 for r in rows)
+
+
+@pytest.mark.usefixtures("sandbox")
+def test_sandbox_overhead_with_two_runs():
+    rows = json.loads(bench("bench.sandbox_overhead", "--runs", "2", "--json"))
+    assert [r["command"] for r in rows] == ["true", "sample tests"] and all(r["sandboxed_s"] > 0 for r in rows)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import stat
 import uuid
@@ -81,6 +82,18 @@ async def apply_migrations(conn: AsyncConnection) -> list[str]:
     return applied
 
 
+async def take_migration_lock(conn: AsyncConnection) -> None:
+    """Wait for the migration lock by polling, the connection idle between tries. Waiting in pg_advisory_lock is a
+    running statement, and the checkpointer's setup in the process that holds the lock runs CREATE INDEX
+    CONCURRENTLY, which waits for every running statement to end: two processes starting on a fresh database
+    would wait for each other forever (a deadlock PostgreSQL does not detect)."""
+    while True:
+        cur = await conn.execute("SELECT pg_try_advisory_lock(%s) AS ok", (_MIGRATION_LOCK,))
+        if (await cur.fetchone())["ok"]:
+            return
+        await asyncio.sleep(0.1)
+
+
 @asynccontextmanager
 async def open_database(url: str | None = None, *, max_size: int = 10,
                         acquire_timeout: float = 30.0) -> AsyncIterator[Database]:
@@ -102,7 +115,7 @@ async def open_database(url: str | None = None, *, max_size: int = 10,
         saver = AsyncPostgresSaver(pool, serde=checkpoint_serializer())  # type: ignore[arg-type]
         async with pool.connection() as conn:
             # replicas starting together: one sets up the checkpointer's tables and ours, the others wait
-            await conn.execute("SELECT pg_advisory_lock(%s)", (_MIGRATION_LOCK,))
+            await take_migration_lock(conn)
             try:
                 await saver.setup()
                 applied = await apply_migrations(conn)

@@ -60,3 +60,17 @@ def test_metrics_count_every_process(database_url, tmp_path):
     finally:
         server.stop()
     assert "Traceback" not in server.log(), server.log()[-3000:]
+
+
+async def test_processes_starting_together_on_a_fresh_database_do_not_wait_for_each_other(database_url):
+    """serve --processes N: each process sets the database up under one lock; the checkpointer's CREATE INDEX
+    CONCURRENTLY in the first must not wait for the others' wait for the lock (that was a silent deadlock)."""
+    from contextlib import AsyncExitStack
+
+    from tools.database import open_database
+
+    async def opened(stack: AsyncExitStack) -> None:
+        await stack.enter_async_context(open_database(database_url, max_size=2))
+
+    async with AsyncExitStack() as first, AsyncExitStack() as second, AsyncExitStack() as third:
+        await asyncio.wait_for(asyncio.gather(opened(first), opened(second), opened(third)), timeout=60)

@@ -111,6 +111,18 @@ async def _apply_queue_schema(conn: AsyncConnection, done: set[str]) -> list[str
     return [name]
 
 
+async def take_migration_lock(conn: AsyncConnection) -> None:
+    """Wait for the migration lock by polling, the connection idle between tries. Waiting in pg_advisory_lock is a
+    running statement, and the checkpointer's setup in the process that holds the lock runs CREATE INDEX
+    CONCURRENTLY, which waits for every running statement to end: two processes starting on a fresh database
+    would wait for each other forever (a deadlock PostgreSQL does not detect)."""
+    while True:
+        cur = await conn.execute("SELECT pg_try_advisory_lock(%s) AS ok", (_MIGRATION_LOCK,))
+        if (await cur.fetchone())["ok"]:
+            return
+        await asyncio.sleep(0.1)
+
+
 @asynccontextmanager
 async def open_database(url: str | None = None, *, max_size: int = 10,
                         acquire_timeout: float = 30.0) -> AsyncIterator[Database]:
@@ -131,12 +143,8 @@ async def open_database(url: str | None = None, *, max_size: int = 10,
     try:
         saver = AsyncPostgresSaver(pool, serde=checkpoint_serializer())  # type: ignore[arg-type]
         async with pool.connection() as conn:
-            # replicas starting together: one sets up the checkpointer's tables and ours, the others wait. They
-            # wait by trying again, not inside pg_advisory_lock: the setup's CREATE INDEX CONCURRENTLY waits for
-            # every statement in progress, and a blocked pg_advisory_lock would wait for it in turn (a deadlock).
-            while not (await (await conn.execute("SELECT pg_try_advisory_lock(%s) AS got",
-                                                 (_MIGRATION_LOCK,))).fetchone())["got"]:
-                await asyncio.sleep(0.1)
+            # replicas starting together: one sets up the checkpointer's tables and ours, the others wait
+            await take_migration_lock(conn)
             try:
                 await saver.setup()
                 applied = await apply_migrations(conn)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from typing import Any
 
 from psycopg import AsyncConnection
@@ -11,6 +12,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from service.statuses import STATUSES
 from state import Alert, RootCause, TelemetrySpec
+from tools.notify.outbox import record_event
 
 
 async def create_incident(pool: AsyncConnectionPool, incident_id: str, alert: Alert, telemetry: TelemetrySpec) -> None:
@@ -32,12 +34,14 @@ CLOSING_STATUSES = {"completed": "concluded", "not_an_incident": "concluded", "f
 
 async def update_incident(
     pool: AsyncConnectionPool, incident_id: str, status: str, severity: str | None = None,
-    root_cause: RootCause | None = None,
+    root_cause: RootCause | None = None, notices: Sequence[tuple[str, dict[str, Any]]] = (),
 ) -> None:
-    """Record the status (and, once known, severity and root cause) of an incident; close its group when it ends."""
+    """Record the status (and, once known, severity and root cause) of an incident, and the notification events
+    (kind, payload) that announce it, in one transaction: people hear of a status change exactly when it is made.
+    A concluded or failed incident closes its alert group."""
     if status not in STATUSES:
         raise ValueError(f"unknown incident status {status!r}")
-    async with pool.connection() as conn:
+    async with pool.connection() as conn, conn.transaction():
         await conn.execute(
             """UPDATE incidents SET status = %(status)s, severity = COALESCE(%(severity)s, severity),
                       root_cause = COALESCE(%(root_cause)s, root_cause), updated_at = now(),
@@ -47,6 +51,8 @@ async def update_incident(
             {"status": status, "severity": severity, "id": incident_id, "closes": CLOSING_STATUSES.get(status),
              "root_cause": Jsonb(root_cause.model_dump(mode="json")) if root_cause else None},
         )
+        for kind, payload in notices:
+            await record_event(conn, incident_id, kind, payload)
 
 
 async def resolve_incident(pool: AsyncConnectionPool, incident_id: str, by: str) -> dict[str, Any] | None:

@@ -71,7 +71,8 @@ class RunRetry(BaseRetryStrategy):
         return None if delay is None else RetryDecision(retry_in={"seconds": delay})
 
 
-async def patiently(call: Callable[[], Awaitable[T]], giving_up: Callable[[], bool] = lambda: False) -> T:
+async def patiently(call: Callable[[], Awaitable[T]], giving_up: Callable[[], bool] = lambda: False,
+                    on_outage: Callable[[], None] = lambda: None) -> T:
     """Await `call()`; while the database is unreachable, try again with growing waits (until `giving_up()`)."""
     wait, longest = OUTAGE_RETRY_SECONDS
     while True:
@@ -80,6 +81,7 @@ async def patiently(call: Callable[[], Awaitable[T]], giving_up: Callable[[], bo
         except Exception as exc:
             if giving_up() or not is_outage(exc):
                 raise
+            on_outage()
             log.warning("database unreachable (%s); trying again in %.1f s", exc, wait)
         await asyncio.sleep(wait)
         wait = min(wait * 2, longest)
@@ -91,9 +93,13 @@ class OutageTolerantConnector(PsycopgConnector):
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
         self.closing = False
+        self.last_outage = float("-inf")  # time.monotonic() of the last query that met the database away
+
+    def _outage(self) -> None:
+        self.last_outage = time.monotonic()
 
     async def _patiently(self, call: Callable[[], Awaitable[Any]]) -> Any:
-        return await patiently(call, giving_up=lambda: self.closing)
+        return await patiently(call, giving_up=lambda: self.closing, on_outage=self._outage)
 
     async def execute_query_async(self, query: Any, **arguments: Any) -> None:
         return await self._patiently(lambda: super(OutageTolerantConnector, self).execute_query_async(
@@ -192,7 +198,11 @@ class RunWorkers:
         """Queue again the runs of dead workers (failing those that had their attempts: a poison run that kills
         its worker stops), and close expired alert groups. Returns how many runs were queued again."""
         requeued = 0
-        for job in await self.app.job_manager.get_stalled_jobs(seconds_since_heartbeat=STALLED_SECONDS):
+        stalled = await self.app.job_manager.get_stalled_jobs(seconds_since_heartbeat=STALLED_SECONDS)
+        if time.monotonic() - self.connector.last_outage < STALLED_SECONDS:
+            # after an outage every worker's heartbeat is old, the live ones' too: give them time to send one
+            stalled = []
+        for job in stalled:
             run_id = job.task_kwargs["run_id"]
             try:
                 if job.attempts + 1 >= self.attempts:

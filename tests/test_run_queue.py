@@ -165,6 +165,9 @@ async def test_runs_of_dead_workers_are_queued_again_until_they_have_had_their_a
         workers = RunWorkers(db, Context(output_dir=str(tmp_path)), attempts=5)
         await workers.app.open_async()
         try:
+            workers.connector.last_outage = time.monotonic()  # this process has just met the database away:
+            assert await workers.sweep() == 0  # every heartbeat stopped with it, so nobody is judged dead yet
+            workers.connector.last_outage = float("-inf")
             assert await workers.sweep() == 1
         finally:
             await workers.app.close_async()

@@ -94,6 +94,9 @@ class Context:
     """The incident id must be the thread id (runs LangGraph Server drives: each thread is one incident)."""
     notify_config: str | None = None
     """A TOML file of notification channels and routes (NOTIFY_CONFIG); none = nobody is notified."""
+    notifications: Any = None
+    """The channels and routes of notify_config with their secrets (tools.notify.config.NotifyConfig), loaded by the
+    configuration at start-up; never persisted."""
     database: Any = None
     """The run's open database (outbox, memory of past incidents); set by the runner, never persisted."""
     chat_models: dict[str, Any] = field(default_factory=dict)

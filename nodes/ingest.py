@@ -10,6 +10,7 @@ from langgraph.runtime import Runtime
 
 from graph.context import Context
 from state import Alert, IncidentState, TelemetrySpec, Window, check_incident_id
+from tools.redact import redact_value
 
 
 async def ingest(state: IncidentState, runtime: Runtime[Context]) -> dict[str, Any]:
@@ -22,7 +23,8 @@ async def ingest(state: IncidentState, runtime: Runtime[Context]) -> dict[str, A
     incident_id = check_incident_id(state.get("incident_id") or str(thread_id))
     if runtime.context.incident_is_thread and incident_id != str(thread_id):
         raise ValueError(f"incident id {incident_id!r} must be the thread's id {thread_id!r} (one incident per thread)")
-    alert = Alert.model_validate(state["alert"])
+    # the state's copy of the alert is redacted (it is checkpointed); the raw alert is the intake's record
+    alert = redact_value(Alert.model_validate(state["alert"]))
     telemetry = TelemetrySpec.model_validate(state.get("telemetry") or {"kind": "live"})
     end = telemetry.end or alert.starts_at
     length = timedelta(seconds=alert.lookup_window_seconds or runtime.context.window_seconds)

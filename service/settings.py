@@ -128,8 +128,9 @@ class ServerSection(Section):
                                      ge=60, le=90 * 86_400)
     telemetry: Literal["live", "sim"] = setting("live", "INCIDENT_COPILOT_TELEMETRY",
                                                 "live backends, or the simulator (alert labels scenario, seed)", "live")
-    db_acquire_timeout: float = setting(0.5, "INCIDENT_COPILOT_DB_ACQUIRE_TIMEOUT", "longest wait of a request for "
-                                        "a database connection, in seconds; past it the answer is 503",
+    db_acquire_timeout: float = setting(0.5, "INCIDENT_COPILOT_DB_ACQUIRE_TIMEOUT", "seconds a request waits for a "
+                                        "database connection before asking whether the database answers at all "
+                                        "(no: 503 at once; yes: it waits on)",
                                         "0.5", gt=0, le=60)
 
     @field_validator("api_keys", mode="before")

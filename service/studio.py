@@ -21,6 +21,7 @@ from pydantic import ValidationError
 
 from graph.builder import build_graph
 from graph.context import Context
+from nodes.notify import status_notices
 from service import incidents
 from state import Alert, TelemetrySpec, invalid_incident_id
 from tools.database import Database, checkpoint_serializer, open_database
@@ -74,6 +75,7 @@ class IncidentRecordingSaver(AsyncPostgresSaver):
     def __init__(self, database: Database):
         super().__init__(database.pool, serde=checkpoint_serializer())  # type: ignore[arg-type]
         self.database = database
+        self.latest: dict[str, dict[str, Any]] = {}  # thread -> values of its latest checkpoint (for the gate)
 
     async def aput(self, config: Any, checkpoint: Any, metadata: Any, new_versions: Any) -> Any:
         saved = await super().aput(config, checkpoint, metadata, new_versions)
@@ -85,7 +87,9 @@ class IncidentRecordingSaver(AsyncPostgresSaver):
         await super().aput_writes(config, writes, task_id, task_path)
         thread_id = str(config["configurable"]["thread_id"])
         if any(channel == INTERRUPT for channel, _ in writes) and invalid_incident_id(thread_id) is None:
-            await incidents.update_incident(self.database.pool, thread_id, "awaiting_approval")
+            values = self.latest.get(thread_id, {})
+            await incidents.update_incident(self.database.pool, thread_id, "awaiting_approval",
+                                            notices=status_notices(values, "awaiting_approval", operator_context()))
 
     async def record(self, thread_id: str, values: dict[str, Any]) -> None:
         """Create the incident row of the thread (once) and set its status from the state."""
@@ -97,16 +101,20 @@ class IncidentRecordingSaver(AsyncPostgresSaver):
         except ValidationError:
             return  # ingest refuses such input with its own error; there is no incident to show
         pool = self.database.pool
+        self.latest[thread_id] = values
         await incidents.create_incident(pool, thread_id, alert, telemetry)
         detection, root = values.get("detection"), values.get("root_cause")
         if values.get("brief") is None:
             await incidents.update_incident(pool, thread_id, "investigating")
             return
         confirmed = detection is not None and detection.is_incident is not False
+        status = "completed" if confirmed else "not_an_incident"
+        self.latest.pop(thread_id, None)  # the run is over
         await incidents.update_incident(
-            pool, thread_id, "completed" if confirmed else "not_an_incident",
+            pool, thread_id, status,
             severity=detection.severity if confirmed and detection.is_incident else None,
             root_cause=root if confirmed and detection.is_incident else None,
+            notices=status_notices(values, status, operator_context()),  # as the service's runner does
         )
 
 

@@ -6,10 +6,12 @@ import asyncio
 import importlib.metadata
 import os
 import stat
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
@@ -17,7 +19,7 @@ from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from psycopg import AsyncConnection
 from psycopg.conninfo import make_conninfo
 from psycopg.rows import dict_row
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 import migrations
 from state import checkpoint_types
@@ -111,6 +113,41 @@ async def _apply_queue_schema(conn: AsyncConnection, done: set[str]) -> list[str
     return [name]
 
 
+class OutageAwarePool(AsyncConnectionPool):
+    """A pool that tells an outage from a busy moment: a caller that got no connection within `outage_timeout`
+    asks the database directly (one probe a second, shared by every waiter) and gives up (PoolTimeout) when it
+    does not answer; when it does, the pool's connections are merely all in use, and the caller waits up to the
+    usual timeout."""
+
+    def __init__(self, *args: Any, outage_timeout: float, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.outage_timeout = outage_timeout
+        self._probe_lock = asyncio.Lock()
+        self._probed_at, self._answers = float("-inf"), True
+
+    async def getconn(self, timeout: float | None = None) -> Any:
+        if timeout is not None or self.outage_timeout >= self.timeout:
+            return await super().getconn(timeout)
+        try:
+            return await super().getconn(self.outage_timeout)
+        except PoolTimeout:
+            if not await self.database_answers():
+                raise
+        return await super().getconn(self.timeout - self.outage_timeout)
+
+    async def database_answers(self) -> bool:
+        """Whether a new connection to the database can be made now (probed at most once a second)."""
+        async with self._probe_lock:
+            if time.monotonic() - self._probed_at >= 1.0:
+                try:
+                    await (await AsyncConnection.connect(self.conninfo, connect_timeout=2)).close()
+                    self._answers = True
+                except psycopg.Error:
+                    self._answers = False
+                self._probed_at = time.monotonic()
+            return self._answers
+
+
 async def take_migration_lock(conn: AsyncConnection) -> None:
     """Wait for the migration lock by polling, the connection idle between tries. Waiting in pg_advisory_lock is a
     running statement, and the checkpointer's setup in the process that holds the lock runs CREATE INDEX
@@ -128,14 +165,15 @@ async def open_database(url: str | None = None, *, max_size: int = 10,
                         acquire_timeout: float = 30.0) -> AsyncIterator[Database]:
     """Open the pool, set up the checkpointer's tables and apply our migrations.
 
-    `acquire_timeout`: the longest wait for a connection (PoolTimeout after it); a service answering requests
-    keeps it short, so that a database outage is a fast 503, not a request hanging for half a minute."""
+    `acquire_timeout`: how long a caller waits for a connection when the pool holds none at all (the database is
+    down or unreachable: PoolTimeout, a fast 503 for a service); while the pool's connections are only busy, it
+    waits up to 30 s as usual."""
     conninfo = resolve_database_url(url)
-    pool = AsyncConnectionPool(
+    pool = OutageAwarePool(
         conninfo,
+        outage_timeout=acquire_timeout,
         min_size=1,
         max_size=max_size,
-        timeout=acquire_timeout,
         open=False,
         kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row},
     )

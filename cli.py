@@ -14,11 +14,13 @@ imported by the command that needs it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import statistics
 import sys
-from collections.abc import Callable, Iterable
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from enum import IntEnum
 from pathlib import Path
@@ -383,6 +385,16 @@ def live_case(service: str, at: datetime | None) -> tuple[Any, Any]:
 JSON_HELP = "print one JSON document instead of text, e.g. --json | jq ."
 
 
+def incident_id_argument(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """An incident id argument: a name, never a path (usage error, exit 2, otherwise)."""
+    from state import invalid_incident_id
+
+    problem = invalid_incident_id(value)
+    if problem:
+        raise click.BadParameter(problem)
+    return value
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110},
              epilog="Exit codes: 0 done or no incident, 1 error, 2 usage or configuration, 3 inconclusive, "
                     "4 waiting for approval. Example: incident-copilot demo --yes")
@@ -617,7 +629,7 @@ def list_incidents(ctx: click.Context, status: str | None, service: str | None, 
 
 
 @incidents.command(epilog="Example: incident-copilot incidents show inc-20261121-120000-ab12cd --json")
-@click.argument("incident_id", metavar="ID")
+@click.argument("incident_id", metavar="ID", callback=incident_id_argument)
 @click.option("--json", "as_json", is_flag=True, help="print the JSON contract of investigate --json, e.g. --json")
 @click.pass_context
 def show(ctx: click.Context, incident_id: str, as_json: bool) -> int:
@@ -636,7 +648,7 @@ def show(ctx: click.Context, incident_id: str, as_json: bool) -> int:
 
 
 @incidents.command(epilog="Example: incident-copilot incidents history inc-20261121-120000-ab12cd")
-@click.argument("incident_id", metavar="ID")
+@click.argument("incident_id", metavar="ID", callback=incident_id_argument)
 @click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
 @click.pass_context
 def history(ctx: click.Context, incident_id: str, as_json: bool) -> int:
@@ -689,7 +701,7 @@ def _decide(ctx: click.Context, incident_id: str, decision: str, by: str | None,
 
 @incidents.command(epilog="Examples: incident-copilot incidents approve inc-20261121-120000-ab12cd; "
                           "incident-copilot incidents approve inc-20261121-120000-ab12cd --by carol --yes")
-@click.argument("incident_id", metavar="ID")
+@click.argument("incident_id", metavar="ID", callback=incident_id_argument)
 @click.option("--by", help="who approves (default: cli:<user>), e.g. --by carol")
 @click.option("--comment", help="why, kept with the decision, e.g. --comment 'revert looks right'")
 @click.option("--yes", is_flag=True, help="approve without showing the question first, e.g. --yes in scripts")
@@ -704,7 +716,7 @@ def approve(ctx: click.Context, incident_id: str, by: str | None, comment: str |
 
 @incidents.command(epilog="Example: incident-copilot incidents reject inc-20261121-120000-ab12cd --comment 'not "
                           "this commit'")
-@click.argument("incident_id", metavar="ID")
+@click.argument("incident_id", metavar="ID", callback=incident_id_argument)
 @click.option("--by", help="who rejects (default: cli:<user>), e.g. --by carol")
 @click.option("--comment", help="why, kept with the decision, e.g. --comment 'wrong commit'")
 @click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
@@ -715,7 +727,7 @@ def reject(ctx: click.Context, incident_id: str, by: str | None, comment: str | 
 
 
 @incidents.command(epilog="Example: incident-copilot incidents replay inc-20261121-120000-ab12cd --from 1f0c6a4e-...")
-@click.argument("incident_id", metavar="ID")
+@click.argument("incident_id", metavar="ID", callback=incident_id_argument)
 @click.option("--from", "checkpoint_id", required=True, metavar="CHECKPOINT_ID",
               help="the checkpoint to run again from (see `incidents history`), e.g. --from 1f0c6a4e-...")
 @click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
@@ -860,16 +872,93 @@ def serve(ctx: click.Context, host: str, port: int, log_level: str, access_log: 
     """Run the HTTP service: alert intake, the incidents API, the dashboard, /metrics."""
     from service.settings import SettingsError
 
-    try:
-        settings_of(ctx).server_settings().validate()  # refuse bad settings here, before any process starts
+    settings = settings_of(ctx)
+    server_settings = settings.server_settings()
+    try:  # refuse bad settings here, before any process starts
+        server_settings.validate()
+        server_settings.check_folders(settings.database.home)
     except SettingsError as exc:
         raise ConfigProblem(str(exc)) from None
+    if server_settings.auth_disabled and not is_loopback(host):
+        say(f"warning: authentication is disabled (INCIDENT_COPILOT_AUTH=disabled) and the service listens on "
+            f"{host}: anyone who can reach this address can read incidents and approve fixes. Use --host 127.0.0.1 "
+            "unless this network is yours alone.", err=True, fg="yellow")
+    problem = database_unreachable(server_settings.database_url)
+    if problem:
+        raise Failure(problem)
     import uvicorn
 
-    # several processes share nothing but PostgreSQL, where dedup, the run queue and approvals are decided
-    uvicorn.run("server:create_app", factory=True, host=host, port=port, workers=processes, log_level=log_level,
-                access_log=access_log)
+    # several processes share nothing but PostgreSQL, where dedup, the run queue and approvals are decided, and
+    # a folder where each writes its metrics, so that /metrics, whichever process answers, counts them all
+    with metrics_folder(processes):
+        uvicorn.run("server:create_app", factory=True, host=host, port=port, workers=processes,
+                    log_level=log_level, access_log=access_log)
     return Exit.OK
+
+
+@cli.command(epilog="Example: incident-copilot worker --concurrency 4")
+@click.option("--concurrency", type=click.IntRange(1, 64), default=None,
+              help="graph runs at once in this process (default: INCIDENT_COPILOT_WORKERS), e.g. --concurrency 4")
+@click.pass_context
+def worker(ctx: click.Context, concurrency: int | None) -> int:
+    """Execute queued graph runs (and send notifications) in this process, apart from the HTTP intake; stops on
+    SIGINT or SIGTERM, handing its in-flight runs back to the queue."""
+    from service.worker import serve_workers
+
+    settings = settings_of(ctx)
+    server = settings.server_settings()
+    context = settings.run_context(output_dir=server.output_dir)
+    try:
+        run(serve_workers(server, context, concurrency or server.workers))
+    except Exception as exc:  # the driver's own message names the host and the reason
+        raise Failure(f"worker: {type(exc).__name__}: {exc}") from None
+    return Exit.OK
+
+
+@contextlib.contextmanager
+def metrics_folder(processes: int) -> Iterator[None]:
+    """With several processes, a fresh PROMETHEUS_MULTIPROC_DIR for them (removed afterwards); else nothing."""
+    from service.metrics import MULTIPROCESS_ENV
+
+    if processes == 1:
+        yield
+        return
+    with tempfile.TemporaryDirectory(prefix="incident-copilot-metrics-") as folder:
+        os.environ[MULTIPROCESS_ENV] = folder  # the processes read it when they start
+        try:
+            yield
+        finally:
+            os.environ.pop(MULTIPROCESS_ENV, None)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` is a loopback address or name (only this machine can connect)."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def database_unreachable(url: str | None) -> str | None:
+    """Why the configured database cannot be reached (one line, no password), or None; the embedded one is
+    started by the service itself."""
+    if url is None:
+        return None
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        psycopg.connect(url, connect_timeout=5).close()
+    except psycopg.Error as exc:
+        params = conninfo_to_dict(url)
+        where = f"{params.get('host', 'localhost')}:{params.get('port', 5432)}/{params.get('dbname', '')}"
+        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        return f"cannot reach the database at {where} (DATABASE_URL): {reason}"
+    return None
 
 
 @cli.group()

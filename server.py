@@ -16,11 +16,12 @@ from fastapi.staticfiles import StaticFiles
 from graph.context import Context
 from service.errors import install_error_handlers
 from service.metrics import ServerMetrics
+from service.queue import QueueLimit
 from service.routers.incidents import incidents_router
 from service.routers.intake import intake_router
 from service.routers.ops import ops_router
 from service.settings import ServerSettings, load_settings
-from service.worker import RunWorkers
+from service.worker import RunWorkers, service_context
 from tools.database import open_database
 from tools.notify.config import notify_config_of
 from tools.notify.outbox import OutboxDispatcher
@@ -39,22 +40,21 @@ def create_app(settings: ServerSettings | None = None, context: Context | None =
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        run_context = context
-        if settings.telemetry == "sim" and run_context.runbooks_dir is None:
-            from sim import RUNBOOKS_DIR
-
-            run_context.runbooks_dir = str(RUNBOOKS_DIR)  # the simulated fleet comes with its runbooks
+        run_context = service_context(settings, context)
         metrics = ServerMetrics()
-        async with open_database(settings.database_url, max_size=2 * settings.workers + 8) as db:
-            workers = RunWorkers(db, run_context, concurrency=settings.workers,
+        async with open_database(settings.database_url, max_size=2 * settings.workers + 8,
+                                 acquire_timeout=settings.db_acquire_timeout) as db:
+            workers = RunWorkers(db, run_context, concurrency=settings.workers, attempts=settings.run_attempts,
+                                 group_ttl_seconds=settings.group_ttl_seconds,
                                  on_finished=metrics.run_finished, on_step=metrics.node_finished)
             app.state.db, app.state.metrics = db, metrics
-            app.state.runner, app.state.graph = workers.runner, workers.runner.graph
+            app.state.runner, app.state.graph, app.state.workers = workers.runner, workers.runner.graph, workers
             app.state.views = DashboardViews()
             dispatcher = OutboxDispatcher(db.pool, notify_config_of(run_context))
             if settings.run_workers:
                 await workers.start()
                 dispatcher.start()
+            app.state.workers_alive = lambda: workers.running() if settings.run_workers else True
             # Start-up's objects (modules, the compiled graph: ~150k) live as long as the process; frozen, the
             # collector's full passes skip them instead of pausing every request for ~100 ms each time.
             gc.freeze()
@@ -66,6 +66,7 @@ def create_app(settings: ServerSettings | None = None, context: Context | None =
 
     app = FastAPI(title="Incident CoPilot", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
+    app.state.queue_limit = QueueLimit(settings.max_queued_runs)
     install_error_handlers(app)
     app.include_router(intake_router())
     app.include_router(incidents_router())

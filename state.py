@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import operator
+import re
 import sys
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -29,6 +30,31 @@ SourceName = Literal["logs", "metrics", "traces", "deploys"]
 SOURCES: tuple[str, ...] = SourceName.__args__  # type: ignore[attr-defined]
 SourceStatus = Literal["ok", "error", "no_data"]
 Risk = Literal["low", "medium", "high"]
+
+
+INCIDENT_ID_MAX_LENGTH = 128
+# Letters, digits, "-" and "_" only: an incident id names a folder under the output directory and a git branch, so
+# it can hold no "/", no ".." and nothing a shell, a URL or a ref name would read differently.
+INCIDENT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$"
+_INCIDENT_ID = re.compile(INCIDENT_ID_PATTERN)
+
+
+def invalid_incident_id(incident_id: Any) -> str | None:
+    """Why `incident_id` cannot be an incident id, or None when it can."""
+    if not isinstance(incident_id, str):
+        return f"an incident id is a string, not {type(incident_id).__name__}"
+    if not _INCIDENT_ID.fullmatch(incident_id):
+        return (f"incident id {incident_id[:60]!r} must be 1-{INCIDENT_ID_MAX_LENGTH} letters, digits, '-' or '_', "
+                "starting with a letter or digit")
+    return None
+
+
+def check_incident_id(incident_id: Any) -> str:
+    """`incident_id` itself when it is a valid incident id; ValueError saying why otherwise."""
+    problem = invalid_incident_id(incident_id)
+    if problem is not None:
+        raise ValueError(problem)
+    return incident_id
 
 
 class Model(BaseModel):
@@ -537,6 +563,14 @@ class IncidentState(TypedDict, total=False):
     notifications: Annotated[list[Notification], operator.add]
     errors: Annotated[list[ErrorRecord], operator.add]
     tokens: Annotated[dict[str, TokenUsage], add_tokens]
+
+
+class GraphInput(TypedDict, total=False):
+    """What starts a run: the alert, where its telemetry is read, and the incident id (default: the thread id)."""
+
+    incident_id: str
+    alert: Alert
+    telemetry: TelemetrySpec
 
 
 class CollectTask(TypedDict):

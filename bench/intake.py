@@ -2,13 +2,17 @@
 
 Usage (from the repository root):
     python -m bench.intake [--alerts 10000] [--groups 50] [--concurrency 16,32,64] [--batch 1] [--workers-on]
-                           [--admin-url URL] [--json]
+                           [--processes N] [--worker-processes N [--worker-nice 10]] [--admin-url URL] [--json]
 
 For every configuration (batch size x concurrency, run workers off, and on with --workers-on) the bench creates a
 fresh database on the local PostgreSQL (admin URL from --admin-url, else $BENCH_POSTGRES_URL, else
 postgresql://postgres@127.0.0.1:5432/postgres), starts the real service as a subprocess on it, sends the storm as
 Alertmanager v4 webhooks over `concurrency` keep-alive connections, then checks that it holds exactly `groups`
-incidents and `alerts` stored alerts, stops the server and drops the database.
+incidents (more when runs concluded during the storm: a concluded incident closes its group, and the group's next
+alert opens a new one; never two open at once) and `alerts` stored alerts, stops the server and drops the database.
+With --worker-processes N the server is intake-only and N `incident-copilot worker` processes (at `nice`
+--worker-nice) execute the new incidents' graph runs during the storm, as a deployment that keeps intake and graphs
+apart would.
 
 Latency is per request, from writing it to reading the whole 202 (the acknowledgement the sender waits for).
 The load generator is a minimal HTTP/1.1 client on asyncio streams, so that the client is not what is measured.
@@ -21,6 +25,7 @@ import asyncio
 import itertools
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -31,7 +36,7 @@ from urllib.parse import urlsplit
 import psycopg
 
 from sim.scenarios import SCENARIOS
-from tests.live_server import API_KEY, LiveServer, start_server
+from tests.live_server import API_KEY, LiveServer, start_server, start_worker
 from tools.database import throwaway_database
 
 DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -57,6 +62,8 @@ class Result:
     machine_cpu: float  # busy cores of the whole machine (all processes) during the storm, of os.cpu_count()
     incidents: int
     stored_alerts: int
+    runs_done: int  # graph runs finished by the end of the storm (the workers were busy meanwhile)
+    workers_cpu: float  # CPU seconds of the worker processes per wall second during the storm
     ok: bool
 
 
@@ -141,55 +148,83 @@ def busy_seconds() -> float:
     return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # less idle and iowait
 
 
-def stored(database_url: str) -> tuple[int, int]:
-    """(incidents, alerts) in the database."""
+def stored(database_url: str) -> tuple[int, int, int, int]:
+    """(incidents, alerts, finished runs, alert groups with more than one open incident) in the database."""
     with psycopg.connect(database_url) as conn:
         incidents = conn.execute("SELECT count(*) FROM incidents").fetchone()[0]
         alerts = conn.execute("SELECT count(*) FROM alerts").fetchone()[0]
-    return incidents, alerts
+        done = conn.execute("SELECT count(*) FROM runs WHERE status = 'done'").fetchone()[0]
+        doubled = conn.execute("""SELECT count(*) FROM (SELECT dedup_key FROM incidents WHERE closed_at IS NULL
+                                  GROUP BY dedup_key HAVING count(*) > 1) AS d""").fetchone()[0]
+    return incidents, alerts, done, doubled
+
+
+def start_workers(database_url: str, workdir: Path, count: int, nice: int) -> list[subprocess.Popen]:
+    """`count` worker processes, returned once each has registered with the queue."""
+    workers = [start_worker(database_url, workdir / f"worker-{i}", nice=nice) for i in range(count)]
+    deadline = time.monotonic() + 60
+    while True:
+        with psycopg.connect(database_url) as conn:
+            if conn.execute("SELECT count(*) FROM procrastinate_workers").fetchone()[0] >= count:
+                return workers
+        if time.monotonic() > deadline or any(w.poll() is not None for w in workers):
+            raise RuntimeError("the worker processes did not start")
+        time.sleep(0.2)
 
 
 def run_one(
     admin_url: str, workdir: Path, *, alerts: int, groups: int, batch: int, concurrency: int, workers_on: bool,
-    processes: int = 1,
+    processes: int = 1, worker_processes: int = 0, worker_nice: int = 0,
 ) -> Result:
     """One storm against a fresh server and database."""
     bodies = storm(alerts, groups, batch)
+    workers: list[subprocess.Popen] = []
     with throwaway_database(admin_url, prefix="bench_intake") as database_url:
         server: LiveServer = start_server(
-            database_url, workdir, run_workers=workers_on, telemetry="sim", processes=processes
+            database_url, workdir, run_workers=workers_on and not worker_processes, telemetry="sim",
+            processes=processes,
         )
         try:
-            cpu_before, busy_before = cpu_seconds(server.process.pid), busy_seconds()
+            workers = start_workers(database_url, workdir, worker_processes, worker_nice)
+            pids = [server.process.pid, *(w.pid for w in workers)]
+            cpu_before, busy_before = [cpu_seconds(p) for p in pids], busy_seconds()
             latencies, statuses, seconds = asyncio.run(send_storm(server.url, bodies, concurrency))
-            server_cpu = cpu_seconds(server.process.pid) - cpu_before
+            cpu = [cpu_seconds(p) - before for p, before in zip(pids, cpu_before, strict=True)]
             machine_cpu = (busy_seconds() - busy_before) / seconds
-            incidents, stored_alerts = stored(database_url)
+            incidents, stored_alerts, runs_done, doubled = stored(database_url)
         finally:
+            for worker in workers:
+                worker.terminate()
+                worker.wait(timeout=60)
             server.stop()
-    ok = all(s == 202 for s in statuses) and incidents == groups and stored_alerts == alerts
+    server_cpu = cpu[0]
+    # A run that concludes during the storm closes its group: the group's later alerts open its next incident.
+    expected = incidents >= groups if runs_done else incidents == groups
+    ok = all(s == 202 for s in statuses) and expected and not doubled and stored_alerts == alerts
     if not ok:
         print(f"FAILED: statuses {sorted(set(statuses))}, {incidents} incidents, {stored_alerts} alerts\n"
               f"{server.log()[-2000:]}", file=sys.stderr)
     return Result(
-        workers="on" if workers_on else "off", batch=batch, concurrency=concurrency, requests=len(bodies),
+        workers=f"{worker_processes} proc" if worker_processes else "on" if workers_on else "off", batch=batch,
+        concurrency=concurrency, requests=len(bodies),
         alerts=alerts, seconds=round(seconds, 3), alerts_per_s=round(alerts / seconds, 1),
         p50_ms=round(percentile(latencies, 0.50) * 1000, 2), p99_ms=round(percentile(latencies, 0.99) * 1000, 2),
         max_ms=round(max(latencies) * 1000, 2), server_cpu=round(server_cpu / seconds, 2),
         server_ms_per_alert=round(server_cpu / alerts * 1000, 3), machine_cpu=round(machine_cpu, 2),
-        incidents=incidents, stored_alerts=stored_alerts, ok=ok,
+        incidents=incidents, stored_alerts=stored_alerts, runs_done=runs_done,
+        workers_cpu=round(sum(cpu[1:]) / seconds, 2), ok=ok,
     )
 
 
 def format_table(results: list[Result]) -> str:
     """A fixed-width table of the results."""
     header = (f"{'workers':>7} {'batch':>5} {'conc':>4} {'requests':>8} {'alerts/s':>9} {'p50 ms':>7} {'p99 ms':>7} "
-              f"{'max ms':>7} {'srv cores':>9} {'srv ms/alert':>12} {'busy cores':>10} {'incidents':>9} {'alerts':>6}"
-              "  ok")
+              f"{'max ms':>7} {'srv cores':>9} {'srv ms/alert':>12} {'wrk cores':>9} {'busy cores':>10} "
+              f"{'incidents':>9} {'alerts':>6} {'runs':>4}  ok")
     rows = [
         f"{r.workers:>7} {r.batch:>5} {r.concurrency:>4} {r.requests:>8} {r.alerts_per_s:>9.0f} {r.p50_ms:>7.2f} "
-        f"{r.p99_ms:>7.2f} {r.max_ms:>7.1f} {r.server_cpu:>9.2f} {r.server_ms_per_alert:>12.3f} {r.machine_cpu:>10.2f} "
-        f"{r.incidents:>9} {r.stored_alerts:>6}  {'yes' if r.ok else 'NO'}"
+        f"{r.p99_ms:>7.2f} {r.max_ms:>7.1f} {r.server_cpu:>9.2f} {r.server_ms_per_alert:>12.3f} {r.workers_cpu:>9.2f} "
+        f"{r.machine_cpu:>10.2f} {r.incidents:>9} {r.stored_alerts:>6} {r.runs_done:>4}  {'yes' if r.ok else 'NO'}"
         for r in results
     ]
     return "\n".join([header, *rows])
@@ -203,6 +238,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", default="1", help="comma-separated alerts per request")
     parser.add_argument("--workers-on", action="store_true", help="also run each storm with run workers on")
     parser.add_argument("--processes", type=int, default=1, help="server processes (serve --processes)")
+    parser.add_argument("--worker-processes", type=int, default=0,
+                        help="intake-only server, and this many `incident-copilot worker` processes running graphs")
+    parser.add_argument("--worker-nice", type=int, default=0, help="nice value of the worker processes")
     parser.add_argument("--admin-url", default=os.environ.get("BENCH_POSTGRES_URL", DEFAULT_ADMIN_URL))
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
@@ -216,6 +254,7 @@ def main(argv: list[str] | None = None) -> int:
                     results.append(run_one(
                         args.admin_url, Path(tmp) / f"run-{len(results)}", alerts=args.alerts, groups=args.groups,
                         batch=batch, concurrency=concurrency, workers_on=workers_on, processes=args.processes,
+                        worker_processes=args.worker_processes, worker_nice=args.worker_nice,
                     ))
                     if not args.json:
                         print(format_table(results[-1:]).splitlines()[-1] if len(results) > 1

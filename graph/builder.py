@@ -24,7 +24,7 @@ from nodes.propose_fix import propose_fix
 from nodes.rca import rca
 from nodes.suggest import suggest
 from nodes.traces import traces
-from state import SOURCES, IncidentState
+from state import SOURCES, GraphInput, IncidentState
 
 NODE_NAMES = (
     "ingest", "collect", *SOURCES, "correlate", "detect", "analyze_code", "fan_out", "rca", "suggest", "join",
@@ -32,9 +32,13 @@ NODE_NAMES = (
 )
 
 
-def build_graph(checkpointer=None, **compile_kwargs):
-    """Compile the incident graph; pass a checkpointer to make runs durable and replayable."""
-    builder = StateGraph(IncidentState, context_schema=Context)
+def build_graph(checkpointer=None, context_schema: type = Context, **compile_kwargs):
+    """Compile the incident graph; pass a checkpointer to make runs durable and replayable.
+
+    A run's input is the alert, its telemetry and (optionally) the incident id, nothing else of the state: no
+    caller can hand the graph a decision, a patch or a repository. `context_schema` is what builds the run's
+    Context from what a caller passes (service/studio.py: only what a LangGraph Server caller may choose)."""
+    builder = StateGraph(IncidentState, input_schema=GraphInput, context_schema=context_schema)
     builder.add_node("ingest", ingest)
     builder.add_node("collect", collect)
     builder.add_node("logs", logs)

@@ -92,6 +92,8 @@ class Context:
     """uid of Grafana's Loki data source, for Explore links (GRAFANA_LOKI_UID)."""
     prometheus_link_url: str | None = None
     """The Prometheus URL people open, when it differs from prometheus_url (PROMETHEUS_LINK_URL)."""
+    incident_is_thread: bool = False
+    """The incident id must be the thread id (runs LangGraph Server drives: each thread is one incident)."""
     notify_config: str | None = None
     """A TOML file of notification channels and routes (NOTIFY_CONFIG); none = nobody is notified."""
     notifications: Any = None

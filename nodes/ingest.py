@@ -5,16 +5,24 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from langgraph.config import get_config
 from langgraph.runtime import Runtime
 
 from graph.context import Context
-from state import Alert, IncidentState, TelemetrySpec, Window
+from state import Alert, IncidentState, TelemetrySpec, Window, check_incident_id
 from tools.redact import redact_value
 
 
 async def ingest(state: IncidentState, runtime: Runtime[Context]) -> dict[str, Any]:
-    """Window = [alert time - lookup window, alert time], baseline before it; telemetry defaults to live."""
+    """Window = [alert time - lookup window, alert time], baseline before it; telemetry defaults to live.
+
+    The incident id is the input's, else the thread's (LangGraph Server threads); it names a folder and a branch,
+    so anything but a plain id is refused here, before any step writes."""
     # input over the LangGraph API arrives as JSON dicts: validate it into the state's models here, at the edge
+    thread_id = get_config().get("configurable", {}).get("thread_id")
+    incident_id = check_incident_id(state.get("incident_id") or str(thread_id))
+    if runtime.context.incident_is_thread and incident_id != str(thread_id):
+        raise ValueError(f"incident id {incident_id!r} must be the thread's id {thread_id!r} (one incident per thread)")
     # the state's copy of the alert is redacted (it is checkpointed); the raw alert is the intake's record
     alert = redact_value(Alert.model_validate(state["alert"]))
     telemetry = TelemetrySpec.model_validate(state.get("telemetry") or {"kind": "live"})
@@ -22,4 +30,4 @@ async def ingest(state: IncidentState, runtime: Runtime[Context]) -> dict[str, A
     length = timedelta(seconds=alert.lookup_window_seconds or runtime.context.window_seconds)
     baseline = timedelta(seconds=runtime.context.baseline_seconds)
     window = Window(start=end - length, end=end, baseline_start=end - length - baseline)
-    return {"alert": alert, "telemetry": telemetry, "window": window}
+    return {"incident_id": incident_id, "alert": alert, "telemetry": telemetry, "window": window}

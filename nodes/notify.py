@@ -18,7 +18,7 @@ from langgraph.runtime import Runtime
 from graph.context import Context
 from graph.summary import incident_report
 from nodes.common import error_record
-from state import Brief, IncidentState, Notification
+from state import Brief, IncidentState, Notification, check_incident_id
 from tools.memory import remember
 from web.render import (
     brief_chart_files,
@@ -33,7 +33,7 @@ from web.render import (
 def write_brief(state: IncidentState, context: Context) -> tuple[Path, Path]:
     """Write brief.md, brief.html and its chart images (charts/*.png) under output_dir/<incident id>/ (rewriting
     them is harmless)."""
-    folder = Path(context.output_dir) / state["incident_id"]
+    folder = Path(context.output_dir) / check_incident_id(state["incident_id"])  # a name, never a path
     (folder / "charts").mkdir(parents=True, exist_ok=True)
     md_path, html_path = folder / "brief.md", folder / "brief.html"
     md_path.write_text(state["brief"].markdown)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import math
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
@@ -19,6 +20,9 @@ ErrorCode = Literal["invalid_json", "unknown_format", "missing_field", "invalid_
 PayloadFormat = Literal["alertmanager", "grafana", "generic"]
 
 MAX_TEXT_BYTES = 4096
+# Alertmanager's and Grafana's fingerprints are 16 hex digits; a group key longer than this is not a fingerprint
+# (and past ~2,700 bytes no B-tree index, such as the open-incident one, can hold it).
+MAX_FINGERPRINT_CHARS = 128
 # Real payloads nest 3-4 levels; deep nesting would break pydantic's serializer (about 255 levels) later.
 MAX_DEPTH = 32
 MIN_WINDOW_SECONDS = 60
@@ -33,11 +37,19 @@ _RFC3339 = re.compile(
 )
 # Go's zero time: Alertmanager and Grafana send it as endsAt while an alert still fires.
 _ZERO_TIME = datetime(1, 1, 1, tzinfo=UTC)
+# Telemetry backends count time from the Unix epoch, and a run reaches up to a day (window and baseline) around
+# the alert: a time outside these bounds names no window anyone can read, and its arithmetic overflows.
+EARLIEST = datetime(1970, 1, 2, tzinfo=UTC)
+LATEST = datetime(9999, 1, 1, tzinfo=UTC)
+# Integers a checkpoint can hold (MessagePack, like most stores, has 64-bit integers): a body is refused at the
+# door rather than failing the run that would try to store it.
+INT_MIN, INT_MAX = -(2**63), 2**63 - 1
 _GRAFANA_TOP = ("orgId", "title", "state", "message")
 _GRAFANA_ALERT = ("silenceURL", "dashboardURL", "panelURL", "values", "valueString")
 _GROUP_FIELDS = ("receiver", "groupKey", "externalURL", "commonLabels", "orgId")
 _GENERIC_FIELDS = (
     "service_name",
+    "status",
     "lookup_window_seconds",
     "alertname",
     "severity",
@@ -67,10 +79,24 @@ class ParsedPayload:
     receiver: str | None = None
 
 
+def _not_json_number(text: str) -> float:
+    raise PayloadError("invalid_json", "body", f"{text} is not a JSON number (JSON has no NaN or Infinity)")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e400 reads as infinity, which no JSON document or database column holds
+        raise PayloadError("invalid_json", "body", f"{_cap(text)} is out of the range of a JSON number")
+    return value
+
+
 def decode_body(data: bytes | str) -> Any:
-    """Decode a request body as JSON; `PayloadError("invalid_json")` when it is not."""
+    """Decode a request body as JSON (strict: no NaN, no Infinity); `PayloadError("invalid_json")` when it is
+    not."""
     try:
-        return json.loads(data)
+        return json.loads(data, parse_constant=_not_json_number, parse_float=_finite)
+    except PayloadError:
+        raise
     except json.JSONDecodeError as exc:
         raise PayloadError(
             "invalid_json", "body", f"not valid JSON: {exc.msg} at line {exc.lineno}"
@@ -97,7 +123,7 @@ def parse_payload(body: Any, *, received_at: datetime, max_alerts: int = 1000) -
         raise ValueError("received_at must be timezone-aware")
     if not isinstance(body, dict):
         raise PayloadError("invalid_json", "body", f"expected a JSON object, got {_kind(body)}")
-    _check_depth(body)
+    _check_values(body)
     received_at = received_at.astimezone(UTC)
     fmt = _detect(body)
     if fmt == "generic":
@@ -179,8 +205,7 @@ def _group_alert(
         severity=labels.get("severity") or None,
         summary=summary,
         starts_at=starts_at,
-        fingerprint=_optional_text(item, "fingerprint", f"{at}.fingerprint")
-        or fingerprint_of(alertname, service),
+        fingerprint=_fingerprint(item, f"{at}.fingerprint") or fingerprint_of(alertname, service),
         labels=labels,
         annotations=annotations,
         raw=copy.deepcopy({**group, **item}),
@@ -203,6 +228,7 @@ def _generic_alert(body: dict[str, Any], received_at: datetime) -> Alert:
         source="generic",
         alertname=alertname,
         service=service,
+        status=_status(body.get("status", "firing"), "status"),
         severity=_optional_text(body, "severity", "severity") or labels.get("severity") or None,
         summary=_optional_text(body, "summary", "summary") or "",
         starts_at=_timestamp(body.get("starts_at"), "starts_at") or received_at,
@@ -276,18 +302,29 @@ def _timestamp(value: Any, at: str) -> datetime | None:
         parsed = datetime(*fields, micros, tzinfo=timezone(offset)).astimezone(UTC)
     except (ValueError, OverflowError):
         raise PayloadError("invalid_field", at, f"{_show(value)} is not a valid date and time") from None
-    return None if parsed == _ZERO_TIME else parsed
+    if parsed == _ZERO_TIME:
+        return None
+    if not EARLIEST <= parsed < LATEST:
+        raise PayloadError("invalid_field", at, f"{_show(value)} is outside {EARLIEST:%Y-%m-%d}..{LATEST:%Y-%m-%d}")
+    return parsed
 
 
-def _check_depth(body: dict[str, Any]) -> None:
-    """Reject a body nested deeper than MAX_DEPTH levels (iteratively: no recursion on untrusted input)."""
-    stack: list[tuple[Any, int]] = [(body, 1)]
+def _check_values(body: dict[str, Any]) -> None:
+    """Reject a body nested deeper than MAX_DEPTH levels, or holding an integer beyond 64 bits, which no checkpoint
+    can keep (NaN and infinities are refused as JSON already); iteratively: no recursion on untrusted input."""
+    stack: list[tuple[Any, int, str]] = [(body, 1, "body")]
     while stack:
-        value, depth = stack.pop()
+        value, depth, at = stack.pop()
         if depth > MAX_DEPTH:
             raise PayloadError("invalid_field", "body", f"nested deeper than {MAX_DEPTH} levels")
-        children = value.values() if isinstance(value, dict) else value
-        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        for key, child in items:
+            path = f"{at}.{_cap(str(key))}" if isinstance(value, dict) else f"{at}[{key}]"
+            if isinstance(child, dict | list):
+                stack.append((child, depth + 1, path))
+            elif isinstance(child, int) and not isinstance(child, bool) and not INT_MIN <= child <= INT_MAX:
+                raise PayloadError("invalid_field", path.removeprefix("body."),
+                                   f"{_cap(str(child))} is beyond the 64-bit integer range and cannot be stored")
 
 
 def _text_map(value: Any, at: str) -> dict[str, str]:
@@ -311,6 +348,15 @@ def _text_map(value: Any, at: str) -> dict[str, str]:
         _check_size(item, path, "value")
         out[key] = item
     return out
+
+
+def _fingerprint(item: dict[str, Any], at: str) -> str | None:
+    """The sender's fingerprint of an alert, if it gives one: printable, at most MAX_FINGERPRINT_CHARS."""
+    value = _optional_text(item, "fingerprint", at)
+    if value is not None and (len(value) > MAX_FINGERPRINT_CHARS or not value.isprintable()):
+        raise PayloadError("invalid_field", at, f"a fingerprint is at most {MAX_FINGERPRINT_CHARS} printable "
+                           f"characters, got {len(value)}")
+    return value
 
 
 def _optional_text(mapping: dict[str, Any], key: str, at: str) -> str | None:

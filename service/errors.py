@@ -8,11 +8,14 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from psycopg import OperationalError
 from psycopg.errors import DataError
+from psycopg_pool import PoolTimeout
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
 log = logging.getLogger("incident_copilot.server")
+RETRY_AFTER_SECONDS = 2  # what a 503 asks a sender to wait before trying again
 
 
 class ApiError(Exception):
@@ -36,6 +39,12 @@ class ErrorBody(BaseModel):
 
     model_config = {"extra": "forbid"}
     error: ErrorDetail
+
+
+def is_json_media_type(content_type: str | None) -> bool:
+    """application/json or application/<something>+json, whatever the parameters (charset)."""
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
 
 
 def documented_errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
@@ -64,7 +73,8 @@ def install_error_handlers(app: FastAPI) -> None:
     # Starlette's base class: the router's own 404 and 405 are raised as it, not as FastAPI's subclass.
     @app.exception_handler(HTTPException)
     async def _http(request: Request, exc: HTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        # 400: FastAPI's own "error parsing the body" (e.g. bytes that are not UTF-8)
+        code = {400: "invalid_json", 404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         message = str(exc.detail)[:300] if exc.status_code < 500 else "error"
         return error_response(exc.status_code, code, message, exc.headers)  # e.g. 405's Allow
 
@@ -73,6 +83,18 @@ def install_error_handlers(app: FastAPI) -> None:
         # A value PostgreSQL refuses as data (a NUL character in text, a number out of range): the caller's input.
         log.warning("refused data on %s %s: %s", request.method, request.url.path, exc)
         return error_response(422, "invalid_field", "a value in the request cannot be stored (e.g. a NUL character)")
+
+    @app.exception_handler(PoolTimeout)
+    @app.exception_handler(OperationalError)
+    async def _database_down(request: Request, exc: Exception) -> JSONResponse:
+        if isinstance(exc, OperationalError) and (exc.sqlstate or "").startswith("54"):
+            # a program limit (an index row, a statement too large): the caller's input, not an outage
+            log.warning("refused data over a limit on %s %s: %s", request.method, request.url.path, exc)
+            return error_response(422, "invalid_field", "a value in the request is too large to store")
+        # no connection in time, or the connection broke: nothing was stored; the sender tries again later
+        log.warning("database unavailable on %s %s: %s", request.method, request.url.path, exc)
+        return error_response(503, "database_unavailable", "the database is unreachable; nothing was stored, "
+                              "try again", {"Retry-After": str(RETRY_AFTER_SECONDS)})
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from typing import Any
 
+from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
@@ -26,22 +28,58 @@ async def create_incident(pool: AsyncConnectionPool, incident_id: str, alert: Al
         )
 
 
+# A concluded or failed incident closes its alert group: the group's next firing alert opens a new incident.
+CLOSING_STATUSES = {"completed": "concluded", "not_an_incident": "concluded", "failed": "failed"}
+
+
 async def update_incident(
     pool: AsyncConnectionPool, incident_id: str, status: str, severity: str | None = None,
     root_cause: RootCause | None = None, notices: Sequence[tuple[str, dict[str, Any]]] = (),
 ) -> None:
     """Record the status (and, once known, severity and root cause) of an incident, and the notification events
-    (kind, payload) that announce it, in one transaction: people hear of a status change exactly when it is made."""
+    (kind, payload) that announce it, in one transaction: people hear of a status change exactly when it is made.
+    A concluded or failed incident closes its alert group."""
     if status not in STATUSES:
         raise ValueError(f"unknown incident status {status!r}")
     async with pool.connection() as conn, conn.transaction():
         await conn.execute(
-            """UPDATE incidents SET status = %s, severity = COALESCE(%s, severity),
-                      root_cause = COALESCE(%s, root_cause), updated_at = now() WHERE id = %s""",
-            (status, severity, Jsonb(root_cause.model_dump(mode="json")) if root_cause else None, incident_id),
+            """UPDATE incidents SET status = %(status)s, severity = COALESCE(%(severity)s, severity),
+                      root_cause = COALESCE(%(root_cause)s, root_cause), updated_at = now(),
+                      closed_at = CASE WHEN %(closes)s::text IS NULL THEN closed_at ELSE COALESCE(closed_at, now()) END,
+                      closed_reason = COALESCE(closed_reason, %(closes)s)
+               WHERE id = %(id)s""",
+            {"status": status, "severity": severity, "id": incident_id, "closes": CLOSING_STATUSES.get(status),
+             "root_cause": Jsonb(root_cause.model_dump(mode="json")) if root_cause else None},
         )
         for kind, payload in notices:
             await record_event(conn, incident_id, kind, payload)
+
+
+async def resolve_incident(pool: AsyncConnectionPool, incident_id: str, by: str) -> dict[str, Any] | None:
+    """Mark an incident resolved by a person and close its group; None when there is no such incident.
+
+    Resolving twice keeps the first resolution."""
+    async with pool.connection() as conn:
+        await conn.execute(
+            """UPDATE incidents SET resolved_at = now(), resolved_by = %s, updated_at = now(),
+                      closed_at = COALESCE(closed_at, now()), closed_reason = COALESCE(closed_reason, 'resolved')
+               WHERE id = %s AND resolved_at IS NULL""",
+            (by, incident_id),
+        )
+        cur = await conn.execute("SELECT * FROM incidents WHERE id = %s", (incident_id,))
+        return await cur.fetchone()
+
+
+async def close_expired_groups(pool: AsyncConnectionPool, ttl_seconds: float) -> int:
+    """Close every open alert group whose last alert is older than `ttl_seconds`; returns how many closed."""
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            """UPDATE incidents SET closed_at = now(), closed_reason = 'expired'
+               WHERE closed_at IS NULL AND dedup_key IS NOT NULL
+                 AND last_alert_at < now() - make_interval(secs => %s)""",
+            (ttl_seconds,),
+        )
+        return cur.rowcount
 
 
 async def get_incident(pool: AsyncConnectionPool, incident_id: str) -> dict[str, Any] | None:
@@ -59,7 +97,7 @@ async def list_incidents(
     async with pool.connection() as conn:
         cur = await conn.execute(
             """SELECT id, service, alertname, source, status, severity, root_cause, created_at, updated_at,
-                      resolved_at, resolved_by, alert_count
+                      resolved_at, resolved_by, alert_count, closed_at, closed_reason
                FROM incidents WHERE (%(status)s::text IS NULL OR status = %(status)s)
                  AND (%(service)s::text IS NULL OR service = %(service)s)
                ORDER BY created_at DESC, id LIMIT %(limit)s OFFSET %(offset)s""",
@@ -68,16 +106,45 @@ async def list_incidents(
         return await cur.fetchall()
 
 
+def patch_digest(gate: dict[str, Any] | None) -> str | None:
+    """sha256 of the diff a gate asks about (its interrupt value), the key a decision holds for."""
+    diff = ((gate or {}).get("patch") or {}).get("diff")
+    return hashlib.sha256(diff.encode()).hexdigest() if diff else None
+
+
 async def record_approval(
-    pool: AsyncConnectionPool, incident_id: str, interrupt_id: str, decision: str, by: str, comment: str
+    conn: AsyncConnection, incident_id: str, interrupt_id: str, decision: dict[str, Any], digest: str | None
 ) -> None:
-    """Keep every decision taken at a gate; a second decision for the same gate raises UniqueViolation."""
-    async with pool.connection() as conn:
-        await conn.execute(
-            """INSERT INTO approvals (incident_id, interrupt_id, decision, approver, comment)
-               VALUES (%s, %s, %s, %s, %s)""",
-            (incident_id, interrupt_id, decision, by, comment),
-        )
+    """Keep a decision taken at a gate. A second decision for the same gate raises UniqueViolation; a decision
+    taken earlier on the same patch (at a gate a replay passed again) raises DecisionStands."""
+    standing = await standing_decision(conn, incident_id, digest)
+    if standing is not None and standing["interrupt_id"] != interrupt_id:
+        raise DecisionStands(standing)
+    await conn.execute(
+        """INSERT INTO approvals (incident_id, interrupt_id, decision, approver, comment, patch_digest)
+           VALUES (%s, %s, %s, %s, %s, %s)""",
+        (incident_id, interrupt_id, decision["decision"], decision["by"], decision.get("comment", ""), digest),
+    )
+
+
+class DecisionStands(Exception):
+    """The patch of this gate was decided at an earlier gate of the incident; that decision holds."""
+
+    def __init__(self, standing: dict[str, Any]):
+        self.standing = standing
+        super().__init__(f"this patch was already decided ({standing['decision']} by {standing['approver']})")
+
+
+async def standing_decision(conn: AsyncConnection, incident_id: str, digest: str | None) -> dict[str, Any] | None:
+    """The first approve/reject decision taken on this patch in the incident, at whichever gate."""
+    if digest is None:
+        return None
+    cur = await conn.execute(
+        """SELECT interrupt_id, decision, approver, comment, decided_at FROM approvals
+           WHERE incident_id = %s AND patch_digest = %s AND decision IN ('approve', 'reject') ORDER BY id LIMIT 1""",
+        (incident_id, digest),
+    )
+    return await cur.fetchone()
 
 
 async def gate_decision(pool: AsyncConnectionPool, incident_id: str, interrupt_id: str) -> dict[str, Any] | None:

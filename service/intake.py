@@ -6,13 +6,12 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
-from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
+from service import incidents
+from service.queue import JOB_FOR_RUN, enqueue_run
 from state import Alert, TelemetrySpec
-
-RUNS_CHANNEL = "incident_copilot_runs"
 
 
 @dataclass(frozen=True)
@@ -33,15 +32,19 @@ _NEW_PAYLOAD = """WITH payload AS (
 _STORED_PAYLOAD = "WITH payload AS (SELECT %(payload_id)s::bigint AS id)"
 
 # Open a new incident for the alert group (and queue its run), or attach to the open one; store the alert.
-_FIRING = """, incident AS (
+_FIRING = f""", incident AS (
     INSERT INTO incidents (id, fingerprint, dedup_key, service, alertname, source, status, alert, telemetry)
     VALUES (%(new_id)s, %(fingerprint)s, %(fingerprint)s, %(service)s, %(alertname)s, %(source)s, 'queued',
             %(alert)s, %(telemetry)s)
-    ON CONFLICT (dedup_key) WHERE resolved_at IS NULL AND dedup_key IS NOT NULL
+    ON CONFLICT (dedup_key) WHERE closed_at IS NULL AND dedup_key IS NOT NULL
     DO UPDATE SET alert_count = incidents.alert_count + 1, last_alert_at = now()
     RETURNING id, status, (xmax = 0) AS inserted
+), new AS (
+    SELECT id AS incident_id, 'start' AS queueing_key FROM incident WHERE inserted
+), job AS (
+    {JOB_FOR_RUN}
 ), run AS (
-    INSERT INTO runs (incident_id, kind) SELECT id, 'start' FROM incident WHERE inserted
+    INSERT INTO runs (id, incident_id, kind, job_id) SELECT run_id, incident_id, 'start', id FROM job
 ), stored AS (
     INSERT INTO alerts (payload_id, incident_id, fingerprint, status, deduplicated, alert)
     SELECT payload.id, incident.id, %(fingerprint)s, 'firing', NOT incident.inserted, %(alert)s FROM payload, incident
@@ -49,10 +52,14 @@ _FIRING = """, incident AS (
 SELECT payload.id AS payload_id, incident.id, incident.status, NOT incident.inserted AS deduplicated
 FROM payload, incident"""
 
-# Mark the open incident of the alert group resolved by its source, if there is one; store the alert.
-_RESOLVED = """, incident AS (
-    UPDATE incidents SET resolved_at = now(), resolved_by = %(resolved_by)s, last_alert_at = now(), updated_at = now()
-    WHERE dedup_key = %(fingerprint)s AND resolved_at IS NULL RETURNING id
+# The source says the alert ended: every unresolved incident of the group is resolved (a concluded one too, so its
+# people hear it ended) and the open one closes; the answer names the newest. Store the alert.
+_RESOLVED = """, resolved AS (
+    UPDATE incidents SET resolved_at = now(), resolved_by = %(resolved_by)s, last_alert_at = now(), updated_at = now(),
+                         closed_at = COALESCE(closed_at, now()), closed_reason = COALESCE(closed_reason, 'resolved')
+    WHERE dedup_key = %(fingerprint)s AND resolved_at IS NULL RETURNING id, created_at
+), incident AS (
+    SELECT id FROM resolved ORDER BY created_at DESC, id DESC LIMIT 1
 ), stored AS (
     INSERT INTO alerts (payload_id, incident_id, fingerprint, status, deduplicated, alert)
     SELECT payload.id, incident.id, %(fingerprint)s, 'resolved', incident.id IS NOT NULL, %(alert)s
@@ -100,43 +107,34 @@ async def accept_alerts(
             async with conn.pipeline():
                 cursors = [(i, await conn.execute(*_statement(*alerts[i], new_id, payload))) for i in rest]
                 rows.update([(i, await cur.fetchone()) for i, cur in cursors])
-        results = [Accepted(rows[i]["id"], rows[i]["status"], rows[i]["deduplicated"], alerts[i][0].fingerprint)
-                   for i in range(len(alerts))]
-        if any(not r.deduplicated and r.status == "queued" for r in results):
-            await conn.execute(f"NOTIFY {RUNS_CHANNEL}")
-    return results
-
-
-async def enqueue_run(conn: AsyncConnection, incident_id: str, kind: str, payload: dict[str, Any]) -> int:
-    """Queue a run (resume, replay) for an incident and wake the workers."""
-    cur = await conn.execute(
-        "INSERT INTO runs (incident_id, kind, payload) VALUES (%s, %s, %s) RETURNING id",
-        (incident_id, kind, Jsonb(payload)),
-    )
-    run_id = (await cur.fetchone())["id"]
-    await conn.execute(f"NOTIFY {RUNS_CHANNEL}")
-    return run_id
+        return [Accepted(rows[i]["id"], rows[i]["status"], rows[i]["deduplicated"], alerts[i][0].fingerprint)
+                for i in range(len(alerts))]
 
 
 async def queue_resume(
-    pool: AsyncConnectionPool, incident_id: str, interrupt_id: str, decision: dict[str, Any]
+    pool: AsyncConnectionPool, incident_id: str, gate: Any, decision: dict[str, Any]
 ) -> int:
-    """Store the decision for this gate (unique per interrupt: a second one raises UniqueViolation) and queue
-    the resume, in one transaction."""
+    """Store the decision for this gate (`gate`: the pending Interrupt) and queue the resume, in one transaction.
+
+    A second decision for the gate raises UniqueViolation; a patch decided at an earlier gate, DecisionStands."""
     async with pool.connection() as conn, conn.transaction():
-        await conn.execute(
-            """INSERT INTO approvals (incident_id, interrupt_id, decision, approver, comment)
-               VALUES (%s, %s, %s, %s, %s)""",
-            (incident_id, interrupt_id, decision["decision"], decision["by"], decision.get("comment", "")),
-        )
-        return await enqueue_run(conn, incident_id, "resume", {"interrupt_id": interrupt_id, "decision": decision})
+        await incidents.record_approval(conn, incident_id, gate.id, decision, incidents.patch_digest(gate.value))
+        queued = await enqueue_run(conn, incident_id, "resume", {"interrupt_id": gate.id, "decision": decision})
+        return queued.run_id
 
 
-async def queue_depth(pool: AsyncConnectionPool) -> dict[str, int]:
-    """Runs by status (queued, running)."""
-    async with pool.connection() as conn:
+async def queue_retry(pool: AsyncConnectionPool, incident_id: str, max_queued: int) -> int | None:
+    """Queue a failed incident's run again (it goes on from its last checkpoint); None when it has not failed.
+
+    The incident's alert group stays closed: alerts that came meanwhile opened a new incident."""
+    async with pool.connection() as conn, conn.transaction():
         cur = await conn.execute(
-            "SELECT status, count(*) AS n FROM runs WHERE status IN ('queued', 'running') GROUP BY status"
+            """UPDATE incidents SET status = 'queued', updated_at = now()
+               WHERE id = %s AND status = 'failed' RETURNING id""",
+            (incident_id,),
         )
-        counts = {row["status"]: row["n"] for row in await cur.fetchall()}
-    return {"queued": counts.get("queued", 0), "running": counts.get("running", 0)}
+        if await cur.fetchone() is None:
+            return None
+        return (await enqueue_run(conn, incident_id, "start", {}, max_queued=max_queued)).run_id
+
+

@@ -108,8 +108,12 @@ async def incident_view(pool: Any, snapshot: Any, row_status: str) -> IncidentVi
 class IncidentRunner:
     """Runs the graph on the durable checkpointer and keeps the incidents table in step."""
 
-    def __init__(self, db: Database, context: Context, on_step: StepCallback | None = None):
+    def __init__(self, db: Database, context: Context, on_step: StepCallback | None = None, *,
+                 fail_incidents: bool = True):
+        """fail_incidents=False: a run that raises leaves its incident's status alone (the run queue retries it
+        and fails the incident only when the run has had its attempts)."""
         self.db = db
+        self.fail_incidents = fail_incidents
         self.context = replace(context, database=db)  # nodes reach the outbox and the memory through it
         self.on_step = on_step
         self.graph = build_graph(checkpointer=db.checkpointer)
@@ -135,13 +139,16 @@ class IncidentRunner:
         if not snapshot.interrupts:
             raise RunError(f"incident {incident_id} is not waiting for approval (status {derive_status(snapshot)})")
         if record:
+            gate = snapshot.interrupts[0]
             try:
-                gate = snapshot.interrupts[0].id
-                await incidents.record_approval(
-                    self.db.pool, incident_id, gate, decision.decision, decision.by, decision.comment
-                )
+                async with self.db.pool.connection() as conn:
+                    await incidents.record_approval(
+                        conn, incident_id, gate.id, decision.model_dump(), incidents.patch_digest(gate.value)
+                    )
             except UniqueViolation as exc:
                 raise RunError(f"incident {incident_id}: this approval gate was already decided") from exc
+            except incidents.DecisionStands as exc:
+                raise RunError(f"incident {incident_id}: {exc}") from exc
         command = Command(resume=decision.model_dump())
         return await self._drive(incident_id, command, thread_config(incident_id))
 
@@ -187,6 +194,38 @@ class IncidentRunner:
         return entries
 
     async def _drive(self, incident_id: str, graph_input: Any, config: dict[str, Any]) -> RunResult:
+        """Run the graph; a gate whose patch was decided before (a replay passing it again) gets that decision."""
+        started = time.perf_counter()
+        while True:
+            result = await self._run_graph(incident_id, graph_input, config)
+            standing = await self._standing_decision(incident_id)
+            if standing is None:
+                return replace(result, seconds=time.perf_counter() - started)
+            graph_input, config = Command(resume=standing), thread_config(incident_id)
+
+    async def _standing_decision(self, incident_id: str) -> dict[str, Any] | None:
+        """When the run waits at a gate whose patch was decided at an earlier gate, that decision, recorded for
+        this gate too; else None. Decisions are never asked twice: a rejection stays a rejection."""
+        snapshot = await self.graph.aget_state(thread_config(incident_id))
+        if not snapshot.interrupts:
+            return None
+        gate = snapshot.interrupts[0]
+        digest = incidents.patch_digest(gate.value)
+        async with self.db.pool.connection() as conn, conn.transaction():
+            standing = await incidents.standing_decision(conn, incident_id, digest)
+            if standing is None or standing["interrupt_id"] == gate.id:
+                return None
+            decision = {"decision": standing["decision"], "by": standing["approver"],
+                        "comment": f"standing decision of {standing['decided_at']:%Y-%m-%d %H:%M} UTC on this patch"
+                                   + (f": {standing['comment']}" if standing["comment"] else "")}
+            cur = await conn.execute(
+                """INSERT INTO approvals (incident_id, interrupt_id, decision, approver, comment, patch_digest)
+                   VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING""",
+                (incident_id, gate.id, decision["decision"], decision["by"], decision["comment"], digest),
+            )
+        return decision if cur.rowcount else None  # else decided meanwhile at this gate: that resume goes on
+
+    async def _run_graph(self, incident_id: str, graph_input: Any, config: dict[str, Any]) -> RunResult:
         started = last = time.perf_counter()
         await incidents.update_incident(self.db.pool, incident_id, "investigating")
         try:
@@ -201,7 +240,8 @@ class IncidentRunner:
                         self.on_step(node, update or {}, now - last)
                     last = now
         except Exception:
-            await incidents.update_incident(self.db.pool, incident_id, "failed")
+            if self.fail_incidents:
+                await incidents.update_incident(self.db.pool, incident_id, "failed")
             raise
         snapshot = await self.graph.aget_state(thread_config(incident_id))
         status = derive_status(snapshot)

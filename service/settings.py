@@ -35,6 +35,8 @@ from pydantic import (
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+ROLES = ("intake", "viewer", "approver", "admin")
+LEGACY_ROLE = "admin"  # a key named without a role: before roles, every key could do everything
 PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "secret", "placeholder", "password", "test", "xxx", "todo"}
 ENV_PREFIX = "INCIDENT_COPILOT_"
 CONFIG_ENV = "INCIDENT_COPILOT_CONFIG"
@@ -76,13 +78,36 @@ class DatabaseSection(Section):
                                 "(default ~/.local/share/incident-copilot)", "/var/lib/incident-copilot")
 
 
+    @field_validator("url")
+    @classmethod
+    def _conninfo(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            from psycopg.conninfo import conninfo_to_dict
+
+            try:
+                conninfo_to_dict(value.get_secret_value())
+            except Exception:  # psycopg's message may quote the URL, password included: never shown
+                raise ValueError("not a PostgreSQL URL or connection string, e.g. "
+                                 "postgresql://user@host:5432/db") from None
+        return value
+
+
 class ServerSection(Section):
     """The HTTP service."""
 
-    api_keys: dict[str, SecretStr] = setting({}, "INCIDENT_COPILOT_API_KEYS", "API keys by the identity of their "
-                                             "holder (env: identity=key pairs, comma-separated)", "alice=...,bob=...")
-    webhook_api_key: SecretStr | None = setting(None, "WEBHOOK_API_KEY", "an API key for alert senders (identity "
-                                                "'webhook')", "(openssl rand -hex 24)")
+    api_keys: dict[str, SecretStr] = setting({}, "INCIDENT_COPILOT_API_KEYS", "API keys by the name and role of "
+                                             "their holder, name:role (roles: intake, viewer, approver, admin; "
+                                             "a name without a role is admin); env: name:role=key pairs, "
+                                             "comma-separated", "alice:approver=...,grafana:intake=...")
+    webhook_api_key: SecretStr | None = setting(None, "WEBHOOK_API_KEY", "an API key for alert senders only (name "
+                                                "'webhook', role intake)", "(openssl rand -hex 24)")
+    public_url: str | None = setting(None, "INCIDENT_COPILOT_PUBLIC_URL", "the address people open the dashboard "
+                                     "at, when a proxy stands in front (its origin is the one forms may come from; "
+                                     "https: the session cookie is Secure)", "https://copilot.example.com")
+    session_hours: float = setting(8.0, "INCIDENT_COPILOT_SESSION_HOURS", "how long a dashboard sign-in lasts",
+                                   "8", gt=0, le=24 * 30)
+    login_attempts: int = setting(5, "INCIDENT_COPILOT_LOGIN_ATTEMPTS", "failed dashboard sign-ins one address "
+                                  "may make in 5 minutes before it has to wait", "5", ge=1, le=1000)
     auth: Literal["required", "disabled"] = setting("required", "INCIDENT_COPILOT_AUTH",
                                                     "'disabled' only together with local = true", "required")
     local: bool = setting(False, "INCIDENT_COPILOT_LOCAL", "a local set-up: allows short keys and auth disabled",
@@ -93,8 +118,20 @@ class ServerSection(Section):
                                           ge=1, le=100_000)
     workers: int = setting(2, "INCIDENT_COPILOT_WORKERS", "graph runs at once per process", "2", ge=1, le=64)
     run_workers: bool = setting(True, "INCIDENT_COPILOT_RUN_WORKERS", "false: an intake-only replica", "true")
+    max_queued_runs: int = setting(1000, "INCIDENT_COPILOT_MAX_QUEUED_RUNS", "runs that may wait for a worker; "
+                                   "past it, requests that queue runs answer 429 with Retry-After", "1000",
+                                   ge=1, le=1_000_000)
+    run_attempts: int = setting(5, "INCIDENT_COPILOT_RUN_ATTEMPTS", "attempts of a run (ended by an error, or by "
+                                "its worker dying or stopping) before its incident is failed", "5", ge=1, le=20)
+    group_ttl_seconds: int = setting(86_400, "INCIDENT_COPILOT_GROUP_TTL_SECONDS", "an alert group with no new alert "
+                                     "for this long closes: its next alert opens a new incident", "86400",
+                                     ge=60, le=90 * 86_400)
     telemetry: Literal["live", "sim"] = setting("live", "INCIDENT_COPILOT_TELEMETRY",
                                                 "live backends, or the simulator (alert labels scenario, seed)", "live")
+    db_acquire_timeout: float = setting(0.5, "INCIDENT_COPILOT_DB_ACQUIRE_TIMEOUT", "seconds a request waits for a "
+                                        "database connection before asking whether the database answers at all "
+                                        "(no: 503 at once; yes: it waits on)",
+                                        "0.5", gt=0, le=60)
 
     @field_validator("api_keys", mode="before")
     @classmethod
@@ -105,9 +142,27 @@ class ServerSection(Section):
         for item in _split(value):
             identity, sep, key = item.partition("=")
             if not sep or not identity.strip() or not key.strip():
-                raise ValueError("takes identity=key pairs separated by commas")
+                raise ValueError("takes name:role=key pairs separated by commas")
             keys[identity.strip()] = key.strip()
         return keys
+
+    @field_validator("api_keys")
+    @classmethod
+    def _roles(cls, value: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        for holder in value:
+            name, _, role = holder.partition(":")
+            if not name.strip() or name.strip() == "webhook":
+                raise ValueError(f"{holder!r}: a key needs a name of its own ('webhook' is WEBHOOK_API_KEY's)")
+            if role and role not in ROLES:
+                raise ValueError(f"{holder!r}: unknown role {role!r}; roles: {', '.join(ROLES)}")
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/") if value else value
 
 
 class RunSection(Section):
@@ -310,7 +365,11 @@ class Settings(BaseSettings):
 
     def server_settings(self) -> ServerSettings:
         """What the running service reads."""
-        keys = {key.get_secret_value(): identity for identity, key in self.server.api_keys.items()}
+        keys, roles = {}, {"webhook": "intake"}
+        for holder, key in self.server.api_keys.items():
+            name, _, role = holder.partition(":")
+            keys[key.get_secret_value()] = name.strip()
+            roles[name.strip()] = role or LEGACY_ROLE
         if self.server.webhook_api_key is not None:
             keys[self.server.webhook_api_key.get_secret_value()] = "webhook"
         return ServerSettings(
@@ -318,7 +377,11 @@ class Settings(BaseSettings):
             auth_disabled=self.server.auth == "disabled", local_mode=self.server.local,
             max_body_bytes=self.server.max_body_bytes, max_alerts_per_request=self.server.max_alerts_per_request,
             workers=self.server.workers, run_workers=self.server.run_workers, telemetry=self.server.telemetry,
-            output_dir=str(self.run.output_dir),
+            output_dir=str(self.run.output_dir), group_ttl_seconds=self.server.group_ttl_seconds,
+            max_queued_runs=self.server.max_queued_runs, run_attempts=self.server.run_attempts,
+            db_acquire_timeout=self.server.db_acquire_timeout,
+            roles=roles, public_url=self.server.public_url, session_hours=self.server.session_hours,
+            login_attempts=self.server.login_attempts,
         )
 
     def run_context(self, **overrides: Any) -> Any:
@@ -536,7 +599,8 @@ class ServerSettings:
     """Settings of the HTTP service, validated before it starts (built from `Settings.server_settings()`)."""
 
     database_url: str | None = None
-    api_keys: dict[str, str] = field(default_factory=dict)  # key -> identity of its holder
+    api_keys: dict[str, str] = field(default_factory=dict)  # key -> name of its holder
+    roles: dict[str, str] = field(default_factory=dict)  # name -> role (default: intake for 'webhook', else admin)
     auth_disabled: bool = False
     local_mode: bool = False
     max_body_bytes: int = 1_048_576
@@ -545,6 +609,17 @@ class ServerSettings:
     run_workers: bool = True
     telemetry: Literal["live", "sim"] = "live"
     output_dir: str = "output"
+    group_ttl_seconds: int = 86_400
+    max_queued_runs: int = 1000
+    run_attempts: int = 5
+    db_acquire_timeout: float = 0.5
+    public_url: str | None = None
+    session_hours: float = 8.0
+    login_attempts: int = 5
+
+    def role_of(self, name: str) -> str:
+        """The role of the key holder called `name`."""
+        return self.roles.get(name) or ("intake" if name == "webhook" else LEGACY_ROLE)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ServerSettings:
@@ -560,7 +635,36 @@ class ServerSettings:
         weak = [k for k in self.api_keys if k.lower() in PLACEHOLDER_SECRETS or len(k) < 16]
         if weak and not self.local_mode:
             raise SettingsError(["an API key is a placeholder or shorter than 16 characters"])
+        unknown = sorted({role for role in self.roles.values() if role not in ROLES})
+        if unknown:
+            raise SettingsError([f"unknown role(s) {', '.join(unknown)}: roles are {', '.join(ROLES)}"])
         if not 1 <= self.workers <= 64:
             raise SettingsError(["INCIDENT_COPILOT_WORKERS must be between 1 and 64"])
+        if self.max_queued_runs < self.max_alerts_per_request:  # else one full webhook could never be accepted
+            raise SettingsError(["INCIDENT_COPILOT_MAX_QUEUED_RUNS must be at least INCIDENT_COPILOT_MAX_ALERTS"])
         if self.max_body_bytes < 1024:
             raise SettingsError(["INCIDENT_COPILOT_MAX_BODY_BYTES must be at least 1024"])
+
+    def check_folders(self, home: Path | None) -> None:
+        """Refuse an output folder (and a data directory) this process cannot write: at start, not in every run."""
+        problems = []
+        for where, path in (("run.output_dir (OUTPUT_DIR)", Path(self.output_dir)),
+                            ("database.home (INCIDENT_COPILOT_HOME)", home)):
+            problem = unwritable_folder(path) if path is not None else None
+            if problem:
+                problems.append(f"{where} = {str(path)!r}: {problem}")
+        if problems:
+            raise SettingsError(problems)
+
+
+def unwritable_folder(path: Path) -> str | None:
+    """Why `path` cannot be a folder this process writes into (created if missing), or None."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return f"cannot create the folder: {exc.strerror or exc}"
+    if not path.is_dir():
+        return "not a folder"
+    if not os.access(path, os.W_OK | os.X_OK):
+        return "the folder is not writable"
+    return None

@@ -21,7 +21,9 @@ import yaml
 from tools.net import free_port
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-API_KEY = "test-key-0123456789abcdef"
+API_KEY = "test-key-0123456789abcdef"  # the operator's: role admin
+OPERATOR = "operator"
+INTAKE_KEY = "intake-key-0123456789abcdef"  # WEBHOOK_API_KEY: what Alertmanager holds, role intake
 
 
 @dataclass
@@ -62,7 +64,8 @@ def start_server(
     env = {
         **os.environ,
         "DATABASE_URL": database_url,
-        "WEBHOOK_API_KEY": API_KEY,
+        "WEBHOOK_API_KEY": INTAKE_KEY,
+        "INCIDENT_COPILOT_API_KEYS": f"{OPERATOR}:admin={API_KEY}",
         "INCIDENT_COPILOT_WORKERS": str(workers),
         "INCIDENT_COPILOT_RUN_WORKERS": "true" if run_workers else "false",
         "INCIDENT_COPILOT_TELEMETRY": telemetry,
@@ -89,6 +92,20 @@ def start_server(
         time.sleep(0.1)
     server.stop(kill=True)
     raise RuntimeError(f"server not ready in {timeout}s:\n{server.log()[-3000:]}")
+
+
+def start_worker(
+    database_url: str, workdir: Path, *, concurrency: int = 2, telemetry: str = "sim",
+    extra_env: dict[str, str] | None = None, nice: int = 0,
+) -> subprocess.Popen:
+    """Spawn `incident-copilot worker` (runs only, no HTTP) on the database; its log goes to workdir."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "DATABASE_URL": database_url, "INCIDENT_COPILOT_TELEMETRY": telemetry,
+           "OUTPUT_DIR": str(workdir / "output"), "LANGSMITH_TRACING": "false", **(extra_env or {})}
+    log = open(workdir / f"worker-{time.monotonic_ns()}.log", "wb")  # noqa: SIM115 - the child keeps it open
+    argv = [sys.executable, str(REPO_ROOT / "cli.py"), "worker", "--concurrency", str(concurrency)]
+    return subprocess.Popen(["nice", "-n", str(nice), *argv] if nice else argv, env=env, stdout=log,
+                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=workdir)
 
 
 # --- the example alerting stack: the simulated fleet, Prometheus and Alertmanager (deploy/) -----------------
@@ -194,7 +211,7 @@ def alerting_binaries_missing() -> str | None:
 
 def start_alerting_stack(
     workdir: Path, *, scenario: str, seed: int, speed: float, inject_after: float, alerts_url: str,
-    api_key: str = API_KEY, group_wait: str = "1s", timeout: float = 60.0,
+    api_key: str = INTAKE_KEY, group_wait: str = "1s", timeout: float = 60.0,
 ) -> AlertingStack:
     """Start the fleet, then Prometheus scraping it with the rules compressed to its speed, then Alertmanager
     posting to `alerts_url` with bearer `api_key`; wait until all three are ready. Everything stops on failure."""

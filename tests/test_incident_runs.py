@@ -105,13 +105,13 @@ async def test_approved_fix_creates_one_branch_and_history_and_replay(database_u
         # replay from the checkpoint taken before rca/suggest: the rest of the graph runs again
         before_branches = next(e for e in history if set(e.next) == {"rca", "suggest"})
         replayed = await runner.replay(waiting.incident_id, before_branches.checkpoint_id)
-        assert replayed.status == "awaiting_approval"  # the gate asks again on the forked run
         assert replayed.values["root_cause"] == done.values["root_cause"]
         after = await runner.history(waiting.incident_id)
         assert len(after) > len(history)
-        # approving the replay finds the branch it already made: no second branch or commit
-        again = await runner.resume(waiting.incident_id, ApprovalDecision(decision="approve", by="alice"))
-        assert again.values["pr"].status == "exists"
+        # the forked run proposes the same patch: the approval already given stands (the gate is not asked
+        # again), and create_pr finds the branch it already made: no second branch or commit
+        assert replayed.status == "completed" and replayed.values["approval"].by == "alice"
+        assert replayed.values["pr"].status == "exists"
         assert branches(repo).count(pr.branch) == 1
         with pytest.raises(RunError):
             await runner.replay(waiting.incident_id, "1f0-no-such-checkpoint")

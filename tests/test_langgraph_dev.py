@@ -131,13 +131,14 @@ async def test_sdk_runs_to_the_gate_and_resumes(dev_server: DevServer, database_
     client = get_client(url=dev_server.url)
     [assistant] = await client.assistants.search(graph_id="incident_copilot")
     schemas = await client.assistants.get_schemas(assistant["assistant_id"])
-    assert {"incident_id", "alert", "telemetry"} <= set(schemas["input_schema"]["properties"])
-    assert {"llm_provider", "require_approval"} <= set(schemas["context_schema"]["properties"])
+    assert set(schemas["input_schema"]["properties"]) == {"incident_id", "alert", "telemetry"}
+    # a caller chooses the window; the gate, the repositories, the output folder are the operator's (issue 10)
+    assert set(schemas["context_schema"]["properties"]) == {"window_seconds", "baseline_seconds"}
 
-    incident_id = "inc-sdk-1"
-    thread = await client.threads.create(metadata={"incident_id": incident_id})
-    thread_id = thread["thread_id"]
-    context = {"llm_provider": "offline", "output_dir": str(tmp_path / "briefs")}
+    thread = await client.threads.create()
+    thread_id = incident_id = thread["thread_id"]  # one thread, one incident
+    context = {"llm_provider": "offline", "output_dir": str(tmp_path / "briefs"), "require_approval": False,
+               "repo": str(tmp_path), "window_seconds": 900}
 
     run = await client.runs.create(
         thread_id, "incident_copilot",
@@ -156,6 +157,7 @@ async def test_sdk_runs_to_the_gate_and_resumes(dev_server: DevServer, database_
     assert request["checks"] and all(check["ok"] for check in request["checks"])
     assert state["values"].get("pr") is None
     assert (await client.threads.get(thread_id))["status"] == "interrupted"
+    assert incident_row(database_url, incident_id) == ("awaiting_approval", "web-frontend")  # on the dashboard too
 
     resume = await client.runs.create(
         thread_id, "incident_copilot",
@@ -168,6 +170,9 @@ async def test_sdk_runs_to_the_gate_and_resumes(dev_server: DevServer, database_
     assert final["pr"]["branch"] == f"incident-copilot/{incident_id}"
     assert final["brief"]["markdown"].startswith("#")
     assert Path(final["brief"]["markdown_path"]).is_file()
+    assert Path(final["brief"]["markdown_path"]).is_relative_to(tmp_path / "output")  # the operator's OUTPUT_DIR
+    assert not (tmp_path / "briefs").exists()
+    assert incident_row(database_url, incident_id) == ("completed", "web-frontend")
     assert (await client.threads.get(thread_id))["status"] == "idle"
 
     # the thread's checkpoints are the project's Postgres rows, not the dev server's memory
@@ -178,3 +183,26 @@ async def test_sdk_runs_to_the_gate_and_resumes(dev_server: DevServer, database_
         ).fetchall()
     assert rows, dev_server.log()
     assert {row[0] for row in rows} == {item["checkpoint"]["checkpoint_id"] for item in history}
+
+
+def incident_row(database_url: str, incident_id: str) -> tuple[str, str] | None:
+    with psycopg.connect(database_url) as conn:
+        return conn.execute("SELECT status, service FROM incidents WHERE id = %s", (incident_id,)).fetchone()
+
+
+async def test_run_input_cannot_escape_the_output_folder(dev_server: DevServer, database_url: str, tmp_path: Path):
+    client = get_client(url=dev_server.url)
+    thread = await client.threads.create()
+    for incident_id in ("../../escaped", thread["thread_id"] + "-other"):
+        run = await client.runs.create(thread["thread_id"], "incident_copilot",
+                                       input={"incident_id": incident_id, "alert": ALERT, "telemetry": TELEMETRY})
+        await client.runs.join(thread["thread_id"], run["run_id"])
+        assert (await client.runs.get(thread["thread_id"], run["run_id"]))["status"] == "error", dev_server.log()
+    assert not (tmp_path.parent / "escaped").exists() and not (tmp_path / "output").exists(), "a brief was written"
+    # without any context the run has the operator's settings: it stops at the gate
+    fresh = await client.threads.create()
+    run = await client.runs.create(fresh["thread_id"], "incident_copilot",
+                                   input={"alert": ALERT, "telemetry": TELEMETRY})
+    await client.runs.join(fresh["thread_id"], run["run_id"])
+    assert (await client.runs.get(fresh["thread_id"], run["run_id"]))["status"] == "success", dev_server.log()
+    assert (await client.threads.get_state(fresh["thread_id"]))["next"] == ["approve"]

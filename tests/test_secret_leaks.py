@@ -3,6 +3,7 @@ body, a brief, a dashboard page or an API answer (asserted on what the fakes and
 
 from __future__ import annotations
 
+import re
 import subprocess
 from datetime import UTC, datetime, timedelta
 
@@ -110,7 +111,12 @@ async def test_no_planted_secret_leaves_through_any_output(database_url, tmp_pat
                                             run_workers=False, output_dir=str(tmp_path)), context)
             async with app.router.lifespan_context(app), httpx.AsyncClient(
                     transport=httpx.ASGITransport(app=app), base_url="http://test",
-                    headers={"Authorization": f"Bearer {API_KEY}"}, cookies={"ic_session": API_KEY}) as web:
+                    headers={"Authorization": f"Bearer {API_KEY}"}) as web:
+                form = (await web.get("/ui/login")).text  # the dashboard's own session (the API takes the bearer key)
+                token = re.search(r'name="login_token" value="([^"]+)"', form).group(1)
+                signed = await web.post("/ui/login", data={"api_key": API_KEY, "login_token": token},
+                                        headers={"Origin": "http://test"})
+                assert signed.status_code == 303, signed.text
                 for path in (f"/incidents/{done.incident_id}", "/incidents", f"/ui/incidents/{done.incident_id}",
                              "/", f"/incidents/{done.incident_id}/history"):
                     page = await web.get(path)

@@ -166,6 +166,9 @@ async def test_two_replicas_dedup_2000_concurrent_alerts(fleet, database_url, ru
             incident_of[outcome["fingerprint"]].add(outcome["incident_id"])
             opened[outcome["fingerprint"]] += not outcome["deduplicated"]
     assert outcomes == GROUPS * PER_GROUP
+    if run_workers:
+        await check_groups_while_runs_conclude(servers, database_url, incident_of, opened, fleet)
+        return
     assert len(incident_of) == GROUPS and all(len(ids) == 1 for ids in incident_of.values()), incident_of
     assert opened == {f"{g:016x}": 1 for g in range(GROUPS)}, "each group: exactly one alert opened its incident"
 
@@ -209,16 +212,44 @@ async def test_two_replicas_dedup_2000_concurrent_alerts(fleet, database_url, ru
     assert scalar(database_url, "SELECT count(*) FROM alert_payloads") == len(requests) + len(resolved_groups) + 2
     assert scalar(database_url, "SELECT count(*) FROM runs WHERE kind = 'start'") == GROUPS + 1
 
-    if run_workers:
-        # Four workers in two processes: every run is claimed once and its graph started once.
-        wait_until(lambda: scalar(database_url, "SELECT count(*) FROM runs WHERE status IN ('queued', 'running')")
-                   == 0, 60, "all runs to finish", fleet, interval=0.2)
-        runs = query(database_url, "SELECT status, attempts, claimed_by FROM runs")
-        assert all((r["status"], r["attempts"]) == ("done", 1) for r in runs), runs
-        starts = query(database_url, """SELECT thread_id, count(*) AS n FROM checkpoints
-                                        WHERE checkpoint_ns = '' AND metadata->>'source' = 'input' GROUP BY 1""")
-        assert len(starts) == GROUPS + 1 and all(s["n"] == 1 for s in starts), starts
-        print("runs per worker:", dict(Counter(r["claimed_by"] for r in runs)))
+
+
+async def check_groups_while_runs_conclude(
+    servers: list[LiveServer], database_url: str, incident_of: dict[str, set[str]], opened: Counter[str],
+    fleet: Fleet,
+) -> None:
+    """With workers on, runs conclude during the storm (live telemetry without backends) and a concluded incident
+    closes its group, so a group's later alerts open its next incident. Each incident is opened by exactly one
+    alert, a group has one open incident at a time, every alert is stored, every run is done exactly once."""
+    assert set(incident_of) == {f"{g:016x}" for g in range(GROUPS)}
+    assert all(len(incident_of[fp]) == opened[fp] for fp in incident_of), (incident_of, opened)
+    wait_until(lambda: scalar(database_url, "SELECT count(*) FROM runs WHERE status IN ('queued', 'running')")
+               == 0, 60, "all runs to finish", fleet, interval=0.2)
+    incidents = query(database_url, "SELECT id, dedup_key, closed_reason, alert_count, created_at FROM incidents")
+    assert {fp: {i["id"] for i in incidents if i["dedup_key"] == fp} for fp in incident_of} == incident_of
+    assert all(i["closed_reason"] == "concluded" for i in incidents), incidents
+    by_group = Counter()
+    for i in incidents:
+        by_group[i["dedup_key"]] += i["alert_count"]
+    assert by_group == {fp: PER_GROUP for fp in incident_of}
+    assert scalar(database_url, "SELECT count(DISTINCT alert->'annotations'->>'summary') FROM alerts") == 2000
+    # Four workers in two processes: every run is claimed once and its graph started once.
+    runs = query(database_url, "SELECT incident_id, kind, status, attempts, claimed_by FROM runs")
+    assert sorted(r["incident_id"] for r in runs) == sorted(i["id"] for i in incidents)
+    assert all((r["kind"], r["status"], r["attempts"]) == ("start", "done", 1) for r in runs), runs
+    starts = query(database_url, """SELECT thread_id, count(*) AS n FROM checkpoints
+                                    WHERE checkpoint_ns = '' AND metadata->>'source' = 'input' GROUP BY 1""")
+    assert len(starts) == len(incidents) and all(s["n"] == 1 for s in starts), starts
+    print("runs per worker:", dict(Counter(r["claimed_by"] for r in runs)))
+
+    # The source resolves a group: every incident of it is resolved, the answer names the newest.
+    newest = max((i for i in incidents if i["dedup_key"] == f"{0:016x}"), key=lambda i: (i["created_at"], i["id"]))
+    answer = (await post_all(servers, [alertmanager([group_alert(0, PER_GROUP, "resolved")])]))[0].json()
+    assert (answer["incident_id"], answer["status"]) == (newest["id"], "resolved")
+    assert scalar(database_url, "SELECT count(*) FROM incidents WHERE dedup_key = %s AND resolved_at IS NULL",
+                  (f"{0:016x}",)) == 0
+    again = (await post_all(servers, [alertmanager([group_alert(0, PER_GROUP + 1)])]))[0].json()
+    assert again["deduplicated"] is False and again["incident_id"] not in incident_of[f"{0:016x}"]
 
 
 # --- 2. kill -9 mid-graph, restart, resume from the checkpoint ----------------------------------------------
@@ -308,7 +339,8 @@ def test_kill_9_mid_graph_resumes_from_checkpoint(fleet, database_url, tmp_path)
         assert query(database_url, "SELECT status, attempts FROM runs") == [{"status": "running", "attempts": 1}]
 
         [second] = fleet.start(extra_env=env)
-        wait_until(lambda: scalar(database_url, "SELECT status FROM incidents") == "awaiting_approval", 60,
+        wait_until(lambda: scalar(database_url, "SELECT status FROM incidents") == "awaiting_approval"
+                   and scalar(database_url, "SELECT status FROM runs") == "done", 60,
                    "the recovered run to reach the gate", fleet)
         assert query(database_url, "SELECT status, attempts FROM runs") == [{"status": "done", "attempts": 2}]
         entries = history(second, incident_id)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import importlib.metadata
 import os
 import stat
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
@@ -15,7 +19,7 @@ from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from psycopg import AsyncConnection
 from psycopg.conninfo import make_conninfo
 from psycopg.rows import dict_row
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 import migrations
 from state import checkpoint_types
@@ -69,6 +73,7 @@ async def apply_migrations(conn: AsyncConnection) -> list[str]:
         )
         cur = await conn.execute("SELECT name FROM schema_migrations")
         done = {row["name"] for row in await cur.fetchall()}
+        applied += await _apply_queue_schema(conn, done)
         files = sorted(MIGRATIONS_DIR.glob("[0-9][0-9][0-9][0-9]_*.sql"))
         if not files:  # an install without its package data must not look like an up-to-date schema
             raise RuntimeError(f"no migrations found in {MIGRATIONS_DIR}: the installation is incomplete")
@@ -81,12 +86,92 @@ async def apply_migrations(conn: AsyncConnection) -> list[str]:
     return applied
 
 
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split("."))
+
+
+async def _apply_queue_schema(conn: AsyncConnection, done: set[str]) -> list[str]:
+    """The run queue's tables (procrastinate's own schema, before our migrations, which refer to it): installed
+    whole the first time, then upgraded with procrastinate's migration files when its version grows."""
+    import procrastinate
+    from procrastinate.schema import SchemaManager
+
+    current = importlib.metadata.version("procrastinate")
+    name = f"procrastinate {current}"
+    installed = [_version(n.split()[1]) for n in done if n.startswith("procrastinate ")]
+    if name in done:
+        return []
+    if not installed:
+        await conn.execute(SchemaManager.get_schema(), prepare=False)
+    else:
+        since = max(installed)
+        steps = sorted(Path(procrastinate.__file__).parent.glob("sql/migrations/[0-9]*.sql"))
+        for step in steps:
+            if since < _version(step.name.split("_")[0]) <= _version(current):
+                await conn.execute(step.read_text(), prepare=False)
+    await conn.execute("INSERT INTO schema_migrations (name) VALUES (%s)", (name,))
+    return [name]
+
+
+class OutageAwarePool(AsyncConnectionPool):
+    """A pool that tells an outage from a busy moment: a caller that got no connection within `outage_timeout`
+    asks the database directly (one probe a second, shared by every waiter) and gives up (PoolTimeout) when it
+    does not answer; when it does, the pool's connections are merely all in use, and the caller waits up to the
+    usual timeout."""
+
+    def __init__(self, *args: Any, outage_timeout: float, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.outage_timeout = outage_timeout
+        self._probe_lock = asyncio.Lock()
+        self._probed_at, self._answers = float("-inf"), True
+
+    async def getconn(self, timeout: float | None = None) -> Any:
+        if timeout is not None or self.outage_timeout >= self.timeout:
+            return await super().getconn(timeout)
+        try:
+            return await super().getconn(self.outage_timeout)
+        except PoolTimeout:
+            if not await self.database_answers():
+                raise
+        return await super().getconn(self.timeout - self.outage_timeout)
+
+    async def database_answers(self) -> bool:
+        """Whether a new connection to the database can be made now (probed at most once a second)."""
+        async with self._probe_lock:
+            if time.monotonic() - self._probed_at >= 1.0:
+                try:
+                    await (await AsyncConnection.connect(self.conninfo, connect_timeout=2)).close()
+                    self._answers = True
+                except psycopg.Error:
+                    self._answers = False
+                self._probed_at = time.monotonic()
+            return self._answers
+
+
+async def take_migration_lock(conn: AsyncConnection) -> None:
+    """Wait for the migration lock by polling, the connection idle between tries. Waiting in pg_advisory_lock is a
+    running statement, and the checkpointer's setup in the process that holds the lock runs CREATE INDEX
+    CONCURRENTLY, which waits for every running statement to end: two processes starting on a fresh database
+    would wait for each other forever (a deadlock PostgreSQL does not detect)."""
+    while True:
+        cur = await conn.execute("SELECT pg_try_advisory_lock(%s) AS ok", (_MIGRATION_LOCK,))
+        if (await cur.fetchone())["ok"]:
+            return
+        await asyncio.sleep(0.1)
+
+
 @asynccontextmanager
-async def open_database(url: str | None = None, *, max_size: int = 10) -> AsyncIterator[Database]:
-    """Open the pool, set up the checkpointer's tables and apply our migrations."""
+async def open_database(url: str | None = None, *, max_size: int = 10,
+                        acquire_timeout: float = 30.0) -> AsyncIterator[Database]:
+    """Open the pool, set up the checkpointer's tables and apply our migrations.
+
+    `acquire_timeout`: how long a caller waits for a connection when the pool holds none at all (the database is
+    down or unreachable: PoolTimeout, a fast 503 for a service); while the pool's connections are only busy, it
+    waits up to 30 s as usual."""
     conninfo = resolve_database_url(url)
-    pool = AsyncConnectionPool(
+    pool = OutageAwarePool(
         conninfo,
+        outage_timeout=acquire_timeout,
         min_size=1,
         max_size=max_size,
         open=False,
@@ -97,7 +182,7 @@ async def open_database(url: str | None = None, *, max_size: int = 10) -> AsyncI
         saver = AsyncPostgresSaver(pool, serde=checkpoint_serializer())  # type: ignore[arg-type]
         async with pool.connection() as conn:
             # replicas starting together: one sets up the checkpointer's tables and ours, the others wait
-            await conn.execute("SELECT pg_advisory_lock(%s)", (_MIGRATION_LOCK,))
+            await take_migration_lock(conn)
             try:
                 await saver.setup()
                 applied = await apply_migrations(conn)

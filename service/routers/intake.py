@@ -12,8 +12,9 @@ from pydantic import BaseModel
 
 from service import intake
 from service.alert_payloads import PayloadError, decode_body, parse_payload
-from service.auth import Caller
-from service.errors import ApiError, documented_errors
+from service.auth import AlertSender
+from service.errors import ApiError, documented_errors, is_json_media_type
+from service.queue import queue_or_429
 from service.runs import new_incident_id
 from service.settings import ServerSettings
 from state import Alert, TelemetrySpec
@@ -38,7 +39,10 @@ class IntakeResponse(BaseModel):
 
 
 async def read_json_body(request: Request, limit: int) -> Any:
-    """The request body as JSON, refusing bodies over `limit` bytes before reading them whole."""
+    """The request body as JSON, refusing other media types (415) and bodies over `limit` bytes before reading
+    them whole (413)."""
+    if not is_json_media_type(request.headers.get("content-type")):
+        raise ApiError(415, "unsupported_media_type", "the body must be JSON (Content-Type: application/json)")
     declared = request.headers.get("content-length")
     if declared is not None and (not declared.isdigit() or int(declared) > limit):
         raise ApiError(413, "body_too_large", f"request body over {limit} bytes")
@@ -71,8 +75,9 @@ def telemetry_for(settings: ServerSettings, alert: Alert) -> TelemetrySpec:
     if scenario not in SCENARIOS:
         raise ApiError(422, "invalid_field", f"sim mode: label 'scenario' must be one of {', '.join(SCENARIOS)}")
     seed = alert.labels.get("seed", "0")
-    if not seed.isdigit():
-        raise ApiError(422, "invalid_field", "sim mode: label 'seed' must be a whole number")
+    # isdigit() alone takes "²" and other digits int() refuses; a seed is a short run of ASCII digits
+    if not (seed.isascii() and seed.isdigit() and len(seed) <= 9):
+        raise ApiError(422, "invalid_field", "sim mode: label 'seed' must be a whole number of at most 9 digits")
     return TelemetrySpec(kind="sim", scenario=scenario, seed=int(seed), end=alert.starts_at)
 
 
@@ -80,7 +85,7 @@ def intake_router() -> APIRouter:
     """POST /alerts and POST /webhook/trigger_agent."""
     router = APIRouter(tags=["intake"])
 
-    async def receive(request: Request, caller: Caller) -> JSONResponse:
+    async def receive(request: Request, caller: AlertSender) -> JSONResponse:
         app = request.app
         settings: ServerSettings = app.state.settings
         body = await read_json_body(request, settings.max_body_bytes)
@@ -89,6 +94,9 @@ def intake_router() -> APIRouter:
         except PayloadError as exc:
             raise ApiError(422, exc.code, exc.message) from exc
         pairs = [(alert, telemetry_for(settings, alert)) for alert in parsed.alerts]
+        # each firing group may open an incident and queue its run
+        groups = len({alert.fingerprint for alert in parsed.alerts if alert.status == "firing"})
+        await queue_or_429(app.state.queue_limit.check(app.state.db.pool, groups))
         accepted = await intake.accept_alerts(
             app.state.db.pool, request.url.path, parsed.format, body, pairs, new_incident_id
         )
@@ -103,7 +111,7 @@ def intake_router() -> APIRouter:
     for path in ("/alerts", "/webhook/trigger_agent"):
         router.add_api_route(
             path, receive, methods=["POST"], status_code=202, response_model=IntakeResponse,
-            responses=documented_errors(400, 401, 413, 422),
+            responses=documented_errors(400, 401, 403, 413, 415, 422, 429, 503),
             openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": {
                 "type": "object", "description": "Grafana, Alertmanager v4 or {service_name, lookup_window_seconds}",
             }}}}},

@@ -19,10 +19,12 @@ def ops_router() -> APIRouter:
     @router.get("/readyz", responses=documented_errors(503))
     async def readyz(request: Request) -> JSONResponse:
         try:
-            async with request.app.state.db.pool.connection(timeout=2) as conn:
+            async with request.app.state.db.pool.connection() as conn:
                 await conn.execute("SELECT 1")
         except Exception:
             return error_response(503, "not_ready", "database unreachable")
+        if not request.app.state.workers_alive():
+            return error_response(503, "not_ready", "the run workers are not running")
         return JSONResponse({"status": "ready"})
 
     @router.get("/metrics", response_class=Response)

@@ -1,0 +1,219 @@
+"""Chaos (issue 10): a storm of alerts while runs execute, the server's PostgreSQL connections terminated again and
+again (pg_terminate_backend), and PostgreSQL unreachable for seconds (a TCP proxy between the server and the
+database that the test cuts). Every alert acknowledged with 202 is stored, every run finishes once the database is
+back without restarting the server, no side effect happens twice, and /readyz says not ready while it lasts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+import time
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from sim.sample_repo import ensure_sample_repo
+from sim.scenarios import build_scenario
+from tests.live_server import start_server
+from tests.test_run_queue import terminate_backends
+from tests.test_server_durability import REFERENCE_HOOK, STARTS_AT, alertmanager, git
+from tools.net import free_port
+
+GROUPS = [(name, seed) for name in ("deployment_regression", "memory_leak", "db_connection_exhaustion")
+          for seed in (1, 2, 3, 4)]
+PER_GROUP = 25
+CUT_SECONDS = 4.0
+
+
+class TcpProxy:
+    """A loopback TCP proxy to PostgreSQL that can be cut: then every open connection is dropped and new ones are
+    closed as soon as they are accepted, as when the network to the database is gone."""
+
+    def __init__(self, target_host: str, target_port: int):
+        self.target = (target_host, target_port)
+        self.port = free_port()
+        self.is_cut = False
+        self._open: set[asyncio.StreamWriter] = set()
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    def __enter__(self) -> TcpProxy:
+        self._thread.start()
+        self._ready.wait(10)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+    def cut(self) -> None:
+        self._loop.call_soon_threadsafe(self._drop_all)
+
+    def heal(self) -> None:
+        self.is_cut = False
+
+    def _drop_all(self) -> None:
+        self.is_cut = True
+        for writer in list(self._open):
+            writer.transport.abort()
+
+    def _serve(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._loop.run_until_complete(asyncio.start_server(self._handle, "127.0.0.1", self.port))
+        self._ready.set()
+        self._loop.run_forever()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.is_cut:
+            writer.transport.abort()
+            return
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self.target)
+        except OSError:
+            writer.transport.abort()
+            return
+        self._open.update((writer, up_writer))
+
+        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+            try:
+                while data := await source.read(65536):
+                    sink.write(data)
+                    await sink.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                sink.transport.abort()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        self._open.difference_update((writer, up_writer))
+
+
+def group_alert(name: str, seed: int, n: int) -> dict[str, Any]:
+    alert = build_scenario(name, seed, datetime(2026, 11, 21, 12, tzinfo=UTC)).alert
+    return {"status": "firing", "fingerprint": f"chaos-{name}-{seed}", "startsAt": STARTS_AT,
+            "labels": {"alertname": alert.alertname, "service": alert.service, "scenario": name, "seed": str(seed)},
+            "annotations": {"summary": f"chaos {name} {seed} #{n}"}}
+
+
+async def storm(url: str, headers: dict[str, str], seconds: float) -> tuple[set[str], Counter[int]]:
+    """Send every alert of every group, spread over `seconds`, each until it is acknowledged with 202; returns the
+    summaries acknowledged and the statuses met on the way."""
+    alerts = [group_alert(name, seed, n) for n in range(PER_GROUP) for name, seed in GROUPS]
+    random.Random(10).shuffle(alerts)
+    acknowledged: set[str] = set()
+    statuses: Counter[int] = Counter()
+    gate = asyncio.Semaphore(8)
+    async with httpx.AsyncClient(timeout=60) as client:
+
+        async def send(i: int, alert: dict[str, Any]) -> None:
+            await asyncio.sleep(seconds * i / len(alerts))
+            async with gate:
+                while True:
+                    try:
+                        answer = await client.post(f"{url}/alerts", json=alertmanager([alert]), headers=headers)
+                        statuses[answer.status_code] += 1
+                        if answer.status_code == 202:
+                            acknowledged.add(alert["annotations"]["summary"])
+                            return
+                    except httpx.HTTPError:
+                        statuses[0] += 1
+                    await asyncio.sleep(0.2)
+
+        await asyncio.gather(*(send(i, alert) for i, alert in enumerate(alerts)))
+    return acknowledged, statuses
+
+
+def chaos(database_url: str, proxy: TcpProxy, ready_url: str, log: list[str]) -> list[int]:
+    """Terminate the server's connections, cut the database away for CUT_SECONDS, terminate again; returns the
+    /readyz statuses seen while the database was cut away."""
+    time.sleep(1.0)
+    for _ in range(6):
+        log.append(f"terminated {terminate_backends(database_url)}")
+        time.sleep(0.4)
+    proxy.cut()
+    log.append("cut")
+    seen, until = [], time.monotonic() + CUT_SECONDS
+    while time.monotonic() < until:
+        try:
+            seen.append(httpx.get(ready_url, timeout=3).status_code)
+        except httpx.HTTPError:
+            seen.append(0)
+        time.sleep(0.2)
+    proxy.heal()
+    log.append("healed")
+    for _ in range(4):
+        time.sleep(0.5)
+        log.append(f"terminated {terminate_backends(database_url)}")
+    return seen
+
+
+def rows(database_url: str, sql: str, params: tuple = ()) -> list[tuple]:
+    with psycopg.connect(database_url) as conn:
+        return conn.execute(sql, params).fetchall()
+
+
+def test_alert_storm_through_terminated_connections_and_a_database_cut(database_url, tmp_path: Path):
+    home, hooks = tmp_path / "home", tmp_path / "hooks"
+    hooks.mkdir()
+    repos = {ensure_sample_repo(build_scenario(name, seed, datetime(2026, 11, 21, 12, tzinfo=UTC)).root_service,
+                                home / "sample-repos").path
+             for name, seed in GROUPS if name == "deployment_regression"}
+    for repo in repos:  # log every ref update: a branch written twice would show twice
+        hook = Path(git(repo, "rev-parse", "--absolute-git-dir").strip()) / "hooks" / "reference-transaction"
+        hook.parent.mkdir(exist_ok=True)
+        hook.write_text(REFERENCE_HOOK.format(dir=hooks))
+        hook.chmod(0o755)
+    target = conninfo_to_dict(database_url)
+    with TcpProxy(target.get("host", "127.0.0.1"), int(target.get("port", 5432))) as proxy:
+        through_proxy = make_conninfo(database_url, host="127.0.0.1", port=str(proxy.port))
+        server = start_server(through_proxy, tmp_path / "work", workers=2, extra_env={
+            "INCIDENT_COPILOT_HOME": str(home), "REQUIRE_APPROVAL": "false"})
+        try:
+            pid, log, seen = server.process.pid, [], []
+            thread = threading.Thread(target=lambda: seen.extend(
+                chaos(database_url, proxy, f"{server.url}/readyz", log)))
+            thread.start()
+            acknowledged, statuses = asyncio.run(storm(server.url, server.headers, seconds=8.0))
+            thread.join()
+            print("chaos:", log, "readyz during the cut:", seen, "intake answers:", dict(statuses))
+
+            deadline = time.monotonic() + 240
+            while rows(database_url, "SELECT count(*) FROM runs WHERE status <> 'done'") != [(0,)]:
+                assert time.monotonic() < deadline, rows(database_url, "SELECT id, status, attempts, error FROM runs")
+                time.sleep(0.5)
+            assert server.process.poll() is None and server.process.pid == pid, "the server was restarted"
+            assert httpx.get(f"{server.url}/readyz", timeout=5).status_code == 200
+        finally:
+            server.stop()
+            print(server.log()[-4000:])
+
+    assert 503 in seen, f"/readyz said ready while the database was cut away: {seen}"
+    assert len(acknowledged) == len(GROUPS) * PER_GROUP
+    stored = {summary for (summary,) in rows(database_url, "SELECT alert->'annotations'->>'summary' FROM alerts")}
+    assert acknowledged <= stored, f"acknowledged but not stored: {sorted(acknowledged - stored)[:5]}"
+
+    incidents = rows(database_url, "SELECT id, dedup_key, status, closed_reason FROM incidents")
+    assert {key for _, key, _, _ in incidents} == {f"chaos-{name}-{seed}" for name, seed in GROUPS}
+    assert all(status == "completed" and reason == "concluded" for _, _, status, reason in incidents), incidents
+    # each incident's graph was started once: recovered runs went on from their checkpoints
+    starts = rows(database_url, """SELECT thread_id, count(*) FROM checkpoints WHERE checkpoint_ns = ''
+                                   AND metadata->>'source' = 'input' GROUP BY 1""")
+    assert sorted(starts) == sorted((incident_id, 1) for incident_id, *_ in incidents)
+    # side effects once: one fix branch (written once) per regression, one brief per incident
+    regressions = [incident_id for incident_id, key, *_ in incidents if "deployment_regression" in key]
+    updates = (hooks / "updates.log").read_text().splitlines()
+    for incident_id in regressions:
+        branch = f"refs/heads/incident-copilot/{incident_id}"
+        assert sum(line.endswith(f" {branch}") for line in updates) == 1, (branch, updates)
+    branches = [b for repo in repos for b in git(repo, "branch", "--list", "incident-copilot/*").split()]
+    assert sorted(branches) == sorted(f"incident-copilot/{i}" for i in regressions)
+    output = tmp_path / "work" / "output"
+    assert sorted(p.parent.name for p in output.rglob("brief.md")) == sorted(i for i, *_ in incidents)

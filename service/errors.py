@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException
 
 log = logging.getLogger("incident_copilot.server")
 RETRY_AFTER_SECONDS = 2  # what a 503 asks a sender to wait before trying again
+AUTHENTICATED_PREFIXES = ("/alerts", "/webhook/", "/incidents")  # the JSON API (the dashboard has its sessions)
 
 
 class ApiError(Exception):
@@ -64,8 +65,24 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
         return error_response(exc.status, exc.code, exc.message, exc.headers)
 
+    def unauthenticated(request: Request) -> JSONResponse | None:
+        """401 for a request to the authenticated API without valid credentials: FastAPI reads (and refuses) a
+        malformed body before any dependency runs, and a caller without credentials must learn only that."""
+        from service.auth import authenticate
+
+        if not request.url.path.startswith(AUTHENTICATED_PREFIXES):
+            return None
+        try:
+            authenticate(request)
+        except ApiError as refused:
+            return error_response(refused.status, refused.code, refused.message, refused.headers)
+        return None
+
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        refused = unauthenticated(request)
+        if refused is not None:
+            return refused
         first = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(p) for p in first.get("loc", ()))
         return error_response(422, "invalid_request", f"{where}: {first.get('msg', 'invalid')}"[:300])
@@ -74,6 +91,9 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(HTTPException)
     async def _http(request: Request, exc: HTTPException) -> JSONResponse:
         # 400: FastAPI's own "error parsing the body" (e.g. bytes that are not UTF-8)
+        refused = unauthenticated(request) if exc.status_code == 400 else None
+        if refused is not None:
+            return refused
         code = {400: "invalid_json", 404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         message = str(exc.detail)[:300] if exc.status_code < 500 else "error"
         return error_response(exc.status_code, code, message, exc.headers)  # e.g. 405's Allow

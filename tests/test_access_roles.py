@@ -219,3 +219,13 @@ def test_roles_come_from_the_configuration():
         load_settings(env={"INCIDENT_COPILOT_API_KEYS": f"alice:boss={APPROVER}"})
     with pytest.raises(SettingsError, match="webhook"):
         load_settings(env={"INCIDENT_COPILOT_API_KEYS": f"webhook:admin={APPROVER}"})
+
+
+async def test_a_malformed_body_without_credentials_is_401_not_422(database_url, tmp_path):
+    async with App(database_url, tmp_path) as app, app.client() as c:
+        for path in ("/incidents/inc-1/approval", "/incidents/inc-1/replay"):
+            r = await c.post(path, content=b"{not json", headers={"Content-Type": "application/json"})
+            assert r.status_code == 401 and r.json()["error"]["code"] == "unauthorized", r.text
+            authenticated = await c.post(path, content=b"{not json",
+                                         headers={"Content-Type": "application/json", **bearer(ADMIN)})
+            assert authenticated.status_code == 422

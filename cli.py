@@ -271,8 +271,11 @@ def describe(result: RunResult, seconds: float, *, err: bool = False) -> None:
         say(f"  root cause: {rc['fault_type']} in {rc['service']} ({rc['confidence']:.0%}), severity "
             f"{report['severity']}", err=err)
     elif outcome == "inconclusive":
-        say(f"  inconclusive; best guess: {rc['fault_type']} in {rc['service']} ({rc['confidence']:.0%})", err=err,
-            fg="yellow")
+        guess = (f"best guess: {rc['fault_type']} in {rc['service']} ({rc['confidence']:.0%})"
+                 if rc["fault_type"] != "none" else "no candidate")
+        say(f"  inconclusive, severity {report['severity']} (the alert's); {guess}", err=err, fg="yellow")
+        for error in report["errors"][:4]:
+            say(f"    could not: {error['message'][:160]}", err=err, fg="yellow")
     else:
         say("  verdict: not an incident", err=err)
     brief = result.values.get("brief")

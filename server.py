@@ -7,6 +7,7 @@ dashboard); this module only puts them together.
 from __future__ import annotations
 
 import gc
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -14,6 +15,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from graph.context import Context
+from service.config_check import unread_telemetry
 from service.errors import install_error_handlers
 from service.metrics import ServerMetrics
 from service.routers.incidents import incidents_router
@@ -44,6 +46,9 @@ def create_app(settings: ServerSettings | None = None, context: Context | None =
             from sim import RUNBOOKS_DIR
 
             run_context.runbooks_dir = str(RUNBOOKS_DIR)  # the simulated fleet comes with its runbooks
+        unread = unread_telemetry(run_context) if settings.telemetry == "live" else None
+        if unread:
+            logging.getLogger("incident_copilot").warning("WARNING: %s", unread)
         metrics = ServerMetrics()
         async with open_database(settings.database_url, max_size=2 * settings.workers + 8) as db:
             workers = RunWorkers(db, run_context, concurrency=settings.workers,

@@ -29,6 +29,7 @@ SourceName = Literal["logs", "metrics", "traces", "deploys"]
 SOURCES: tuple[str, ...] = SourceName.__args__  # type: ignore[attr-defined]
 SourceStatus = Literal["ok", "error", "no_data"]
 Risk = Literal["low", "medium", "high"]
+Outcome = Literal["incident", "not_an_incident", "inconclusive"]
 
 
 class Model(BaseModel):
@@ -144,6 +145,7 @@ class MetricEvidence(Model):
 
     signals: list[MetricSignal] = Field(default_factory=list)
     series_read: int = 0
+    short_history: int = 0  # series read whose history before the window is too short for a baseline
 
 
 class TraceEvidence(Model):
@@ -236,9 +238,10 @@ class Evidence(Model):
 
 
 class Detection(Model):
-    """Whether this is an incident, how bad, and whether it looks like a code regression."""
+    """Whether this is an incident (None: inconclusive, the run could not look), how bad, and whether it looks like a
+    code regression."""
 
-    is_incident: bool
+    is_incident: bool | None
     severity: Severity
     reasons: list[str] = Field(default_factory=list)
     code_regression: bool = False
@@ -246,6 +249,11 @@ class Detection(Model):
     suspect_commit: str | None = None
     repo: str | None = None
     decided_by: Literal["rules", "llm"] = "rules"
+
+    @property
+    def outcome(self) -> Outcome:
+        """incident, not_an_incident, or inconclusive when the evidence could not decide."""
+        return {True: "incident", False: "not_an_incident"}.get(self.is_incident, "inconclusive")  # type: ignore[return-value]
 
 
 class FileExcerpt(Model):

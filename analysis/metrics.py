@@ -31,6 +31,8 @@ MAX_SCORE = 1000.0
 EXPIRED_SCORE = 20.0
 MAX_SIGNALS = 24
 COMPANIONS = {"db_pool_in_use": "db_pool_max"}
+# A median and MAD over fewer baseline points than two sustained deviations span cannot tell a shift from noise.
+MIN_BASELINE_POINTS = 2 * SUSTAIN
 
 
 def summarize_metrics(series: list[MetricSeries], window: Window, *, max_signals: int = MAX_SIGNALS) -> MetricEvidence:
@@ -42,10 +44,12 @@ def summarize_metrics(series: list[MetricSeries], window: Window, *, max_signals
     )
     signals: list[MetricSignal] = []
     companions: list[MetricSignal] = []
+    short_history = 0
     for s in series:
         points = [(t, v) for t, v in s.points if base_start <= t <= end and not math.isnan(v)]
         base = [v for t, v in points if t < start]
         incident = [(t, v) for t, v in points if t >= start]
+        short_history += bool(incident) and len(base) < MIN_BASELINE_POINTS
         if not base or not incident:
             continue
         if s.signal == "cert_expiry_timestamp":
@@ -62,7 +66,7 @@ def summarize_metrics(series: list[MetricSeries], window: Window, *, max_signals
     # A usage signal is read against its limit (pool in use vs pool max): keep the limit beside it.
     wanted = {(m.service, COMPANIONS[m.signal]) for m in kept if m.signal in COMPANIONS}
     kept += [m for m in companions if (m.service, m.signal) in wanted]
-    return MetricEvidence(signals=kept, series_read=len(series))
+    return MetricEvidence(signals=kept, series_read=len(series), short_history=short_history)
 
 
 def robust_scale(signal: str, values: list[float]) -> tuple[float, float]:

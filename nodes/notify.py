@@ -37,7 +37,7 @@ def write_brief(state: IncidentState, context: Context) -> tuple[Path, Path]:
 
 
 def opened_payload(state: dict[str, Any], context: Context | None = None) -> dict[str, Any]:
-    """An incident confirmed and briefed: the brief as text and HTML, and the incident JSON."""
+    """An incident confirmed (or an inconclusive run) and briefed: the brief as text and HTML, the incident JSON."""
     state = redacted_view(state)
     return {
         "service": state["alert"].service, "severity": state["detection"].severity,
@@ -94,9 +94,11 @@ async def notify(state: IncidentState, runtime: Runtime[Context]) -> dict[str, A
         try:
             async with context.database.pool.connection() as conn, conn.transaction():
                 await remember(conn, state)
-                queued = state["detection"].is_incident and await record_event(
+                # an inconclusive run is told too: nobody could look, so a person must
+                told = state["detection"].is_incident is not False
+                queued = told and await record_event(
                     conn, state["incident_id"], "opened", opened_payload(state, context))
-            detail = "opened" if queued else ("already queued" if state["detection"].is_incident else "no incident")
+            detail = "opened" if queued else ("already queued" if told else "no incident")
             sent.append(Notification(channel="outbox", status="queued" if queued else "skipped", detail=detail))
         except Exception as exc:  # the brief stands; the error says why nobody was told
             update["errors"] = [error_record("notify", f"outbox write failed: {type(exc).__name__}: {exc}")]

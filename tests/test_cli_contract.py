@@ -29,10 +29,11 @@ HYPOTHESIS = {"type": "object", "required": ["service", "fault_type", "confidenc
                              "evidence": {"type": "array", "items": {"type": "string"}}}}
 REPORT = {  # DESIGN.md 4.2, the investigate --json contract
     "type": "object",
-    "required": ["incident_id", "service", "window", "is_incident", "severity", "root_cause", "hypotheses",
-                 "code_regression", "suggestions", "patch", "pr", "tokens", "errors"],
+    "required": ["incident_id", "service", "window", "outcome", "is_incident", "severity", "root_cause",
+                 "hypotheses", "code_regression", "suggestions", "patch", "pr", "tokens", "errors"],
     "properties": {
         "incident_id": {"type": "string"}, "service": {"type": "string"},
+        "outcome": {"enum": ["incident", "not_an_incident", "inconclusive"]},
         "window": {"type": "object", "required": ["start", "end"]},
         "is_incident": {"type": ["boolean", "null"]}, "severity": NULLABLE_STR,
         "root_cause": {**HYPOTHESIS, "required": [*HYPOTHESIS["required"], "summary"]},

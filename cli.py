@@ -28,7 +28,7 @@ import click
 
 from service.statuses import STATUSES
 from sim.cli_commands import sim
-from sim.names import SCENARIOS
+from sim.names import HARD_SCENARIOS, SCENARIOS
 
 if TYPE_CHECKING:  # for annotations only: importing these takes seconds
     from graph.context import Context
@@ -732,11 +732,14 @@ def replay(ctx: click.Context, incident_id: str, checkpoint_id: str, as_json: bo
 
 @cli.command("eval", epilog="Examples: incident-copilot eval --seeds 10; incident-copilot eval --seeds 1 "
                             "--scenario disk_full --json; incident-copilot eval --seeds 10 --wire; "
-                            "incident-copilot eval --dataset evalsets/nezha-ob")
+                            "incident-copilot eval --dataset evalsets/nezha-ob; incident-copilot eval --hard --seeds 5")
 @click.option("--seeds", type=click.IntRange(1, 1000), default=10, show_default=True,
               help="cases per scenario, e.g. --seeds 3")
-@click.option("--scenario", "scenarios", type=click.Choice(SCENARIOS), multiple=True,
+@click.option("--scenario", "scenarios", type=click.Choice([*SCENARIOS, *HARD_SCENARIOS]), multiple=True,
               help="only these scenarios (repeatable), e.g. --scenario disk_full --scenario false_alarm")
+@click.option("--hard", is_flag=True, help="the hard suite instead of the classic scenarios: the same faults with "
+                                           "overlapping faults, trends begun before the window, bursty and "
+                                           "low-traffic fleets, hard log forms (sim/names.py), e.g. --hard")
 @click.option("--wire", is_flag=True, help="read every case over the wire: a real Prometheus backfilled with promtool "
                                            "and a Loki API over the recorded logs, e.g. --wire")
 @click.option("--dataset", type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
@@ -748,7 +751,7 @@ def replay(ctx: click.Context, incident_id: str, checkpoint_id: str, as_json: bo
                                                  "throwaway one, e.g. --into-store")
 @click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
 @click.pass_context
-def evaluate(ctx: click.Context, seeds: int, scenarios: tuple[str, ...], wire: bool, dataset: Path | None,
+def evaluate(ctx: click.Context, seeds: int, scenarios: tuple[str, ...], hard: bool, wire: bool, dataset: Path | None,
              case_ids: tuple[str, ...], into_store: bool, as_json: bool) -> int:
     """Accuracy over every scenario and N seeds (or over an eval set), through the whole graph, in a throwaway
     database."""
@@ -756,8 +759,12 @@ def evaluate(ctx: click.Context, seeds: int, scenarios: tuple[str, ...], wire: b
         raise click.UsageError("--case selects cases of a --dataset")
     if dataset is not None and (wire or scenarios):
         raise click.UsageError("--dataset reads its own cases over the wire: no --wire or --scenario with it")
+    if hard and (scenarios or dataset is not None):
+        raise click.UsageError("--hard runs the whole hard suite: no --scenario or --dataset with it")
+    chosen = list(scenarios) or list(HARD_SCENARIOS if hard else SCENARIOS)
+    if wire and any(name in HARD_SCENARIOS for name in chosen):
+        raise click.UsageError("the hard suite runs in process: its Loki level labels are not served over the wire")
     settings = settings_of(ctx)
-    chosen = list(scenarios) or list(SCENARIOS)
     with eval_database(settings, into_store) as url:
         scores = run(_evaluate(url, seeds, chosen, wire, dataset, list(case_ids)))
     if as_json:

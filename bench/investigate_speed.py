@@ -16,10 +16,11 @@ Two sets, each served the way `incident-copilot eval` serves it:
 Every investigation is a new `python cli.py investigate ...` process (imports are never warm in the interpreter;
 the OS file cache is, as for anyone running the command twice) on one throwaway database (admin URL from
 --admin-url, else $BENCH_POSTGRES_URL, else the local server), the offline LLM, no notification routes. One
-untimed run first creates the database's tables. Reported per set: the median and the slowest wall seconds, the
-median of `python -c pass` and of `cli.py --version` on the same machine in the same run (what process start and
-the command line's own imports cost), and the share of cases whose top candidate is the expected one (a check that
-the runs did real work, not a score).
+untimed run first creates the database's tables. Reported per set: the median and the slowest wall seconds, the median
+CPU seconds of the investigate process (user + system: what the machine's other load inflates least), the median
+of `python -c pass` and of `cli.py --version` on the same machine in the same run (what process start and the
+command line's own imports cost), and the share of cases whose top candidate is the expected one (a check that the
+runs did real work, not a score).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -58,12 +60,15 @@ def environment(database_url: str, workdir: Path, extra: dict[str, str]) -> dict
             "LANGSMITH_TRACING": "false", "INCIDENT_COPILOT_HOME": str(workdir / "home"), **extra}
 
 
-def timed(argv: list[str], env: dict[str, str]) -> tuple[float, subprocess.CompletedProcess]:
-    """Wall seconds of one fresh process, and what it printed."""
+def timed(argv: list[str], env: dict[str, str]) -> tuple[float, float, subprocess.CompletedProcess]:
+    """Wall seconds and CPU seconds (user + system) of one fresh process, and what it printed."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL,
                           timeout=600)
-    return time.perf_counter() - started, done
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime, done
 
 
 def run_set(name: str, investigations: list[Investigation], database_url: str, workdir: Path) -> dict[str, Any]:
@@ -72,24 +77,26 @@ def run_set(name: str, investigations: list[Investigation], database_url: str, w
     rows = []
     for item in investigations:
         env = environment(database_url, workdir, item.env)
-        seconds, done = timed([*cli, *item.argv], env)
+        seconds, cpu, done = timed([*cli, *item.argv], env)
         if done.returncode not in (0, 3, 4):
             raise RuntimeError(f"{item.label}: exit {done.returncode}\n{done.stderr[-3000:]}")
         report = json.loads(done.stdout)
         root = report["root_cause"]
-        rows.append({"case": item.label, "seconds": round(seconds, 3), "exit": done.returncode,
+        rows.append({"case": item.label, "seconds": round(seconds, 3), "cpu_seconds": round(cpu, 3),
+                     "exit": done.returncode,
                      "outcome": report.get("outcome"), "answer": [root["service"], root["fault_type"]],
                      "right": (root["service"], root["fault_type"]) == item.expected})
-        print(f"  {name} {item.label}: {seconds:.2f} s, exit {done.returncode}, {root['fault_type']} in "
-              f"{root['service']}", file=sys.stderr)
+        print(f"  {name} {item.label}: {seconds:.2f} s ({cpu:.2f} s CPU), exit {done.returncode}, "
+              f"{root['fault_type']} in {root['service']}", file=sys.stderr)
     times = [r["seconds"] for r in rows]
     return {"set": name, "cases": len(rows), "median_s": round(statistics.median(times), 3),
-            "max_s": round(max(times), 3), "top1_right": round(sum(r["right"] for r in rows) / len(rows), 3),
-            "rows": rows}
+            "max_s": round(max(times), 3),
+            "median_cpu_s": round(statistics.median(r["cpu_seconds"] for r in rows), 3),
+            "top1_right": round(sum(r["right"] for r in rows) / len(rows), 3), "rows": rows}
 
 
 def startup(runs: int, database_url: str, workdir: Path) -> dict[str, float]:
-    """Medians of a bare interpreter and of `cli.py --version` (click and the command line's own imports)."""
+    """Wall medians of a bare interpreter and of `cli.py --version` (click and the command line's own imports)."""
     env = environment(database_url, workdir, {})
     bare = [timed([sys.executable, "-c", "pass"], env)[0] for _ in range(runs)]
     version = [timed([sys.executable, str(ROOT / "cli.py"), "--version"], env)[0] for _ in range(runs)]
@@ -175,9 +182,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     s = result["startup"]
     print(f"process start: python -c pass {s['python_s']:.3f} s, cli.py --version {s['cli_version_s']:.3f} s\n")
-    print("| set | cases | median s | slowest s | top-1 right |\n|---|---|---|---|---|")
+    print("| set | cases | median s | slowest s | median CPU s | top-1 right |\n|---|---|---|---|---|---|")
     for r in result["sets"]:
-        print(f"| {r['set']} | {r['cases']} | {r['median_s']:.2f} | {r['max_s']:.2f} | {r['top1_right']:.0%} |")
+        print(f"| {r['set']} | {r['cases']} | {r['median_s']:.2f} | {r['max_s']:.2f} | {r['median_cpu_s']:.2f} | "
+              f"{r['top1_right']:.0%} |")
     return 0
 
 

@@ -312,3 +312,16 @@ def test_approve_shows_the_gate_and_asks_on_a_terminal(database_url, tmp_path):
     assert "created: branch incident-copilot/" in output
     with psycopg.connect(database_url) as conn:
         assert conn.execute("SELECT decision, approver FROM approvals").fetchall() == [("approve", "erin")]
+
+
+def test_heavy_imports_pause_the_collector_and_leave_it_on():
+    import gc
+
+    from cli import loading
+
+    try:
+        with loading():
+            assert not gc.isenabled()
+        assert gc.isenabled() and gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()

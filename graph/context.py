@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from pydantic import SecretStr
+
 LLM_PROVIDERS = ("offline", "google", "openai")
 
 
@@ -23,6 +25,8 @@ class Context:
     """Model for detect, analyze_code and propose_fix."""
     fast_model: str = "gemini-2.5-flash"
     """Model for rca, suggest and brief."""
+    llm_api_key: SecretStr | None = None
+    """The provider's API key, from the configuration (environment, .env or TOML file); shown masked."""
     llm_base_url: str | None = None
     """Endpoint of the provider's API (LLM_BASE_URL): OpenRouter, vLLM, Ollama, or a Gemini gateway."""
     llm_timeout_seconds: float = 60.0

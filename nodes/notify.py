@@ -8,6 +8,7 @@ twice and a sink that is down loses nothing.
 from __future__ import annotations
 
 import asyncio
+import base64
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,14 @@ from nodes.common import error_record
 from state import Brief, IncidentState, Notification
 from tools.memory import remember
 from tools.notify.outbox import record_event
-from web.render import brief_chart_files, brief_title, chart_file, redacted_view, render_brief_html
+from web.render import (
+    brief_chart_files,
+    brief_title,
+    chart_file,
+    redacted_view,
+    render_brief_email,
+    render_brief_html,
+)
 
 
 def write_brief(state: IncidentState, context: Context) -> tuple[Path, Path]:
@@ -37,12 +45,15 @@ def write_brief(state: IncidentState, context: Context) -> tuple[Path, Path]:
 
 
 def opened_payload(state: dict[str, Any], context: Context | None = None) -> dict[str, Any]:
-    """An incident confirmed (or an inconclusive run) and briefed: the brief as text and HTML, the incident JSON."""
+    """An incident confirmed (or an inconclusive run) and briefed: the brief as text and as HTML mail with its charts
+    (PNG by Content-ID, base64), and the incident JSON."""
     state = redacted_view(state)
+    html, images = render_brief_email(state, context)
     return {
         "service": state["alert"].service, "severity": state["detection"].severity,
-        "subject": f"{brief_title(state)} ({state['incident_id']})",
-        "text": state["brief"].markdown, "html": render_brief_html(state, context), "incident": incident_report(state),
+        "subject": f"{brief_title(state)} ({state['incident_id']})", "text": state["brief"].markdown, "html": html,
+        "images": {cid: base64.b64encode(png).decode() for cid, png in images.items()},
+        "incident": incident_report(state),
     }
 
 

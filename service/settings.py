@@ -155,6 +155,10 @@ class LLMSection(Section):
     token_budget: int = setting(60_000, "TOKEN_BUDGET", "LLM tokens one incident may use (0 = no limit)", "60000",
                                 ge=0)
 
+    def api_key(self) -> SecretStr | None:
+        """The key of the chosen provider."""
+        return {"google": self.google_api_key, "openai": self.openai_api_key}.get(self.provider or "")
+
     @model_validator(mode="after")
     def _provider(self) -> LLMSection:
         if self.provider is None:
@@ -306,7 +310,8 @@ class Settings(BaseSettings):
 
         secret = _secret_value
         values = {
-            "llm_provider": self.llm.provider, "reasoning_model": self.llm.reasoning_model,
+            "llm_provider": self.llm.provider, "llm_api_key": self.llm.api_key(),
+            "reasoning_model": self.llm.reasoning_model,
             "fast_model": self.llm.fast_model, "llm_base_url": self.llm.base_url,
             "llm_timeout_seconds": self.llm.timeout_seconds, "llm_max_attempts": self.llm.max_attempts,
             "token_budget": self.llm.token_budget,
@@ -334,9 +339,7 @@ class Settings(BaseSettings):
             from tools.llm import check_llm_settings
             from tools.notify.config import load_notify_config
 
-            keys = {"GOOGLE_API_KEY": secret(self.llm.google_api_key),
-                    "OPENAI_API_KEY": secret(self.llm.openai_api_key)}
-            check_llm_settings(context, {k: v for k, v in keys.items() if v})
+            check_llm_settings(context, env={})  # the key is the configuration's, passed in the context
             load_notify_config(context.notify_config)
         return context
 

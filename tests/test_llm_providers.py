@@ -229,3 +229,27 @@ def test_the_cli_refuses_a_misconfigured_provider(tmp_path):
     done = subprocess.run([sys.executable, "cli.py", "investigate", "--scenario", "disk_full", "--json"],
                           capture_output=True, text=True, env=env, timeout=120, cwd=REPO_ROOT)
     assert done.returncode == 2 and "needs OPENAI_API_KEY" in done.stderr and done.stdout == ""
+
+
+@pytest.mark.parametrize(("provider", "where"), [("google", ".env"), ("openai", "toml"), ("google", "toml")])
+async def test_keys_from_dotenv_or_the_toml_file_reach_the_client(provider, where, tmp_path, monkeypatch):
+    monkeypatch.delenv("GOOGLE_API_KEY")  # the key is only in the file: the client must be given it
+    monkeypatch.delenv("OPENAI_API_KEY")
+    name, key = f"{provider}_api_key", f"{provider}-key-from-{where}-0123456789"
+    dotenv, toml = tmp_path / ".env", tmp_path / "incident-copilot.toml"
+    reasoning, fast = MODELS[provider]
+    toml.write_text(f'[llm]\nreasoning_model = "{reasoning}"\nfast_model = "{fast}"\n'
+                    + (f'{name} = "{key}"\n' if where == "toml" else ""))
+    dotenv.write_text(f"{name.upper()}={key}\n" if where == ".env" else "")
+    from nodes.brief import BriefText
+    from tools.llm import structured_call
+
+    with FakeChatAPI(provider, {"brief": [ANSWER[provider]({"summary": "Checkout is down."})]}) as api:
+        settings = load_settings(toml, {"LLM_BASE_URL": api.url}, dotenv=dotenv)
+        context = settings.run_context(llm_timeout_seconds=5.0)
+        assert context.llm_provider == provider and key not in repr(context)  # shown masked
+        text, usage, error = await structured_call(context, "fast", BriefText, "brief", conclusions="{}")
+        [request] = api.server.requests
+    assert error is None and text.summary == "Checkout is down." and usage.calls == 1
+    header = request.headers.get("x-goog-api-key") if provider == "google" else request.headers["authorization"]
+    assert header in (key, f"Bearer {key}")

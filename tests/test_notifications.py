@@ -8,6 +8,8 @@ import email
 import hashlib
 import hmac
 import ipaddress
+import json
+import re
 import ssl
 from collections.abc import AsyncIterator
 from email import policy
@@ -27,6 +29,7 @@ from tools.net import free_port
 from tools.notify.config import parse_notify_config
 from tools.notify.outbox import OutboxDispatcher, record_event
 
+END = dt.datetime(2026, 11, 21, 12, 0, tzinfo=dt.UTC)
 SMTP_USER, SMTP_PASSWORD = "copilot", "smtp-secret-pw-1"
 
 
@@ -356,3 +359,68 @@ async def test_metrics_show_tokens_per_node_and_the_outbox(db):
     text = (await metrics.render(db.pool))[0].decode()
     assert 'incident_copilot_llm_tokens_total{direction="input",node="rca"} 812.0' in text
     assert 'incident_copilot_notifications{status="pending"} 1.0' in text
+
+
+# --- the brief by email: its charts as inline PNG images a mail client shows ------------------------------------
+
+
+def assert_brief_mail_with_charts(msg: email.message.EmailMessage) -> list[str]:
+    """multipart/alternative: plain text, then multipart/related (the HTML and its PNG charts by Content-ID);
+    returns the Content-IDs."""
+    assert msg.get_content_type() == "multipart/alternative"
+    plain, related = msg.get_payload()
+    assert plain.get_content_type() == "text/plain" and "Root cause" in plain.get_content()
+    assert related.get_content_type() == "multipart/related"
+    html_part, *images = related.get_payload()
+    assert html_part.get_content_type() == "text/html" and related.get_param("type") == "text/html"
+    html = html_part.get_content()
+    cids = re.findall(r'<img src="cid:([^"]+)"', html)
+    assert cids and "<svg" not in html
+    assert sorted(cids) == sorted(part["Content-ID"].strip("<>") for part in images)
+    for part in images:
+        assert part.get_content_type() == "image/png" and part.get_content_disposition() == "inline"
+        assert part.get_content().startswith(b"\x89PNG\r\n\x1a\n")
+    return cids
+
+
+async def test_the_brief_by_email_shows_its_charts_as_inline_images(database_url, tmp_path, monkeypatch):
+    from graph.context import Context
+    from service.runs import IncidentRunner
+    from sim.scenarios import build_scenario
+    from state import TelemetrySpec
+    from tools.notify.config import load_notify_config
+    from tools.notify.outbox import deliver_now
+
+    monkeypatch.setenv("TEST_SMTP_PASSWORD", SMTP_PASSWORD)
+    for name, value in (("G_ID3", "client-id"), ("G_SECRET3", "client-secret"), ("G_REFRESH3", "1//refresh")):
+        monkeypatch.setenv(name, value)
+    port, mailbox = free_port(), Mailbox()
+    server = smtp_server(tmp_path, mailbox, port)
+    channel = smtp_channel(tmp_path, port)
+    with LoopbackServer() as google:
+        google.handler = lambda r: (Reply(200, {"access_token": "ya29.t", "expires_in": 3599}) if r.path == "/token"
+                                    else Reply(200, {"id": "1", "threadId": "1", "labelIds": ["SENT"]}))
+        config = tmp_path / "notify.toml"
+        config.write_text(
+            "[channels.mail]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in channel.items())
+            + f'[channels.gmail]\ntype = "gmail"\nfrom = "copilot@example.com"\nto = ["oncall@example.com"]\n'
+            f'client_id_env = "G_ID3"\nclient_secret_env = "G_SECRET3"\nrefresh_token_env = "G_REFRESH3"\n'
+            f'token_url = "{google.url}/token"\napi_url = "{google.url}"\n'
+            '[[routes]]\nchannels = ["mail", "gmail"]\n')
+        scenario = build_scenario("memory_leak", 1, END)
+        context = Context(output_dir=str(tmp_path), notify_channels=(), notify_config=str(config))
+        server.start()
+        try:
+            async with open_database(database_url) as database:
+                result = await IncidentRunner(database, context).start(
+                    scenario.alert, TelemetrySpec(kind="sim", scenario="memory_leak", seed=1, end=END))
+                assert result.status == "completed"
+                assert await deliver_now(database.pool, load_notify_config(str(config))) == 2
+        finally:
+            server.stop()
+        [send] = google.requests_to("/gmail/v1/users/me/messages/send")
+    [msg] = mailbox.messages
+    cids = assert_brief_mail_with_charts(msg)
+    assert len(cids) >= 2  # a memory leak shows its memory chart and more
+    raw = email.message_from_bytes(base64.urlsafe_b64decode(send.json()["raw"]), policy=policy.default)
+    assert assert_brief_mail_with_charts(raw) == cids

@@ -2,9 +2,10 @@
 
 Providers are built by langchain's `init_chat_model`: `google` (Gemini through langchain-google-genai), `openai` (any
 OpenAI-compatible endpoint through langchain-openai: OpenAI, OpenRouter, vLLM, Ollama) and `offline` (no model; the
-deterministic engine answers). One client per process, provider, model and endpoint; retries with backoff and a
-timeout per call are ours, the same for every provider. API keys are read from the environment when a client is
-built, never carried in the run context (which Studio and the HTTP API can show).
+deterministic engine answers). One client per process, provider, model, endpoint and key; retries with backoff and a
+timeout per call are ours, the same for every provider. The API key is handed to the client explicitly: the run
+context's `llm_api_key` (a SecretStr the configuration fills from the environment, .env or the TOML file), else, for a
+context built without the configuration (LangGraph Studio, an embedding app), the provider's environment variable.
 """
 
 from __future__ import annotations
@@ -41,10 +42,12 @@ _clients: dict[tuple, Any] = {}
 _clients_lock = threading.Lock()
 
 
-def api_key(provider: str, env: Mapping[str, str] | None = None) -> str | None:
-    """The provider's API key from the environment."""
+def api_key(context: Context, env: Mapping[str, str] | None = None) -> str | None:
+    """The run's API key: the context's, else the provider's variable in `env` (default: the process environment)."""
+    if context.llm_api_key is not None and context.llm_api_key.get_secret_value():
+        return context.llm_api_key.get_secret_value()
     env = os.environ if env is None else env
-    return next((env[name] for name in _API_KEYS.get(provider, ()) if env.get(name)), None)
+    return next((env[name] for name in _API_KEYS.get(context.llm_provider, ()) if env.get(name)), None)
 
 
 def check_llm_settings(context: Context, env: Mapping[str, str] | None = None) -> None:
@@ -61,9 +64,9 @@ def check_llm_settings(context: Context, env: Mapping[str, str] | None = None) -
     base_url = context.llm_base_url
     if base_url is not None and not re.fullmatch(r"https?://[^\s/?#]+(?:/[^\s?#]*)?", base_url):
         raise ConfigError(f"LLM base URL {base_url!r} is not an http(s) URL")
-    if provider == "google" and not api_key("google", env):
+    if provider == "google" and not api_key(context, env):
         raise ConfigError("LLM_PROVIDER=google needs GOOGLE_API_KEY (or GEMINI_API_KEY)")
-    if provider == "openai" and not api_key("openai", env) and base_url is None:
+    if provider == "openai" and not api_key(context, env) and base_url is None:
         raise ConfigError("LLM_PROVIDER=openai needs OPENAI_API_KEY, or LLM_BASE_URL for a local server")
     if context.llm_timeout_seconds <= 0 or context.llm_max_attempts < 1:
         raise ConfigError("LLM timeout must be positive and attempts at least 1")
@@ -77,18 +80,19 @@ def chat_model(context: Context, tier: Tier) -> Any | None:
         return None
     check_llm_settings(context)
     model = context.reasoning_model if tier == "reasoning" else context.fast_model
-    key = (context.llm_provider, model, context.llm_base_url, context.llm_timeout_seconds)
+    secret = api_key(context)
+    key = (context.llm_provider, model, context.llm_base_url, context.llm_timeout_seconds, secret)
     with _clients_lock:
         if key not in _clients:
-            _clients[key] = _build(context.llm_provider, model, context.llm_base_url, context.llm_timeout_seconds)
+            _clients[key] = _build(context.llm_provider, model, context.llm_base_url, context.llm_timeout_seconds,
+                                   secret)
         return _clients[key]
 
 
-def _build(provider: str, model: str, base_url: str | None, timeout: float) -> Any:
-    """A provider's own client class through init_chat_model, its built-in retries off (ours apply)."""
+def _build(provider: str, model: str, base_url: str | None, timeout: float, secret: str | None) -> Any:
+    """A provider's own client class through init_chat_model, given its key, its built-in retries off (ours apply)."""
     from langchain.chat_models import init_chat_model
 
-    secret = api_key(provider)
     if provider == "google":
         # max_retries=1 is one attempt in the Google SDK (0 would mean its own default)
         return init_chat_model(f"google_genai:{model}", temperature=0, max_retries=1, timeout=timeout,

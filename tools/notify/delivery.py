@@ -25,6 +25,8 @@ class Delivery:
     html: str
     link: str | None = None
     incident: dict[str, Any] = field(default_factory=dict)
+    images: dict[str, bytes] = field(default_factory=dict)
+    """PNG images the HTML shows by Content-ID (`cid:<id>`): the brief's charts."""
 
     @property
     def message_id(self) -> str:

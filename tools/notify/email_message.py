@@ -1,4 +1,6 @@
-"""The email both mail sinks send: multipart text and HTML, with a Message-ID derived from the idempotency key."""
+"""The email both mail sinks send: plain text and HTML with its chart images inline (multipart/alternative, the
+HTML in multipart/related with each PNG by Content-ID, which mail clients show where they show no SVG), with a
+Message-ID derived from the idempotency key."""
 
 from __future__ import annotations
 
@@ -18,4 +20,9 @@ def build_email(delivery: Delivery, sender: str, recipients: list[str]) -> Email
     msg["X-Incident-Copilot-Key"] = delivery.key
     msg.set_content(delivery.text)
     msg.add_alternative(delivery.html, subtype="html")
+    html = msg.get_payload()[1]
+    for cid, png in delivery.images.items():
+        html.add_related(png, "image", "png", cid=f"<{cid}>", disposition="inline", filename=cid.split("@")[0] + ".png")
+    if delivery.images:
+        html.set_param("type", "text/html")  # RFC 2387: the root part's type
     return msg

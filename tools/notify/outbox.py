@@ -10,6 +10,7 @@ once more, with the same idempotency key (email Message-ID, webhook Idempotency-
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import logging
 import random
@@ -38,11 +39,14 @@ def idempotency_key(incident_id: str, channel: str, kind: str) -> str:
 
 async def record_event(conn: Any, incident_id: str, kind: str, payload: dict[str, Any]) -> bool:
     """Write a notification event in the caller's transaction (redacted); False when the incident already has one
-    of this kind (a re-run or a replay adds nothing)."""
+    of this kind (a re-run or a replay adds nothing). `payload["images"]`, base64 PNG charts by Content-ID, is
+    drawn lines, not text: it is kept as it is."""
+    images = payload.get("images") or {}
+    body = redact_value({k: v for k, v in payload.items() if k != "images"}) | ({"images": images} if images else {})
     cur = await conn.execute(
         """INSERT INTO notification_events (incident_id, kind, payload) VALUES (%s, %s, %s)
            ON CONFLICT (incident_id, kind) DO NOTHING""",
-        (incident_id, kind, Jsonb(redact_value(payload))),
+        (incident_id, kind, Jsonb(body)),
     )
     return cur.rowcount == 1
 
@@ -65,6 +69,7 @@ def delivery_of(row: dict[str, Any], config: NotifyConfig) -> Delivery:
         key=row["idempotency_key"], incident_id=row["incident_id"], kind=kind, service=payload.get("service", "?"),
         severity=payload.get("severity"), subject=subject, text=text, html=html,
         link=config.link(row["incident_id"], payload.get("anchor", "")), incident=payload.get("incident") or {},
+        images={cid: base64.b64decode(png) for cid, png in (payload.get("images") or {}).items()},
     )
 
 

@@ -226,13 +226,17 @@ def step_detail(node: str, update: dict[str, Any]) -> str:
         return update["patch"].title
     if node == "check_patch" and update.get("patch"):
         checks = update["patch"].checks
-        return f"{sum(c.ok for c in checks)}/{len(checks)} checks passed"
+        failed = [c.name for c in checks if not c.ok]
+        return f"{len(checks) - len(failed)}/{len(checks)} checks passed" + (
+            f"; not offered for approval: {', '.join(failed)} failed" if failed else "")
     if node == "approve" and update.get("approval"):
         a = update["approval"]
         return f"{a.decision} by {a.by}"
     if node == "create_pr" and update.get("pr"):
         pr = update["pr"]
-        return f"{pr.status}: branch {pr.branch}" if pr.branch else f"{pr.status} {pr.detail}"
+        if pr.status == "failed":
+            return f"failed: {pr.detail}"
+        return f"{pr.status}: " + (f"pull request {pr.url}" if pr.url else f"branch {pr.branch}")
     if node == "notify":
         return ", ".join(f"{n.channel}: {n.target or n.status}" for n in update.get("notifications", []))
     return ""
@@ -459,7 +463,8 @@ async def _demo(settings: Settings, names: list[str], seed: int, yes: bool, as_j
                         decision = ApprovalDecision(decision="approve", by=approver(), comment="approved with --yes")
                     elif ask:
                         show_gate(result.interrupt or {}, result.incident_id)
-                        verdict = "approve" if click.confirm("\n  open the pull request?", default=False) else "reject"
+                        question = (result.interrupt or {}).get("question", "Approve this fix?")
+                        verdict = "approve" if click.confirm(f"\n  {question}", default=False) else "reject"
                         decision = ApprovalDecision(decision=verdict, by=approver())
                     if decision is not None:
                         result = await runner.resume(result.incident_id, decision)
@@ -682,7 +687,8 @@ def _decide(ctx: click.Context, incident_id: str, decision: str, by: str | None,
         if decision == "approve" and not yes:
             if not interactive():
                 raise click.UsageError("approving needs a terminal to confirm on, or --yes")
-            if not click.confirm("\n  open the pull request with this patch?", default=False):
+            if not click.confirm(f"\n  {snapshot.interrupts[0].value.get('question', 'Approve this fix?')}",
+                                 default=False):
                 return None
         runner.on_step = step_printer(err=as_json)
         return await runner.resume(incident_id, ApprovalDecision(decision=decision, by=by or approver(),
@@ -711,7 +717,8 @@ def _decide(ctx: click.Context, incident_id: str, decision: str, by: str | None,
 @click.pass_context
 def approve(ctx: click.Context, incident_id: str, by: str | None, comment: str | None, yes: bool,
             as_json: bool) -> int:
-    """Show the gate's checks and diff, ask, approve: the run resumes and opens the pull request."""
+    """Show the gate's checks and diff, ask, approve: the run resumes and writes the fix where the gate says (a
+    GitHub pull request, or a local branch for repositories not on GitHub)."""
     return _decide(ctx, incident_id, "approve", by, comment, yes, as_json)
 
 
@@ -723,7 +730,7 @@ def approve(ctx: click.Context, incident_id: str, by: str | None, comment: str |
 @click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
 @click.pass_context
 def reject(ctx: click.Context, incident_id: str, by: str | None, comment: str | None, as_json: bool) -> int:
-    """Reject the proposed fix: no pull request; the run writes its brief."""
+    """Reject the proposed fix: no branch, no pull request; the run writes its brief."""
     return _decide(ctx, incident_id, "reject", by, comment, True, as_json)
 
 

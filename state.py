@@ -168,6 +168,7 @@ class DeployEvent(Model):
     previous_version: str | None = None
     kind: Literal["code", "config"] = "code"
     commit: str | None = None
+    previous_commit: str | None = None
     author: str | None = None
     description: str = ""
     source: str = "metrics"
@@ -237,6 +238,22 @@ class Evidence(Model):
 # --- reasoning results ---------------------------------------------------------------------------------
 
 
+class CodeRepository(Model):
+    """Where a service's code lives, from the telemetry configuration's repository map (or the simulator)."""
+
+    service: str
+    checkout: str | None = None  # a local clone: code reading over mcp-server-git, the revert, the tests
+    github: str | None = None  # owner/name on GitHub: deployments, releases, tags, remote code reading, PRs
+    path: str = ""  # the service's folder in a monorepo; "" = the whole repository
+    base_branch: str = "main"
+    test_command: list[str] = Field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        """How people call the repository: owner/name on GitHub, else the checkout's path."""
+        return self.github or self.checkout or ""
+
+
 class Detection(Model):
     """Whether this is an incident (None: inconclusive, the run could not look), how bad, and whether it looks like a
     code regression."""
@@ -248,6 +265,7 @@ class Detection(Model):
     suspect_service: str | None = None
     suspect_commit: str | None = None
     repo: str | None = None
+    repository: CodeRepository | None = None
     decided_by: Literal["rules", "llm"] = "rules"
 
     @property
@@ -264,8 +282,21 @@ class FileExcerpt(Model):
     text: str
 
 
+class SuspectCommit(Model):
+    """A commit deployed in the suspect window, with why it is suspected; ranked best first in CodeFindings."""
+
+    commit: str
+    subject: str = ""
+    author: str = ""
+    at: datetime | None = None
+    score: float = 0.0
+    files_changed: list[str] = Field(default_factory=list)
+    failing_lines: list[str] = Field(default_factory=list)  # path:line of the failure inside its changed hunks
+    reasons: list[str] = Field(default_factory=list)
+
+
 class CodeFindings(Model):
-    """What code analysis found in the repository for the suspect commit."""
+    """What code analysis found in the repository: the suspect commits ranked, and the top one read in full."""
 
     repo: str
     commit: str
@@ -277,6 +308,7 @@ class CodeFindings(Model):
     excerpts: list[FileExcerpt] = Field(default_factory=list)
     matches_stack_trace: bool = False
     summary: str = ""
+    suspects: list[SuspectCommit] = Field(default_factory=list)
 
 
 class RootCause(Model):
@@ -319,10 +351,39 @@ class PatchCheck(Model):
     detail: str = ""
 
 
+class FileChange(Model):
+    """One file of a patch as a code host takes it: the path, the blob it replaces, the whole new content."""
+
+    path: str
+    base_sha: str | None = None
+    """The file's blob id at the base commit; None = a new file."""
+    content: str | None = None
+    """The new content; None = the file is deleted."""
+    mode: Literal["100644", "100755", "120000"] = "100644"
+
+
+class PrTarget(Model):
+    """Where an approved fix is written, decided before the gate so that the gate can say exactly that."""
+
+    backend: Literal["local", "github"]
+    repository: str
+    """owner/name on GitHub, or the local repository's path."""
+    branch: str
+    base_branch: str
+
+    def action(self) -> str:
+        """What approving does, in one phrase."""
+        if self.backend == "github":
+            return (f"open a GitHub pull request on {self.repository} from a new branch {self.branch} "
+                    f"into {self.base_branch}")
+        return (f"create the local branch {self.branch} in {self.repository} (on {self.base_branch}); "
+                "no pull request is opened and nothing is pushed")
+
+
 class Patch(Model):
     """A proposed fix as a unified diff against the repository."""
 
-    kind: Literal["revert", "edit"]
+    kind: Literal["revert", "targeted", "edit"]
     repo: str
     base_commit: str
     reverts: str | None = None
@@ -330,6 +391,11 @@ class Patch(Model):
     description: str = ""
     diff: str
     files: list[str] = Field(default_factory=list)
+    files_to_modify: list[FileChange] = Field(default_factory=list)
+    target: PrTarget | None = None
+    test_command: list[str] = Field(default_factory=list)
+    test_dir: str = ""
+    """The folder the test command runs in: the service's folder in a monorepo ("" = the repository's root)."""
     checks: list[PatchCheck] = Field(default_factory=list)
     tests_before: Literal["pass", "fail", "not_run"] = "not_run"
     tests_after: Literal["pass", "fail", "not_run"] = "not_run"
@@ -338,6 +404,10 @@ class Patch(Model):
     def ready(self) -> bool:
         """True when every check passed."""
         return bool(self.checks) and all(c.ok for c in self.checks)
+
+    def failed_checks(self) -> str:
+        """The checks that failed, with why ("" when none did)."""
+        return "; ".join(f"{c.name} — {c.detail}" if c.detail else c.name for c in self.checks if not c.ok)
 
 
 class Approval(Model):
@@ -356,7 +426,10 @@ class ApprovalRequest(Model):
     root_cause: RootCause | None
     patch: Patch
     checks: list[PatchCheck]
-    question: str = "Open a pull request with this patch?"
+    question: str
+    """What approving does, asked as a question (the CLI and the dashboard show it as it is)."""
+    approve_label: str
+    """The approve button's words."""
 
 
 class PullRequest(Model):

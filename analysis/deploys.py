@@ -28,6 +28,7 @@ def summarize_deploys(deploys: list[DeployEvent], window: Window) -> DeployEvide
         merged[key] = known.model_copy(
             update={
                 "commit": known.commit or event.commit,
+                "previous_commit": known.previous_commit or event.previous_commit,
                 "author": known.author or event.author,
                 "previous_version": known.previous_version or event.previous_version,
                 "description": known.description or event.description,

@@ -31,6 +31,19 @@ LOCK_FILES: tuple[str, ...] = (
     "npm-shrinkwrap.json",
 )
 
+# Where tests live, by convention of the common ecosystems (a directory/ anywhere, or a file-name glob).
+TEST_PATHS: tuple[str, ...] = (
+    "tests/", "test/", "__tests__/", "spec/", "testing/",
+    "test_*.py", "*_test.py", "*_test.go", "*.test.[jt]s", "*.test.[jt]sx", "*.spec.[jt]s", "*.spec.[jt]sx",
+    "*Test.java", "*Tests.java", "*Test.kt", "*_spec.rb", "*Tests.cs",
+)
+# A line that defines a test or asserts something, in those ecosystems: removing one weakens the tests.
+TEST_LINE = re.compile(
+    r"^\s*(?:(?:async\s+)?def\s+test|assert\b|self\.assert\w*\(|(?:it|test|describe)\s*\(|expect\s*\("
+    r"|func\s+Test|@Test\b|@pytest\.mark|t\.(?:Error|Fatal)|Assert\.\w+\(|assert\w*\()"
+)
+SYMLINK_MODE = "120000"
+
 _HUNK = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
 _EXTENDED_HEADERS = (
     "index ",
@@ -112,7 +125,9 @@ class FileDiff:
     )  # old start, old count, new start, count
     added: list[tuple[int, str]] = field(default_factory=list)  # (line in the new file, text)
     removed: int = 0
+    removed_lines: list[str] = field(default_factory=list)
     binary: bool = False
+    new_mode: str | None = None
 
     @property
     def paths(self) -> list[str]:
@@ -155,6 +170,7 @@ def parse_diff(diff: str) -> ParsedDiff:
             elif tag == "-":
                 old_left -= 1
                 current.removed += 1
+                current.removed_lines.append(line[1:])
             elif tag == "+":
                 new_left -= 1
                 current.added.append((new_line, line[1:]))
@@ -193,6 +209,8 @@ def parse_diff(diff: str) -> ParsedDiff:
             old_left, new_left, new_line = old_count, new_count, new_start
         elif line.startswith(("Binary files ", "GIT binary patch")) and current is not None:
             current.binary = True
+        elif line.startswith(("new file mode ", "new mode ")) and current is not None:
+            current.new_mode = line.split()[-1]
         elif line.startswith("rename from ") or line.startswith("copy from "):
             current.old_path = _diff_path(line.split(" from ", 1)[1]) if current else None
         elif line.startswith("rename to ") or line.startswith("copy to "):
@@ -230,26 +248,58 @@ def _matches(path: str, pattern: str) -> bool:
     return any(part == pattern or part.startswith(pattern + ".") for part in parts)
 
 
+def _through_symlink(path: str, symlinks: frozenset[str]) -> str | None:
+    """The symbolic link of the base tree that `path` is or lies under, if any."""
+    parts = path.split("/")
+    return next(("/".join(parts[:i]) for i in range(1, len(parts) + 1) if "/".join(parts[:i]) in symlinks), None)
+
+
+def _weakened_tests(files: list[FileDiff]) -> list[str]:
+    """Test files the patch deletes, and test or assertion lines it removes without adding them back."""
+    found = []
+    for f in files:
+        path = f.old_path or f.new_path or ""
+        if not any(_matches(path, rule) for rule in TEST_PATHS):
+            continue
+        if f.new_path is None:
+            found.append(f"deletes the test file {path}")
+            continue
+        added = [text.strip() for _, text in f.added]
+        lost = [line for line in f.removed_lines if TEST_LINE.match(line) and line.strip() not in added]
+        if lost:
+            found.append(f"removes {len(lost)} test or assertion line(s) from {path}, e.g. {lost[0].strip()[:80]!r}")
+    return found
+
+
 def check_patch(
     diff: str,
     *,
     max_changed_lines: int = 400,
     denied: tuple[str, ...] = DENIED_PATHS,
     allow_lockfiles: bool = False,
+    symlinks: frozenset[str] = frozenset(),
 ) -> list[PatchCheck]:
-    """The safety checks of a patch, one PatchCheck each: form, paths, denied paths, size, secrets."""
+    """The safety checks of a patch, one PatchCheck each: form, paths, denied paths, size, secrets, tests kept.
+
+    `symlinks` are the symbolic links of the base tree: a patch may not write through them.
+    """
     parsed = parse_diff(diff)
     binary = [f.new_path or f.old_path or "?" for f in parsed.files if f.binary]
     form_problems = parsed.errors + [f"binary change to {p}" for p in binary]
     paths = sorted({p for f in parsed.files for p in f.paths})
 
     bad_paths = [f"{p} {problem}" for p in paths if (problem := _path_problem(p))]
+    bad_paths += [f"{f.new_path} would become a symbolic link" for f in parsed.files
+                  if f.new_path and f.new_mode == SYMLINK_MODE]
+    bad_paths += [f"{p} goes through the symbolic link {link}" for p in paths
+                  if (link := _through_symlink(p, symlinks))]
     rules = denied + (() if allow_lockfiles else LOCK_FILES)
     hits = [f"{p} ({rule})" for p in paths for rule in rules if _matches(p, rule)]
 
     changed = sum(len(f.added) + f.removed for f in parsed.files)
+    weakened = _weakened_tests(parsed.files)
     secrets = [
-        f"{f.new_path}:{line} {finding.name}"
+        f"{f.new_path}:{line} ({finding.name})"
         for f in parsed.files
         for line, text in f.added
         for finding in find_secrets(text, code=True)
@@ -263,7 +313,7 @@ def check_patch(
         PatchCheck(
             name="paths_inside_repo",
             ok=not bad_paths,
-            detail="; ".join(bad_paths[:5]) or f"{len(paths)} path(s), all inside the repository",
+            detail="; ".join(bad_paths[:5]) or f"{len(paths)} path(s), all inside the repository, no symbolic link",
         ),
         PatchCheck(
             name="no_denied_paths",
@@ -278,7 +328,13 @@ def check_patch(
         PatchCheck(
             name="no_secrets",
             ok=not secrets,
-            detail=("adds secrets: " + "; ".join(secrets[:5])) if secrets else "no secrets added",
+            # worded so that the detail itself never reads as "secret: value" to the redactor
+            detail=("adds a secret at " + ", ".join(secrets[:5])) if secrets else "no secrets added",
+        ),
+        PatchCheck(
+            name="tests_kept",
+            ok=not weakened,
+            detail="; ".join(weakened[:5]) or "no test removed or weakened",
         ),
     ]
 

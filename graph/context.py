@@ -40,7 +40,12 @@ class Context:
     repo: str | None = None
     """The code repository of the alerted fleet (a local git path); None = use the telemetry's own, if any."""
     pr_backend: Literal["local", "github"] = "local"
-    """Where create_pr writes: a branch in a local working copy, or a GitHub pull request."""
+    """Where create_pr writes: github = a pull request for repositories on GitHub (a local branch for the others);
+    local = always a branch in the local checkout."""
+    github_token: str | None = None
+    """Token for GitHub's API (GITHUB_TOKEN): pull requests, and deployments/releases/tags of the repository map."""
+    github_api_url: str = "https://api.github.com"
+    """GitHub's API base URL (GITHUB_API_URL), e.g. https://ghe.example.com/api/v3 for GitHub Enterprise Server."""
     window_seconds: int = 900
     """Length of the incident window before the alert time."""
     baseline_seconds: int = 1800
@@ -95,3 +100,5 @@ class Context:
     def __post_init__(self) -> None:
         if self.llm_provider not in LLM_PROVIDERS:
             raise ConfigError(f"unknown LLM provider {self.llm_provider!r}: use one of {', '.join(LLM_PROVIDERS)}")
+        if self.pr_backend == "github" and not self.github_token:
+            raise ConfigError("PR_BACKEND=github needs GITHUB_TOKEN (a token with contents and pull-request write)")

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ValidationError
 from graph.context import Context
 from nodes.common import error_record, utcnow
 from nodes.notify import queue_gate_notice
-from state import Approval, ApprovalRequest, IncidentState
+from state import Approval, ApprovalRequest, IncidentState, Patch
 
 
 class ApprovalDecision(BaseModel):
@@ -25,6 +25,16 @@ class ApprovalDecision(BaseModel):
     patch: str | None = None
 
 
+def gate_words(patch: Patch) -> tuple[str, str]:
+    """The gate's question and its approve button, saying exactly what approving does."""
+    target = patch.target
+    # a patch without a target (checkpoints from older builds) goes to a local branch, as create_pr then does
+    action = target.action() if target else "create a local branch; no pull request is opened and nothing is pushed"
+    if target is not None and target.backend == "github":
+        return f"Approve this fix? Approving will {action}.", "Approve: open the GitHub pull request"
+    return f"Approve this fix? Approving will {action}.", "Approve: create the local branch (no pull request)"
+
+
 async def approve(state: IncidentState, runtime: Runtime[Context]) -> dict[str, Any]:
     """Interrupt with the diff, the root cause and the checks; no side effect happens in this node."""
     patch = state.get("patch")
@@ -33,8 +43,10 @@ async def approve(state: IncidentState, runtime: Runtime[Context]) -> dict[str, 
     if not runtime.context.require_approval:
         return {"approval": Approval(decision="auto", by="policy: approval gate off", at=utcnow())}
     await queue_gate_notice(state, runtime.context)  # idempotent: on resume this node runs again
+    question, label = gate_words(patch)
     request = ApprovalRequest(
-        incident_id=state["incident_id"], root_cause=state.get("root_cause"), patch=patch, checks=patch.checks
+        incident_id=state["incident_id"], root_cause=state.get("root_cause"), patch=patch, checks=patch.checks,
+        question=question, approve_label=label,
     )
     answer = interrupt(request.model_dump(mode="json"))
     try:

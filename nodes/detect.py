@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 from analysis.detection import detect as detect_rules
 from graph.context import Context
 from nodes.common import error_record, llm_outcome
-from state import Detection, IncidentState, Severity
+from state import CodeRepository, Detection, IncidentState, Severity
 from tools.llm import spent_tokens, structured_call
 from tools.telemetry import open_source
 
@@ -64,15 +64,33 @@ async def detect(state: IncidentState, runtime: Runtime[Context]) -> dict[str, A
     if verdict is not None:
         detection = merge_verdict(detection, verdict, candidates[0].confidence if candidates else 0.0)
     if detection.code_regression and detection.suspect_service:
-        repo = runtime.context.repo
-        if repo is None:
-            try:
-                repo = await open_source(state["telemetry"], runtime.context).code_repository(detection.suspect_service)
-            except Exception as exc:
-                update.setdefault("errors", []).append(error_record("detect", f"code repository lookup: {exc}"))
-        detection = detection.model_copy(update={"repo": repo})
+        repository, note = await find_repository(state, runtime.context, detection.suspect_service)
+        if note:
+            update.setdefault("errors", []).append(error_record("detect", note, source="code"))
+        detection = detection.model_copy(update={
+            "repository": repository, "repo": repository.name if repository else None,
+            "reasons": [*detection.reasons, note] if note else detection.reasons,
+        })
     update["detection"] = detection
     return update
+
+
+async def find_repository(
+    state: IncidentState, context: Context, service: str
+) -> tuple[CodeRepository | None, str | None]:
+    """The suspect service's repository (the run's --repo, else the telemetry's map), and why there is none."""
+    if context.repo:
+        return CodeRepository(service=service, checkout=context.repo), None
+    try:
+        repository = await open_source(state["telemetry"], context).code_repository(service)
+    except Exception as exc:
+        return None, f"code repository lookup for {service} failed: {exc}; the run goes on without reading code"
+    if repository is None:
+        return None, (
+            f"no code repository is configured for {service} ([repositories.{service}] in the telemetry "
+            "configuration): the suspect commit is not read and the mitigations come from the logs and metrics"
+        )
+    return repository, None
 
 
 def route_after_detect(state: IncidentState) -> Literal["brief", "analyze_code", "fan_out"]:
@@ -81,6 +99,6 @@ def route_after_detect(state: IncidentState) -> Literal["brief", "analyze_code",
     detection = state["detection"]
     if detection.is_incident is False or detection.is_incident is None and not state["evidence"].candidates:
         return "brief"
-    if detection.code_regression and detection.repo and detection.suspect_commit:
+    if detection.code_regression and detection.repository and detection.suspect_commit:
         return "analyze_code"
     return "fan_out"

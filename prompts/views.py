@@ -115,18 +115,20 @@ def code_view(code: Any) -> str:
                      "diff": code.diff[:DIFF_CHARS], "excerpts": excerpts})
 
 
-def fix_view(state: Any, diff: str) -> str:
-    """What the pull request is about: the root cause, the code finding and the revert's files and size."""
+def fix_view(state: Any, diff: str, files: dict[str, tuple[str, str]] | None = None) -> str:
+    """What the pull request is about: the root cause, the code finding, the revert's files and size, and the
+    files the model may rewrite whole ({path: (blob id, text)}, shown in full)."""
     code, root = state["code"], state["root_cause"]
-    files = [line[6:] for line in diff.splitlines() if line.startswith("+++ b/")]
+    changed = [line[6:] for line in diff.splitlines() if line.startswith("+++ b/")]
     return _compact({
         "incident": state["incident_id"],
         "root_cause": {"service": root.service, "fault_type": root.fault_type, "summary": _cut(root.summary, 300),
                        "evidence": [_cut(e) for e in root.evidence[:4]]},
         "reverted_commit": {"commit": code.commit[:10], "subject": code.subject, "summary": _cut(code.summary, 300)},
-        "revert": {"files": files, "added": sum(line.startswith("+") and not line.startswith("+++")
-                                                for line in diff.splitlines()),
+        "revert": {"files": changed, "added": sum(line.startswith("+") and not line.startswith("+++")
+                                                  for line in diff.splitlines()),
                    "removed": sum(line.startswith("-") and not line.startswith("---") for line in diff.splitlines())},
+        "files": [{"path": path, "blob": blob, "text": text} for path, (blob, text) in (files or {}).items()],
     })
 
 

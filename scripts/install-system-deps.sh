@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Debian packages the test suite drives for real: Chromium (+ driver) for the dashboard, Prometheus and
-# Alertmanager for the end-to-end alert test. Installs only what is missing; needs root (or sudo) and apt.
+# Alertmanager for the end-to-end alert test, bubblewrap for the sandbox that runs a repository's tests on a
+# proposed fix (check_patch). Installs only what is missing; needs root (or sudo) and apt.
 set -euo pipefail
-wanted=(chromium chromium-driver prometheus prometheus-alertmanager)
+wanted=(chromium chromium-driver prometheus prometheus-alertmanager bubblewrap)
 missing=()
 for pkg in "${wanted[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -123,13 +123,25 @@ class RunSection(Section):
                                      "true")
     repo: str | None = setting(None, "INCIDENT_REPO", "local git repository of the alerted services "
                                "(default: the telemetry's own)", "/srv/repos/shop")
-    pr_backend: Literal["local", "github"] = setting("local", "PR_BACKEND", "where approved fixes go", "local")
+    pr_backend: Literal["local", "github"] = setting("local", "PR_BACKEND", "where approved fixes go: github = pull "
+                                                     "requests for repositories on GitHub, local = branches", "github")
+    github_token: SecretStr | None = setting(None, "GITHUB_TOKEN", "GitHub token (contents and pull-request write)",
+                                             "github_pat_...")
+    github_api_url: str = setting("https://api.github.com", "GITHUB_API_URL", "GitHub's API (Enterprise: "
+                                  "https://HOST/api/v3)", "https://api.github.com")
     output_dir: Path = setting(Path("output"), "OUTPUT_DIR", "where briefs are written", "output")
     notify_channels: tuple[str, ...] = setting(("file",), "NOTIFY_CHANNELS", "sinks of the brief (comma-separated)",
                                                "file,stdout")
 
     notify_config: Path | None = setting(None, "NOTIFY_CONFIG", "TOML file of notification channels and routes",
                                          "notify.toml")
+
+    @field_validator("github_api_url")
+    @classmethod
+    def _github_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
 
     @field_validator("notify_channels", mode="before")
     @classmethod
@@ -317,6 +329,7 @@ class Settings(BaseSettings):
             "token_budget": self.llm.token_budget,
             "notify_config": str(self.run.notify_config) if self.run.notify_config else None,
             "repo": self.run.repo, "pr_backend": self.run.pr_backend,
+            "github_token": secret(self.run.github_token), "github_api_url": self.run.github_api_url,
             "window_seconds": self.run.window_seconds, "baseline_seconds": self.run.baseline_seconds,
             "metrics_step_seconds": self.run.metrics_step_seconds, "require_approval": self.run.require_approval,
             "output_dir": str(self.run.output_dir), "notify_channels": self.run.notify_channels,

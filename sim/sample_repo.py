@@ -11,6 +11,7 @@ import hashlib
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,6 +22,7 @@ PREVIOUS_VERSION = "1.7.0"
 BAD_VERSION = "1.8.0"
 INNOCENT_VERSION = "1.7.1"
 FIRST_VERSION = "1.6.0"
+SAMPLE_TEST_COMMAND = (sys.executable, "-m", "unittest", "discover", "-s", "tests", "-t", ".")
 
 _TEMPLATES = Path(__file__).with_name("sample_repo_files")
 _MARKER = "incident-copilot-sample"  # file in .git holding the fingerprint of the history it was built from

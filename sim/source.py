@@ -10,8 +10,9 @@ from datetime import UTC, datetime
 
 from analysis.records import PEER_SIGNALS, LogRecord, MetricSeries, Span
 from sim.generate import STEP, SimData, generate
+from sim.sample_repo import SAMPLE_TEST_COMMAND
 from sim.scenarios import Scenario, build_scenario
-from state import DeployEvent, TelemetrySpec
+from state import CodeRepository, DeployEvent, TelemetrySpec
 
 LOOKBACK = 300.0  # seconds a sample stays current when resampling to a coarser step, as in PromQL
 
@@ -115,14 +116,15 @@ class SimTelemetry:
         lo, hi = _utc(start), _utc(end)
         return [d for d in data.deploys if d.service in wanted and lo <= d.at <= hi]
 
-    async def code_repository(self, service: str) -> str | None:
-        """Path of the sample repo with the bad commit, for deployment_regression's root; else None."""
+    async def code_repository(self, service: str) -> CodeRepository | None:
+        """The sample repo with the bad commit, for deployment_regression's root; else None."""
         scenario = (await self._ready()).scenario
         if scenario.name != "deployment_regression" or service != scenario.root_service:
             return None
         from sim.sample_repo import ensure_sample_repo
 
-        return str((await asyncio.to_thread(ensure_sample_repo, service)).path)
+        path = str((await asyncio.to_thread(ensure_sample_repo, service)).path)
+        return CodeRepository(service=service, checkout=path, test_command=list(SAMPLE_TEST_COMMAND))
 
 
 def _resample(points: list[tuple[float, float]], lo: float, hi: float, step: float) -> list[tuple[float, float]]:

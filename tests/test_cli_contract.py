@@ -302,12 +302,12 @@ def test_approve_shows_the_gate_and_asks_on_a_terminal(database_url, tmp_path):
     env = environment(database_url, tmp_path, TERM="dumb")
     waiting = cli("investigate", "--scenario", "deployment_regression", "--json", env=env)
     incident_id = json.loads(waiting.stdout)["incident_id"]
-    code, output = in_terminal(["incidents", "approve", incident_id, "--by", "erin"], env, b"n",
-                               b"open the pull request")
+    question = b"Approve this fix? Approving will create the local branch incident-copilot/"
+    code, output = in_terminal(["incidents", "approve", incident_id, "--by", "erin"], env, b"n", question)
     assert code == 4, output
-    assert "diff --git" in output and "✔ tests pass with the patch" in output and "still waits at the gate" in output
-    code, output = in_terminal(["incidents", "approve", incident_id, "--by", "erin"], env, b"y",
-                               b"open the pull request")
+    assert "diff --git" in output and "✔ tests_pass" in output and "still waits at the gate" in output
+    assert "no pull request is opened and nothing is pushed" in output
+    code, output = in_terminal(["incidents", "approve", incident_id, "--by", "erin"], env, b"y", question)
     assert code == 0, output
     assert "created: branch incident-copilot/" in output
     with psycopg.connect(database_url) as conn:

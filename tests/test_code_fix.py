@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from analysis.patch_checks import check_command, check_patch, parse_diff
-from sim.sample_repo import BAD_VERSION, PREVIOUS_VERSION, SERVICES, ensure_sample_repo
+from sim.sample_repo import BAD_VERSION, PREVIOUS_VERSION, SAMPLE_TEST_COMMAND, SERVICES, ensure_sample_repo
 from tools.git_repo import (
     GitError,
     branch_exists,
@@ -22,6 +22,7 @@ from tools.git_repo import (
     revert_patch,
     run_tests,
 )
+from tools.sandbox import Limits
 
 AUTHOR = "Incident CoPilot <copilot@incident.example>"
 
@@ -107,8 +108,9 @@ def test_unknown_service_is_refused(tmp_path):
 @pytest.mark.parametrize("service", SERVICES)
 def test_tests_fail_at_the_bad_commit_and_pass_with_the_revert(repos, service):
     repo = repos[service]
-    passed, output = run_tests(repo.path, repo.bad_commit, None)
-    assert not passed
+    run = run_tests(repo.path, repo.bad_commit, None, SAMPLE_TEST_COMMAND)
+    assert run.status == "failed"
+    output = run.output
     # The traceback the simulator logs is the one the code really raises.
     assert f'{repo.bad_file}", line {repo.bad_line}, in {repo.bad_function}' in output
     assert repo.exception in output
@@ -116,9 +118,9 @@ def test_tests_fail_at_the_bad_commit_and_pass_with_the_revert(repos, service):
     assert f'File "/app/{repo.bad_file}", line {repo.bad_line}, in {repo.bad_function}' in repo.traceback
 
     diff = revert_patch(repo.path, repo.bad_commit)
-    passed, output = run_tests(repo.path, repo.bad_commit, diff)
-    assert passed, output
-    assert "OK" in output
+    run = run_tests(repo.path, repo.bad_commit, diff, SAMPLE_TEST_COMMAND)
+    assert run.status == "passed", run.output
+    assert "OK" in run.output
     assert git(repo.path, "worktree", "list").count("\n") == 1
 
 
@@ -129,12 +131,13 @@ def test_run_tests_times_out_and_always_cleans_up(repos):
     repo = repos["checkout"]
     sleeper = [sys.executable, "-c", "import time; print('started', flush=True); time.sleep(60)"]
     started = time.perf_counter()
-    passed, output = run_tests(repo.path, repo.bad_commit, None, command=sleeper, timeout=1.0)
-    assert not passed
+    run = run_tests(repo.path, repo.bad_commit, None, sleeper, limits=Limits(wall_seconds=1.0))
+    assert run.status == "timed_out"
     assert time.perf_counter() - started < 30
-    assert "started" in output and "timed out after 1s" in output
+    assert "started" in run.output and "timed out after 1s" in run.output
     with pytest.raises(GitError, match="does not apply"):
-        run_tests(repo.path, f"checkout-v{PREVIOUS_VERSION}", revert_patch(repo.path, repo.bad_commit))
+        run_tests(repo.path, f"checkout-v{PREVIOUS_VERSION}", revert_patch(repo.path, repo.bad_commit),
+                  SAMPLE_TEST_COMMAND)
     assert git(repo.path, "worktree", "list").count("\n") == 1
 
 
@@ -250,7 +253,7 @@ def failed(diff: str, **kwargs) -> set[str]:
 def test_clean_revert_passes_every_check(repos):
     repo = repos["inventory"]
     checks = check_patch(revert_patch(repo.path, repo.bad_commit))
-    names = ["well_formed", "paths_inside_repo", "no_denied_paths", "size", "no_secrets"]
+    names = ["well_formed", "paths_inside_repo", "no_denied_paths", "size", "no_secrets", "tests_kept"]
     assert [c.name for c in checks] == names
     assert all(c.ok for c in checks), checks
 

@@ -264,6 +264,9 @@ def test_approve_an_incident_from_the_dashboard(
     assert len(backgrounds) == 3, f"added, removed and context lines share colours: {backgrounds}"
     assert "diff --git" in driver.find_element(By.ID, "diff").text
     assert [li.text[0] for li in driver.find_elements(By.CSS_SELECTOR, "#checks li")].count("✔") >= 5
+    # the button and the question say what approving does here: a local branch, no pull request
+    assert driver.find_element(By.ID, "approve").text == "Approve: create the local branch (no pull request)"
+    assert "no pull request is opened" in driver.find_element(By.ID, "gate").text
     for width in (DESKTOP, PHONE):
         screenshot(driver, shots, "deployment-regression-at-gate", width)
 

@@ -301,8 +301,9 @@ async def test_sim_telemetry_filters_by_service_and_window() -> None:
 async def test_sim_telemetry_names_the_sample_repo_for_the_regression_root() -> None:
     source = SimTelemetry(TelemetrySpec(kind="sim", scenario="deployment_regression", seed=1, end=END))
     root = source.scenario.root_service
-    path = await source.code_repository(root)
-    assert path == str(ensure_sample_repo(root).path)
+    repository = await source.code_repository(root)
+    assert repository.checkout == str(ensure_sample_repo(root).path) and repository.base_branch == "main"
+    assert repository.test_command[1:4] == ["-m", "unittest", "discover"]
     assert await source.code_repository("gateway") is None
     deploys = await source.deploys([root], END - timedelta(minutes=15), END)
     assert [x.commit for x in deploys] == [ensure_sample_repo(root).bad_commit]

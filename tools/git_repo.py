@@ -1,7 +1,7 @@
 """Local git adapter (the git CLI via subprocess): commit findings, revert patches, test runs, fix branches.
 
 Nothing here touches the user's checkout: patches are applied to temporary index files, and tests run in a
-temporary `git worktree` that is removed afterwards.
+temporary `git worktree` that is removed afterwards, inside the sandbox of tools/sandbox.py.
 """
 
 from __future__ import annotations
@@ -10,18 +10,16 @@ import contextlib
 import os
 import re
 import shutil
-import signal
 import subprocess
-import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 from analysis.patch_checks import parse_diff
-from state import CodeFindings, FileExcerpt, PatchCheck, PullRequest
+from state import CodeFindings, FileChange, FileExcerpt, PatchCheck, PullRequest
+from tools.sandbox import DEFAULT_LIMITS, Limits, SandboxRun, cap_output, run_sandboxed
 
 MAX_DIFF_CHARS = 20_000
-MAX_OUTPUT_CHARS = 8_000
 MAX_EXCERPTS = 10
 HUNK_CONTEXT = 3
 STACK_CONTEXT = 6
@@ -77,15 +75,6 @@ def _tree_with_patch(repo: str | Path, base: str, diff: str) -> str:
     with _temp_index(repo, base) as env:
         _git(repo, "apply", "--cached", "--whitespace=nowarn", "-", input=diff, env=env)
         return _git(repo, "write-tree", env=env).strip()
-
-
-def _cap(text: str, limit: int) -> str:
-    """Keep the head and the (more telling) tail of a long text."""
-    if len(text) <= limit:
-        return text
-    head = limit // 3
-    tail = limit - head
-    return f"{text[:head]}\n... [{len(text) - limit} characters cut] ...\n{text[-tail:]}"
 
 
 def _excerpt(text: str, path: str, first: int, last: int) -> FileExcerpt:
@@ -164,7 +153,7 @@ def commit_findings(
         subject=subject,
         author=author,
         files_changed=files_changed,
-        diff=_cap(diff, MAX_DIFF_CHARS),
+        diff=cap_output(diff, MAX_DIFF_CHARS),
         excerpts=excerpts,
         matches_stack_trace=bool(in_changed),
         summary=f'{sha[:12]} "{subject}" by {name} changed {changed}; {verdict}.',
@@ -181,8 +170,8 @@ def _hunks(diff: str) -> list[tuple[str, int, int]]:
     ]
 
 
-def revert_patch(repo: str | Path, commit: str) -> str:
-    """The unified diff that reverts `commit` on top of the current HEAD; GitError when it does not apply."""
+def revert_patch(repo: str | Path, commit: str, onto: str = "HEAD") -> str:
+    """The unified diff that reverts `commit` on top of `onto`; GitError when it does not apply."""
     sha = _commit_sha(repo, commit)
     parents = _git(repo, "show", "-s", "--format=%P", sha).split()
     if not parents:
@@ -191,15 +180,67 @@ def revert_patch(repo: str | Path, commit: str) -> str:
     undo = _git(repo, "diff", "--binary", *_DIFF_FLAGS, sha, parents[0])
     if not undo.strip():
         raise GitError(f"{sha[:12]} changes nothing; there is nothing to revert")
-    head = _commit_sha(repo, "HEAD")
+    head = _commit_sha(repo, onto)
     try:
         tree = _tree_with_patch(repo, head, undo)
     except GitError as exc:
-        raise GitError(f"the revert of {sha[:12]} does not apply on HEAD {head[:12]}: {exc}") from exc
+        raise GitError(f"the revert of {sha[:12]} does not apply on {onto} {head[:12]}: {exc}") from exc
     diff = _git(repo, "diff", "--binary", *_DIFF_FLAGS, head, tree)
     if not diff.strip():
-        raise GitError(f"{sha[:12]} is already reverted on HEAD {head[:12]}")
+        raise GitError(f"{sha[:12]} is already reverted on {onto} {head[:12]}")
     return diff
+
+
+def _blob_text(repo: str | Path, blob: str) -> str | None:
+    """A blob's content as UTF-8 text; None when it is not text."""
+    result = subprocess.run(["git", "-C", str(repo), "cat-file", "blob", blob], capture_output=True,
+                            timeout=GIT_TIMEOUT, check=False)
+    if result.returncode != 0:
+        raise GitError(f"git cat-file blob {blob[:12]} failed in {repo}: {result.stderr.decode(errors='replace')}")
+    try:
+        return result.stdout.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def file_changes(repo: str | Path, base: str, diff: str) -> list[FileChange]:
+    """The files `diff` changes on `base`, whole: path, the blob each replaces, its new content (for a code host)."""
+    base_sha = _commit_sha(repo, base)
+    tree = _tree_with_patch(repo, base_sha, diff)
+    changes = []
+    fields = _git(repo, "diff-tree", "-r", "-z", "--no-renames", base_sha, tree).split("\0")
+    for meta, path in zip(fields[0:-1:2], fields[1::2], strict=False):  # ":old new oldblob newblob S", path
+        _, new_mode, old_blob, new_blob, status = meta.split()
+        content = None
+        if status != "D":
+            content = _blob_text(repo, new_blob)
+            if content is None:
+                raise GitError(f"{path} is not UTF-8 text after the patch; binary changes are not proposed")
+        changes.append(FileChange(
+            path=path, base_sha=None if status == "A" else old_blob, content=content,
+            mode=new_mode if status != "D" else "100644",
+        ))
+    return changes
+
+
+def diff_of_changes(repo: str | Path, base: str, changes: Sequence[FileChange]) -> str:
+    """The unified diff that turns `base` into `base` with `changes`; GitError when a base blob does not match."""
+    base_sha = _commit_sha(repo, base)
+    with _temp_index(repo, base_sha) as env:
+        for change in changes:
+            current = _git(repo, "ls-files", "-s", "--", change.path, env=env).split()
+            current_blob = current[1] if current else None
+            if current_blob != change.base_sha:
+                have = f"blob {current_blob}" if current_blob else "no such file"
+                raise GitError(f"{change.path}: the base {base_sha[:12]} has {have}, the change is based on "
+                               f"{change.base_sha or 'no file'}")
+            if change.content is None:
+                _git(repo, "update-index", "--force-remove", "--", change.path, env=env)
+                continue
+            blob = _git(repo, "hash-object", "-w", "--stdin", input=change.content).strip()
+            _git(repo, "update-index", "--add", "--cacheinfo", f"{change.mode},{blob},{change.path}", env=env)
+        tree = _git(repo, "write-tree", env=env).strip()
+    return _git(repo, "diff", "--binary", *_DIFF_FLAGS, base_sha, tree)
 
 
 def check_applies(repo: str | Path, base: str, diff: str) -> PatchCheck:
@@ -213,20 +254,27 @@ def check_applies(repo: str | Path, base: str, diff: str) -> PatchCheck:
     return PatchCheck(name="applies", ok=True, detail=f"applies cleanly on {base_sha[:12]}")
 
 
-def _test_env(home: str) -> dict[str, str]:
+def symlinks_at(repo: str | Path, base: str) -> frozenset[str]:
+    """Paths of the symbolic links in the tree of `base` (a patch must not write through them)."""
+    listing = _git(repo, "ls-tree", "-r", "-z", "--full-tree", _commit_sha(repo, base))
+    return frozenset(entry.split("\t", 1)[1] for entry in listing.split("\0") if entry.startswith("120000 "))
+
+
+def _test_env(scratch: str) -> dict[str, str]:
     # The repository's tests are untrusted code: they get no credentials from our environment.
-    env = {k: os.environ[k] for k in ("PATH", "LANG", "LC_ALL", "TZ", "SYSTEMROOT") if k in os.environ}
-    env.update(HOME=home, PYTHONDONTWRITEBYTECODE="1", PYTHONHASHSEED="0")
+    env = {k: os.environ[k] for k in ("PATH", "LANG", "LC_ALL", "TZ") if k in os.environ}
+    env.update(HOME=scratch, TMPDIR=scratch, PYTHONDONTWRITEBYTECODE="1", PYTHONHASHSEED="0")
     return env
 
 
 @contextlib.contextmanager
 def _worktree(repo: str | Path, base: str):
-    """A temporary detached worktree at `base`, removed on exit (also on error)."""
+    """A temporary detached worktree at `base` and a scratch directory beside it, removed on exit (also on error)."""
     tmp = tempfile.mkdtemp(prefix="incident-copilot-worktree-")
     path = os.path.join(tmp, "repo")
     try:
         _git(repo, "worktree", "add", "--detach", "--quiet", path, _commit_sha(repo, base))
+        os.mkdir(os.path.join(tmp, "scratch"))
         yield path
     finally:
         if os.path.isdir(path):
@@ -240,43 +288,49 @@ def _worktree(repo: str | Path, base: str):
 
 
 def run_tests(
-    repo: str | Path,
-    base: str,
-    diff: str | None,
-    *,
-    command: Sequence[str] | None = None,
-    timeout: float = 120.0,
-) -> tuple[bool, str]:
-    """Run the repo's tests at `base` (with `diff` applied) in a temporary worktree: (passed, output)."""
-    argv = list(command or (sys.executable, "-m", "unittest", "discover", "-s", "tests", "-t", "."))
+    repo: str | Path, base: str, diff: str | None, command: Sequence[str], *, subdir: str = "",
+    limits: Limits = DEFAULT_LIMITS,
+) -> SandboxRun:
+    """Run the repository's test `command` on `base` (with `diff` applied) in a temporary worktree, sandboxed;
+    in its folder `subdir` (a service's folder in a monorepo)."""
+    if not command:
+        raise ValueError("no test command given")
+    if subdir.startswith("/") or ".." in subdir.split("/"):
+        raise ValueError(f"the test folder {subdir!r} is not inside the repository")
     with _worktree(repo, base) as path:
         if diff:
             try:
                 _git(path, "apply", "--whitespace=nowarn", "-", input=diff)
             except GitError as exc:
                 raise GitError(f"the patch does not apply on {base}: {exc}") from exc
-        proc = subprocess.Popen(
-            argv,
-            cwd=path,
-            env=_test_env(path),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-        )
-        try:
-            output, _ = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)  # the whole group: test runners spawn children
-            output, _ = proc.communicate()
-            return False, _cap(f"{output}\n[tests timed out after {timeout:.0f}s]", MAX_OUTPUT_CHARS)
-    return proc.returncode == 0, _cap(output, MAX_OUTPUT_CHARS)
+        scratch = os.path.join(os.path.dirname(path), "scratch")
+        cwd = os.path.join(path, subdir) if subdir else path
+        return run_sandboxed(list(command), cwd, [path, scratch], _test_env(scratch), limits)
 
 
 def head_commit(repo: str | Path) -> str:
     """The commit HEAD points at."""
     return _commit_sha(repo, "HEAD")
+
+
+def branch_commit(repo: str | Path, branch: str) -> str:
+    """The tip of `branch` in a checkout: the local branch, else the one fetched from origin."""
+    for ref in (f"refs/heads/{branch}", f"refs/remotes/origin/{branch}"):
+        with contextlib.suppress(GitError):
+            return _commit_sha(repo, ref)
+    raise GitError(f"the checkout {repo} has no branch {branch!r} (neither local nor origin/{branch})")
+
+
+def file_at(repo: str | Path, commit: str, path: str) -> tuple[str, str] | None:
+    """(blob id, text) of a UTF-8 file at `commit`, or None when it is absent, not a file, or not text."""
+    listing = _git(repo, "ls-tree", "-z", "--full-tree", _commit_sha(repo, commit), "--", path).rstrip("\0")
+    if not listing:
+        return None
+    meta = listing.split("\t", 1)[0].split()
+    if meta[0] not in ("100644", "100755"):
+        return None
+    text = _blob_text(repo, meta[2])
+    return (meta[2], text) if text is not None else None
 
 
 def branch_exists(repo: str | Path, branch: str) -> bool:

@@ -6,14 +6,14 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import math
-import re
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from analysis.deploy_logs import DEPLOY_LINE_FILTER, deploys_from_logs
 from analysis.records import PEER_SIGNALS, SIGNALS, LogRecord, MetricSeries, Span
-from state import DeployEvent
+from state import CodeRepository, DeployEvent
 from tools.http_client import BackendError, QueryBudget, QueryBudgetExceeded
 from tools.loki import LogReadStats, LokiClient
 from tools.prometheus import PrometheusClient, PromResult, render_query
@@ -27,9 +27,6 @@ if TYPE_CHECKING:
 # both mean 0 wherever its rate series has a point.
 RATIO_OF_RATE = {"error_ratio": "request_rate", "client_error_ratio": "client_request_rate"}
 SIGNAL_ORDER = {name: index for index, name in enumerate(SIGNALS)}
-# Config changes are visible only in logs (LIVE.md): "config reloaded from <path> revision=N".
-CONFIG_RELOAD_FILTER = ("|~", "(?i)config(uration)? reloaded")
-_REVISION = re.compile(r"revision[=: ]\s*([^\s,;]+)")
 
 
 class NotConfiguredError(RuntimeError):
@@ -158,12 +155,14 @@ class LiveTelemetry:
         return spans
 
     async def deploys(self, services: list[str], start: datetime, end: datetime) -> list[DeployEvent]:
-        """Version changes of app_build_info in the window, and config reloads found in the logs (Loki)."""
+        """Version changes of app_build_info in the window, with the commit its revision label names, and the
+        deploys and config reloads the logs tell (Loki)."""
         prom = self.config.prometheus
         if not services:
             return []
         size = prom.services_per_query
         versions: dict[str, dict[str, set[float]]] = {}
+        revisions: dict[str, dict[str, str]] = {}
         async with self._prometheus() as client:
             for i in range(0, len(services), size):
                 query = render_query(prom, "deploys", services[i : i + size])
@@ -177,44 +176,44 @@ class LiveTelemetry:
                     if service and version:
                         seen = versions.setdefault(service, {}).setdefault(version, set())
                         seen.update(t for t, v in series.points if math.isfinite(v))
+                        revision = next((series.labels[k] for k in prom.revision_labels if series.labels.get(k)), None)
+                        if revision:
+                            revisions.setdefault(service, {})[version] = revision
         events = [
-            event for service in sorted(versions) for event in version_changes(service, versions[service])
+            event
+            for service in sorted(versions)
+            for event in version_changes(service, versions[service], revisions.get(service, {}))
         ]
-        events += await self._config_changes(services, start, end)
+        events += await self._log_changes(services, start, end)
         return sorted(events, key=lambda e: (e.at, e.service))
 
-    async def _config_changes(self, services: list[str], start: datetime, end: datetime) -> list[DeployEvent]:
-        """Config reloads logged by the services in the window, one DeployEvent(kind="config") each.
+    async def _log_changes(self, services: list[str], start: datetime, end: datetime) -> list[DeployEvent]:
+        """Deploys and config reloads the services logged in the window (analysis/deploy_logs.py).
 
         Without Loki there are none (the logs collector reports Loki missing); a failed read is noted and the
         version changes still count."""
         if not self._context.loki_url:
             return []
-        loki = dataclasses.replace(self.config.loki, line_filters=(CONFIG_RELOAD_FILTER,))
+        loki = dataclasses.replace(self.config.loki, line_filters=(DEPLOY_LINE_FILTER,))
         client = LokiClient(self._context.loki_url, self._context.loki_auth, loki, self.config.http, self.budget)
-        events = []
+        records = []
         try:
             async with client:
                 async for record in client.entries(services, start, end):
-                    at = datetime.fromtimestamp(record.ts, UTC)
-                    revision = _REVISION.search(record.line)
-                    events.append(
-                        DeployEvent(
-                            at=at,
-                            service=record.service,
-                            version=revision.group(1) if revision else at.isoformat(),
-                            kind="config",
-                            description=record.line.split("\n", 1)[0][:200],
-                            source="logs",
-                        )
-                    )
+                    records.append(record)
         except (BackendError, QueryBudgetExceeded) as exc:
-            self.notes.append(f"deploys: config changes from logs unavailable: {exc}")
-        return events
+            self.notes.append(f"deploys: deploys and config changes from logs unavailable: {exc}")
+        return deploys_from_logs(records)
 
-    async def code_repository(self, service: str) -> str | None:
-        """Live telemetry knows no code repository."""
-        return None
+    async def code_repository(self, service: str) -> CodeRepository | None:
+        """The service's repository from the configuration's repository map ([repositories.<service>])."""
+        found = self.config.repositories.get(service)
+        if found is None:
+            return None
+        return CodeRepository(
+            service=service, checkout=found.checkout or None, github=found.github or None, path=found.path,
+            base_branch=found.base_branch, test_command=list(found.test_command),
+        )
 
     def _prometheus(self) -> PrometheusClient:
         if not self._context.prometheus_url:
@@ -235,8 +234,11 @@ class LiveTelemetry:
         self.notes.extend(f"prometheus warning: {warning}" for warning in result.warnings)
 
 
-def version_changes(service: str, versions: dict[str, set[float]]) -> list[DeployEvent]:
-    """Deploys from the timestamps each version of a service was reported at.
+def version_changes(
+    service: str, versions: dict[str, set[float]], revisions: dict[str, str] | None = None
+) -> list[DeployEvent]:
+    """Deploys from the timestamps each version of a service was reported at; `revisions` names the commit of a
+    version (app_build_info's revision label).
 
     At each step the current version is the newest (latest first seen) of those reported, so the overlap while
     an old series goes stale does not count as a change, and a rollback shows once the newer version is gone.
@@ -255,6 +257,8 @@ def version_changes(service: str, versions: dict[str, set[float]]) -> list[Deplo
                     version=newest,
                     previous_version=current,
                     kind="code",
+                    commit=(revisions or {}).get(newest),
+                    previous_commit=(revisions or {}).get(current),
                     description=f"app_build_info version {current} -> {newest}",
                     source="metrics",
                 )

@@ -56,6 +56,7 @@ def render_query(
         service_label=config.service_label,
         peer_label=config.peer_label,
         version_label=config.version_label,
+        revision_labels=", ".join(config.revision_labels),
         window=f"{max(1, round(window_seconds))}s",
         min_calls=f"{min_calls:g}",
     )

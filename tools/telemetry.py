@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
 from analysis.records import LogRecord, MetricSeries, Span
-from state import DeployEvent, TelemetrySpec
+from state import CodeRepository, DeployEvent, TelemetrySpec
 
 if TYPE_CHECKING:
     from graph.context import Context
@@ -36,8 +36,8 @@ class TelemetrySource(Protocol):
         """Deploys and config changes of the services in the window."""
         ...
 
-    async def code_repository(self, service: str) -> str | None:
-        """A local git repository holding the service's code, when the backend knows one."""
+    async def code_repository(self, service: str) -> CodeRepository | None:
+        """Where the service's code lives, when the backend knows it."""
         ...
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import tomllib
 from dataclasses import dataclass, field
 from string import Template
@@ -38,12 +39,15 @@ DEFAULT_QUERIES: dict[str, str] = {
     "disk_free_bytes": "min by ($service_label) (disk_free_bytes{$selector})",
     "cert_expiry_timestamp": "min by ($service_label) (tls_cert_expiry_timestamp_seconds{$selector})",
     "up": "min by ($service_label) (up{$selector})",
-    "deploys": "max by ($service_label, $version_label) (app_build_info{$selector})",
+    "deploys": "max by ($service_label, $version_label, $revision_labels) (app_build_info{$selector})",
     "dependencies": (
         "sum by ($service_label, $peer_label) (increase(http_client_requests_total[$window])) > $min_calls"
     ),
 }
-TEMPLATE_FIELDS = ("selector", "range", "service_label", "peer_label", "version_label", "window", "min_calls")
+TEMPLATE_FIELDS = (
+    "selector", "range", "service_label", "peer_label", "version_label", "revision_labels", "window", "min_calls",
+)
+GITHUB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,38}/[A-Za-z0-9._-]{1,100}$")
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,9 @@ class PrometheusConfig:
     service_label: str = "service"
     peer_label: str = "peer"
     version_label: str = "version"
+    # labels of app_build_info naming the deployed commit, first found wins (the build-info convention:
+    # `revision`, some exporters say `commit`)
+    revision_labels: tuple[str, ...] = ("revision", "commit")
     range_window: str = "1m"
     step_seconds: float = 15.0
     services_per_query: int = 25
@@ -104,6 +111,17 @@ class Thresholds:
 
 
 @dataclass(frozen=True)
+class RepositoryConfig:
+    """Where one service's code lives ([repositories.<service>]): a GitHub repository, a local clone, or both."""
+
+    github: str = ""  # owner/name
+    checkout: str = ""  # path of a local clone
+    path: str = ""  # the service's folder in a monorepo; "" = the whole repository
+    base_branch: str = "main"
+    test_command: tuple[str, ...] = ()  # argv, no shell; () = none configured
+
+
+@dataclass(frozen=True)
 class TelemetryConfig:
     """All connector settings; the defaults are LIVE.md's wire contract."""
 
@@ -113,6 +131,7 @@ class TelemetryConfig:
     traces: TracesConfig = field(default_factory=TracesConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
     thresholds: Thresholds = field(default_factory=Thresholds)
+    repositories: dict[str, RepositoryConfig] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -159,6 +178,10 @@ def _merge(current: Any, table: dict[str, Any], prefix: str) -> Any:
             changes[key] = _merge_queries(default, value, name)
         elif key == "line_filters":
             changes[key] = _line_filters(value, name)
+        elif key == "repositories":
+            changes[key] = {**default, **_repositories(value, name)}
+        elif key in ("revision_labels", "test_command"):
+            changes[key] = _strings(value, name)
         else:
             changes[key] = _scalar(default, value, name)
     return dataclasses.replace(current, **changes)
@@ -187,6 +210,30 @@ def _line_filters(value: Any, name: str) -> tuple[tuple[str, str], ...]:
             raise TypeError(f"{name!r} entries must be [operator, text] pairs of strings, got {item!r}")
         pairs.append((item[0], item[1]))
     return tuple(pairs)
+
+
+def _repositories(value: Any, name: str) -> dict[str, RepositoryConfig]:
+    if not isinstance(value, dict):
+        raise TypeError(f"{name!r} must be a table of services")
+    found = {}
+    for service, table in value.items():
+        if not isinstance(table, dict):
+            raise TypeError(f"'{name}.{service}' must be a table")
+        repository = _merge(RepositoryConfig(), table, f"{name}.{service}.")
+        if not (repository.github or repository.checkout):
+            raise ValueError(f"'{name}.{service}' needs 'github' (owner/name) or 'checkout' (a local clone)")
+        if repository.github and not GITHUB_NAME.match(repository.github):
+            raise ValueError(f"'{name}.{service}.github' must be owner/name, got {repository.github!r}")
+        if repository.path.startswith("/") or ".." in repository.path.split("/"):
+            raise ValueError(f"'{name}.{service}.path' must be a folder inside the repository")
+        found[service] = repository
+    return found
+
+
+def _strings(value: Any, name: str) -> tuple[str, ...]:
+    if not (isinstance(value, list) and all(isinstance(item, str) and item for item in value)):
+        raise TypeError(f"{name!r} must be a list of non-empty strings")
+    return tuple(value)
 
 
 def _scalar(default: Any, value: Any, name: str) -> Any:
@@ -227,6 +274,8 @@ def _validate(config: TelemetryConfig) -> None:
             raise ValueError(
                 f"'loki.line_filters': operator {op!r} is not one of {', '.join(LINE_FILTER_OPS)}"
             )
+    if not config.prometheus.revision_labels:
+        raise ValueError("'prometheus.revision_labels' must name at least one label")
     sample = dict.fromkeys(TEMPLATE_FIELDS, "x")
     for key, text in config.prometheus.queries.items():
         try:

@@ -167,6 +167,7 @@ class Gate:
 
     title: str
     question: str
+    approve_label: str
     kind: str
     checks: list[tuple[str, bool, str]]
     diff: list[DiffLine]
@@ -584,7 +585,8 @@ def _gate(state: dict[str, Any], gate: dict[str, Any] | None) -> Gate | None:
     else:
         return None
     return Gate(
-        title=clean(patch.get("title", "")), question=question, kind=patch.get("kind", ""),
+        title=clean(patch.get("title", "")), question=question,
+        approve_label=clean((gate or {}).get("approve_label") or "Approve"), kind=patch.get("kind", ""),
         checks=[(c["name"], bool(c["ok"]), clean(c.get("detail", "")[:300])) for c in checks],
         diff=diff_lines(patch.get("diff", "")), tests_before=patch.get("tests_before", "not_run"),
         tests_after=patch.get("tests_after", "not_run"), open=is_open,
@@ -622,7 +624,7 @@ def _pr(state: dict[str, Any]) -> tuple[str, str]:
     if approval is not None and approval.decision == "reject":
         return f"Not opened: rejected by {clean(approval.by)}", ""
     if patch is not None and not patch.ready:
-        return "Not opened: the patch did not pass its checks", ""
+        return clean(f"Not offered for approval: the patch failed its checks ({patch.failed_checks()[:400]})"), ""
     return "", ""
 
 

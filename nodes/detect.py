@@ -55,7 +55,8 @@ async def detect(state: IncidentState, runtime: Runtime[Context]) -> dict[str, A
     evidence = state["evidence"]
     candidates = evidence.candidates
     update: dict[str, Any] = {}
-    detection = detect_rules(evidence, candidates, alert_severity=state["alert"].severity)
+    alert = state.get("alert")
+    detection = detect_rules(evidence, candidates, alert_severity=alert.severity if alert else None)
     verdict, usage, error = await structured_call(
         runtime.context, "reasoning", DetectVerdict, "detect", spent=spent_tokens(state.get("tokens")),
         evidence=state["digest"],

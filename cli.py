@@ -792,8 +792,10 @@ def evaluate(ctx: click.Context, seeds: int, scenarios: tuple[str, ...], hard: b
     if wire and any(name in HARD_SCENARIOS for name in chosen):
         raise click.UsageError("the hard suite runs in process: its Loki level labels are not served over the wire")
     settings = settings_of(ctx)
-    with eval_database(settings, into_store) as url:
+    store = eval_database(settings, into_store)
+    with store as url:
         scores = run(_evaluate(url, seeds, chosen, wire, dataset, list(case_ids)))
+    scores["store"] = store.described()
     if as_json:
         emit_json(scores)
     elif dataset is not None:
@@ -841,11 +843,19 @@ class eval_database:  # noqa: N801 (a context manager, like open())
     afterwards, so the store people read is never filled with eval incidents; the configured one with --into-store."""
 
     def __init__(self, settings: Settings, into_store: bool):
-        self.settings, self.into_store, self.throwaway = settings, into_store, None
+        self.settings, self.into_store, self.throwaway, self.url = settings, into_store, None, None
+
+    def described(self) -> dict[str, Any]:
+        """Where the eval's incidents went: the database's name and whether it was kept."""
+        from psycopg.conninfo import conninfo_to_dict
+
+        name = conninfo_to_dict(self.url).get("dbname") if self.url else "embedded"
+        return {"database": name, "kept": self.into_store}
 
     def __enter__(self) -> str | None:
         if self.into_store:
-            return database_url(self.settings)
+            self.url = database_url(self.settings)
+            return self.url
         import psycopg
 
         from tools.database import embedded_database_url, throwaway_database
@@ -853,7 +863,8 @@ class eval_database:  # noqa: N801 (a context manager, like open())
         server = database_url(self.settings) or embedded_database_url()
         self.throwaway = throwaway_database(server, prefix="ic_eval")
         try:
-            return self.throwaway.__enter__()
+            self.url = self.throwaway.__enter__()
+            return self.url
         except psycopg.Error as exc:
             raise Failure(f"cannot create a throwaway database for the eval on the configured server ({exc}); "
                           "give --into-store to write the eval's incidents into the configured database") from None

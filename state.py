@@ -138,6 +138,10 @@ class MetricSignal(Model):
     score: float
     direction: Literal["up", "down", "flat"]
     onset: datetime | None = None
+    active: bool = True  # still deviating at the window's end (an anomaly that recovered belongs to an earlier fault)
+    short_baseline: bool = False  # less history than half the baseline window: the score rests on few samples
+    trend: float | None = None  # significant steady change over the whole history read, units per second
+    resets: int = 0  # times the series fell by half or more at once (a restart of a gauge, a counter reset)
 
 
 class MetricEvidence(Model):
@@ -145,7 +149,9 @@ class MetricEvidence(Model):
 
     signals: list[MetricSignal] = Field(default_factory=list)
     series_read: int = 0
-    short_history: int = 0  # series read whose history before the window is too short for a baseline
+    # the signals read per service (an edge as "signal->peer"): what is not among `signals` was read and found flat
+    measured: dict[str, list[str]] = Field(default_factory=dict)
+    short_history: int = 0  # series read whose history covers less than half their baseline window
 
 
 class TraceEvidence(Model):

@@ -16,9 +16,10 @@ ANOMALY = 4.0
 STRONG = 8.0
 MIN_CANDIDATE_SCORE = 5.0
 TRACE_BONUS_MAX = 1.5  # what trace evidence adds to a candidate's score at most; absent traces must not hide a fault
+# A candidate the ranking is this sure of is an incident whatever the corroboration count says: its confidence already
+# weighs the evidence (analysis/ranking.py), and a gate that overrules it only turns a found fault into a miss.
+CONFIDENT = 0.75
 REGRESSION_WINDOW = (timedelta(minutes=10), timedelta(minutes=2))  # deploy before / after the onset
-# A candidate the ranking is this sure of has evidence of its own fault: the gate never calls it noise.
-NEVER_DISMISSED = 0.75
 PRIMARY_SOURCES = ("logs", "metrics")  # traces and deploys are optional: many fleets have neither
 # The usual words of alerting rules' `severity` label, by the incident priority they mean.
 ALERT_SEVERITY_WORDS: dict[str, Severity] = {
@@ -83,8 +84,8 @@ def detect(evidence: Evidence, candidates: list[Hypothesis], *, alert_severity: 
     traced = bool(evidence.traces and evidence.traces.traces_read)
     cutoff = MIN_CANDIDATE_SCORE if traced else MIN_CANDIDATE_SCORE - TRACE_BONUS_MAX
     named = bool(top and top.fault_type != "none")
-    confident = named and top.confidence >= NEVER_DISMISSED
-    is_incident = named and (top.score >= cutoff and corroborated or confident)
+    confident = named and top.confidence >= CONFIDENT
+    is_incident = confident or named and top.score >= cutoff and corroborated
     if not is_incident:
         gaps = blind_spots(evidence)
         if gaps:
@@ -100,9 +101,10 @@ def detect(evidence: Evidence, candidates: list[Hypothesis], *, alert_severity: 
         )
         return Detection(is_incident=False, severity="P4", reasons=reasons)
 
-    reasons.append(f"top candidate {top.fault_type} at {top.service} (score {top.score:.1f}, confidence "
-                   f"{top.confidence:.0%})" + ("" if corroborated and top.score >= cutoff else
-                                               ": strong enough on its own"))
+    reasons.append(
+        f"top candidate {top.fault_type} at {top.service} (score {top.score:.1f}, confidence {top.confidence:.2f})"
+        + ("" if corroborated and top.score >= cutoff else ": strong enough on its own")
+    )
     severity, why = _severity(evidence, signals)
     reasons.append(why)
     commit = _regression_commit(evidence, top)

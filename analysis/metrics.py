@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from statistics import median
 
 from analysis.records import MetricSeries
+from analysis.statistics import excess_events, mann_kendall, pairwise_slopes
 from state import MetricEvidence, MetricSignal, Window
 
 # Noise floors of the scale (absolute, relative to the baseline level): a deviation smaller than these is
@@ -17,22 +18,35 @@ FLOORS: dict[str, tuple[float, float]] = {
     "latency_p99": (0.005, 0.10),
     "client_request_rate": (0.5, 0.10),
     "client_error_ratio": (0.01, 0.20),
-    "cpu_usage": (0.05, 0.10),
+    "client_latency_p99": (0.005, 0.10),
+    "cpu_usage": (0.001, 0.10),  # one millicore: the CPU accounting unit of Kubernetes and cgroups
     "memory_bytes": (1e6, 0.05),
     "db_pool_in_use": (1.0, 0.10),
     "db_pool_max": (1.0, 0.0),
     "disk_free_bytes": (1e6, 0.02),
     "up": (0.1, 0.0),
 }
-SUSTAIN = 4  # steps a deviation must hold (4 x 15 s): a 1-2 step blip never scores
+# A deviation must hold for SUSTAIN samples (a minute at the usual 15 s scrape: a 1-2 step blip never scores), or for
+# a minute when samples are sparser, but never for fewer than two: at one sample a minute one odd sample never
+# scores, while a fault seen for 3 minutes still can.
+SUSTAIN = 4
+SUSTAIN_SECONDS = 60.0
+MIN_SUSTAIN = 2
+# A spread (MAD) estimated from fewer samples than this is noise itself: with less history before the window, the
+# window's first samples lend the baseline what it lacks, and the signal says its baseline was short.
+MIN_BASELINE = 8
 ONSET_Z = 3.0
 ANOMALY_SCORE = 4.0
 MAX_SCORE = 1000.0
 EXPIRED_SCORE = 20.0
 MAX_SIGNALS = 24
 COMPANIONS = {"db_pool_in_use": "db_pool_max"}
-# A median and MAD over fewer baseline points than two sustained deviations span cannot tell a shift from noise.
-MIN_BASELINE_POINTS = 2 * SUSTAIN
+# Levels that leak or fill over hours: tested for a steady trend over all the history read, through restarts.
+TRENDED = ("memory_bytes", "disk_free_bytes")
+TREND_Z = 3.1  # Mann-Kendall z of a one-sided p < 0.001
+TREND_SHARE = 0.2  # a change of a fifth of the level over the history read: caches and heaps settle by less
+# A ratio is read with the rate of what it divides: its count of events decides whether it means anything.
+RATIO_DENOMINATORS = {"error_ratio": "request_rate", "client_error_ratio": "client_request_rate"}
 
 
 def summarize_metrics(series: list[MetricSeries], window: Window, *, max_signals: int = MAX_SIGNALS) -> MetricEvidence:
@@ -44,19 +58,34 @@ def summarize_metrics(series: list[MetricSeries], window: Window, *, max_signals
     )
     signals: list[MetricSignal] = []
     companions: list[MetricSignal] = []
+    by_key = {(s.signal, s.service, s.peer): s for s in series}
     short_history = 0
     for s in series:
         points = [(t, v) for t, v in s.points if base_start <= t <= end and not math.isnan(v)]
         base = [v for t, v in points if t < start]
-        incident = [(t, v) for t, v in points if t >= start]
-        short_history += bool(incident) and len(base) < MIN_BASELINE_POINTS
+        short = not base or points[0][0] > base_start + (start - base_start) / 2
+        short_history += bool(points) and short
+        if len(base) < MIN_BASELINE <= len(points) // 2:
+            base = [v for _, v in points[:MIN_BASELINE]]
+            start_at = points[MIN_BASELINE][0]
+        else:
+            start_at = start
+        incident = [(t, v) for t, v in points if t >= start_at]
         if not base or not incident:
             continue
         if s.signal == "cert_expiry_timestamp":
             signal = _cert_signal(s, base, incident, points)
         else:
-            signal = _score_series(s, base, incident)
-        if signal.score >= ONSET_Z or (s.signal == "up" and signal.peak < 0.5):
+            signal = _score_series(s, base, incident, _sustain_steps(points))
+            denominator = by_key.get((RATIO_DENOMINATORS.get(s.signal), s.service, s.peer))
+            if denominator and signal.direction == "up" and not _counts_agree(points, denominator, start_at, signal):
+                signal = signal.model_copy(update={"score": 0.0, "direction": "flat", "onset": None})
+        if short:
+            signal = signal.model_copy(update={"short_baseline": True})
+        if s.signal in TRENDED:
+            trend, resets = level_trend(points, start)
+            signal = signal.model_copy(update={"trend": trend, "resets": resets})
+        if signal.score >= ONSET_Z or (s.signal == "up" and signal.peak < 0.5) or signal.trend:
             signals.append(signal)
         elif s.signal in COMPANIONS.values():
             companions.append(signal)
@@ -66,7 +95,44 @@ def summarize_metrics(series: list[MetricSeries], window: Window, *, max_signals
     # A usage signal is read against its limit (pool in use vs pool max): keep the limit beside it.
     wanted = {(m.service, COMPANIONS[m.signal]) for m in kept if m.signal in COMPANIONS}
     kept += [m for m in companions if (m.service, m.signal) in wanted]
-    return MetricEvidence(signals=kept, series_read=len(series), short_history=short_history)
+    measured: dict[str, list[str]] = {}
+    for s in series:
+        measured.setdefault(s.service, []).append(s.signal + (f"->{s.peer}" if s.peer else ""))
+    return MetricEvidence(signals=kept, series_read=len(series), measured={k: sorted(v) for k, v in measured.items()},
+                          short_history=short_history)
+
+
+def level_trend(points: list[tuple[float, float]], since: float) -> tuple[float | None, int]:
+    """A steady trend of a level over its history (slope per second, None when not significant) and its resets
+    from `since` on (the incident window).
+
+    A reset is the level falling at once to under half its last value and below where its segment started: a
+    restart (a spike falling back to its usual level is none). Resets split the history into segments; the
+    Mann-Kendall statistic adds over them and the slope is the median of the pairwise slopes within segments, so a
+    leak that restarts still shows as one rising trend."""
+    segments: list[list[tuple[float, float]]] = [[]]
+    resets = 0
+    for t, v in points:
+        seg = segments[-1]
+        if seg and v < 0.5 * seg[-1][1] and v < 0.9 * seg[0][1]:
+            segments.append([])
+            resets += t >= since
+        segments[-1].append((t, v))
+    s_total = var_total = 0.0
+    slopes: list[float] = []
+    for seg in segments:
+        s, var = mann_kendall([v for _, v in seg])
+        s_total, var_total = s_total + s, var_total + var
+        slopes += pairwise_slopes(seg)
+    if not var_total or not slopes or not s_total:
+        return None, resets
+    z = (s_total - math.copysign(1, s_total)) / math.sqrt(var_total)
+    slope = median(slopes)
+    level = median(v for _, v in points)
+    span = points[-1][0] - points[0][0]
+    if abs(z) < TREND_Z or not level or abs(slope) * span < TREND_SHARE * abs(level):
+        return None, resets
+    return _round(slope), resets
 
 
 def robust_scale(signal: str, values: list[float]) -> tuple[float, float]:
@@ -99,18 +165,60 @@ def first_sustained(z: list[float], threshold: float = ONSET_Z, k: int = SUSTAIN
     return None
 
 
-def _score_series(s: MetricSeries, base: list[float], incident: list[tuple[float, float]]) -> MetricSignal:
+def _sustain_steps(points: list[tuple[float, float]]) -> int:
+    """Samples a deviation must hold: SUSTAIN, or a minute's worth when the series' step is longer (MIN_SUSTAIN+)."""
+    gaps = [b[0] - a[0] for a, b in zip(points, points[1:], strict=False) if b[0] > a[0]]
+    step = median(gaps) if gaps else SUSTAIN_SECONDS / SUSTAIN
+    return min(SUSTAIN, max(MIN_SUSTAIN, math.ceil(SUSTAIN_SECONDS / step - 1e-9)))
+
+
+def _counts_agree(
+    points: list[tuple[float, float]], denominator: MetricSeries, start: float, signal: MetricSignal
+) -> bool:
+    """Does the count of events behind a rising ratio exceed what its baseline explains (statistics.excess_events)?
+
+    Counts are the ratio times its denominator's rate, summed over samples; an unknown denominator is no evidence
+    against the ratio."""
+    rates = dict(denominator.points)
+    step = (points[-1][0] - points[0][0]) / max(1, len(points) - 1)
+    since = signal.onset.timestamp() if signal.onset else start
+    base_trials = base_events = trials = events = 0.0
+    for t, ratio in points:
+        rate = rates.get(t)
+        if rate is None or math.isnan(rate):
+            continue
+        n = max(rate, 0.0) * step
+        if t < start:
+            base_trials, base_events = base_trials + n, base_events + n * min(max(ratio, 0.0), 1.0)
+        elif t >= since:
+            trials, events = trials + n, events + n * min(max(ratio, 0.0), 1.0)
+    if base_trials == 0 and trials == 0:
+        return True
+    return excess_events(base_events, base_trials, events, trials)
+
+
+def _score_series(
+    s: MetricSeries, base: list[float], incident: list[tuple[float, float]], k: int = SUSTAIN
+) -> MetricSignal:
     center, scale = robust_scale(s.signal, base)
     values = [v for _, v in incident]
     z = [(v - center) / scale for v in values]
-    up, _ = sustained(z)
-    down, _ = sustained([-x for x in z])
+    up, _ = sustained(z, k)
+    down, _ = sustained([-x for x in z], k)
     direction = "up" if up >= down else "down"
     score = max(up, down, 0.0)
     oriented = z if direction == "up" else [-x for x in z]
-    onset = first_sustained(oriented) if score >= ONSET_Z else None
+    onset = first_sustained(oriented, k=k) if score >= ONSET_Z else None
     peak = max(values) if direction == "up" else min(values)
-    tail = values[-SUSTAIN:]
+    tail = values[-k:]
+    # Still deviating at the window's end? Then its onset is where the episode under way began: an earlier episode
+    # of the same series that recovered in between is an earlier fault, not this one's start.
+    active = score >= ONSET_Z and median(oriented[-k:]) >= ONSET_Z
+    if active:
+        i = len(oriented) - k
+        while i > 0 and oriented[i - 1] >= ONSET_Z / 2:
+            i -= 1
+        onset = i
     return MetricSignal(
         service=s.service,
         signal=s.signal,
@@ -121,6 +229,7 @@ def _score_series(s: MetricSeries, base: list[float], incident: list[tuple[float
         score=round(min(score, MAX_SCORE), 2),
         direction=direction if score >= ONSET_Z else "flat",
         onset=None if onset is None else datetime.fromtimestamp(incident[onset][0], UTC),
+        active=active,
     )
 
 

@@ -8,6 +8,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from analysis.signatures import SIGNATURES
 from state import DeployEvent, Evidence, Hypothesis, LogTemplate, MetricSignal
 
 ANOMALY = 4.0
@@ -15,13 +16,21 @@ MAX_HYPOTHESES = 5
 DEPLOY_BEFORE = timedelta(minutes=3)  # a deploy this close before (or after) a service's onset is a suspect
 DEPLOY_AFTER = timedelta(minutes=2)
 EXPLAINED_DISCOUNT = 0.6
+# Confidence: a softmax over the candidates' scores at this temperature (a lead of 2 points, a third of a strong fact,
+# is worth a factor e in odds), times the support of the evidence count: the signature's facts present and a trace
+# origin (each independent fact halves the doubt; where the onset lies is not counted, it ranks but proves little).
+TEMPERATURE = 2.0
 
 @dataclass
 class Facts:
     """What the evidence says about one service; `notes` are the evidence strings per fact."""
 
     signals: dict[tuple[str, str | None], MetricSignal] = field(default_factory=dict)
-    inbound: list[MetricSignal] = field(default_factory=list)  # callers' client_error_ratio towards it
+    inbound: list[MetricSignal] = field(default_factory=list)  # callers' failing calls to it that it is blamed for
+    outbound: list[MetricSignal] = field(default_factory=list)  # its failing calls that its callee is not blamed for
+    load_driven: list[str] = field(default_factory=list)  # saturation that rose with its load (notes)
+    slow_inbound: list[MetricSignal] = field(default_factory=list)  # callers' slow calls to it, its server not slow
+    slow_outbound: list[MetricSignal] = field(default_factory=list)  # its slow calls that others' calls do not share
     own_cues: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     peer_cues: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     cue_notes: dict[str, str] = field(default_factory=dict)
@@ -32,39 +41,50 @@ class Facts:
     onset: datetime | None = None
     has_telemetry: bool = False
     trace_share: float = 0.0
+    slow_share: float = 0.0
 
     def sig(self, signal: str, peer: str | None = None) -> MetricSignal | None:
         return self.signals.get((signal, peer))
 
     def anomalous(self, signal: str, direction: str = "up") -> MetricSignal | None:
+        """The signal when it deviates in `direction` and still does at the window's end."""
         m = self.sig(signal)
-        return m if m and m.score >= ANOMALY and m.direction == direction else None
+        return m if m and m.score >= ANOMALY and m.direction == direction and _active(m) else None
 
 
 def rank_candidates(evidence: Evidence) -> list[Hypothesis]:
-    """Hypotheses (service, fault type, confidence, evidence), best first, at most five."""
+    """Hypotheses (service, fault type, confidence, evidence), best first, at most five.
+
+    Each signature of analysis/signatures.py is scored on the facts established at each service, plus where the
+    trouble starts (_location); ties go to the candidate with more facts behind it."""
     graph = _Graph(evidence)
     facts = _collect(evidence, graph)
-    scored: list[tuple[float, str, str, list[str]]] = []
+    scored: list[tuple[float, int, str, str, list[str]]] = []
     for service in sorted(facts):
         f = facts[service]
+        established = _establish(service, f, facts, graph)
+        strengths = {name: strength for name, (strength, _) in established.items()}
         explained = _explained_by(service, facts, graph)
         location, location_notes = _location(service, f, facts, graph, explained)
-        for fault, (score, notes) in _signatures(service, f, facts, graph).items():
+        for signature in SIGNATURES:
+            score = signature.score(strengths)
             if score <= 0:
                 continue
+            used = [name for name in signature.weights if name in established]
+            notes = [note for name in used for note in established[name][1]]
             # Load flows downstream: a surge is never explained by a callee.
-            discounted = explained and fault != "traffic_surge"
+            discounted = explained and signature.fault != "traffic_surge"
             total = (score + location) * (EXPLAINED_DISCOUNT if discounted else 1.0)
             extra = [f"symptoms of {service} are explained by anomalous dependency {explained}"] if discounted else []
-            scored.append((round(total, 3), service, fault, notes + location_notes + extra))
-    scored.sort(key=lambda x: (-x[0], x[1], x[2]))
-    picked: list[tuple[float, str, str, list[str]]] = []
+            support = len(_independent(set(used) | (SYMPTOMS & set(established)))) + (f.trace_share >= 0.2)
+            scored.append((round(total, 3), support, service, signature.fault, notes + location_notes + extra))
+    scored.sort(key=lambda x: (-x[0], -x[1], x[2], x[3]))
+    picked: list[tuple[float, int, str, str, list[str]]] = []
     per_service: dict[str, int] = defaultdict(int)
     for item in scored:
-        if per_service[item[1]] < 2:
+        if per_service[item[2]] < 2:
             picked.append(item)
-            per_service[item[1]] += 1
+            per_service[item[2]] += 1
         if len(picked) == MAX_HYPOTHESES:
             break
     return _hypotheses(picked)
@@ -105,18 +125,26 @@ def _collect(evidence: Evidence, graph: _Graph) -> dict[str, Facts]:
     facts: dict[str, Facts] = defaultdict(Facts)
     for service in graph.services:  # every known service is a candidate, even without telemetry of its own
         facts.setdefault(service, Facts())
+    measured = evidence.metrics.measured if evidence.metrics else {}
     if evidence.metrics:
         for m in evidence.metrics.signals:
             f = facts[m.service]
             f.has_telemetry = True
             f.signals[(m.signal, m.peer)] = m
-            if m.signal == "client_error_ratio" and m.peer and m.score >= ANOMALY and m.direction == "up":
-                facts[m.peer].inbound.append(m)
-                facts[m.peer].signals.setdefault(("inbound_error", m.service), m)
+        for m in evidence.metrics.signals:
+            if m.signal == "client_error_ratio" and m.peer and _edge_fails(facts[m.service], m.peer):
+                if _callee_agrees(m, facts, graph, measured):
+                    facts[m.peer].inbound.append(m)
+                    facts[m.peer].signals.setdefault(("inbound_error", m.service), m)
+                else:
+                    facts[m.service].outbound.append(m)
+            elif m.signal == "client_latency_p99" and m.peer and _edge_slow(facts[m.service], m.peer):
+                _blame_slow_edge(m, facts, graph, measured)
+    for service in measured:
+        facts[service].has_telemetry = True
     if evidence.logs:
-        for service, stats in evidence.logs.services.items():
+        for service in evidence.logs.services:
             facts[service].has_telemetry = True
-            _earliest(facts[service], stats.error_onset)
         for t in evidence.logs.templates:
             _add_template(facts, graph, t)
         for frame in evidence.logs.stack_frames:
@@ -129,18 +157,76 @@ def _collect(evidence: Evidence, graph: _Graph) -> dict[str, Facts]:
         total = evidence.traces.error_traces
         for service, count in evidence.traces.error_origins.items():
             facts[service].trace_share = count / total
+    if evidence.traces and evidence.traces.slow_origins:
+        total = sum(evidence.traces.slow_origins.values())
+        for service, count in evidence.traces.slow_origins.items():
+            facts[service].slow_share = count / total
     for d in evidence.deploys:
         facts[d.service].deploys.append(d)
-    for f in facts.values():
-        for m in list(f.signals.values()) + f.inbound:
-            if m.score >= ANOMALY and m.signal != "db_pool_max":
-                _earliest(f, m.onset)
+    for service, f in facts.items():
+        f.onset = _onset(f, evidence.logs.services.get(service) if evidence.logs else None)
     return dict(facts)
 
 
-def _earliest(f: Facts, when: datetime | None) -> None:
-    if when and (f.onset is None or when < f.onset):
-        f.onset = when
+def _onset(f: Facts, log_stats) -> datetime | None:
+    """Onset of a service: where its strongest sustained, still active anomaly starts (not its earliest wobble);
+    without one, where its own error logs start."""
+    anomalies = [
+        m
+        for m in list(f.signals.values()) + f.inbound + f.slow_inbound
+        if m.score >= ANOMALY and m.onset and m.signal != "db_pool_max" and _active(m)
+    ]
+    if anomalies:
+        return max(anomalies, key=lambda m: (m.score, -m.onset.timestamp())).onset
+    starts = [t.first_seen for t in f.new_errors if t.first_seen]
+    if log_stats is not None and log_stats.error_onset:
+        starts.append(log_stats.error_onset)
+    return min(starts) if starts else None
+
+
+def _callee_agrees(m: MetricSignal, facts: dict[str, Facts], graph: _Graph, measured: dict[str, list[str]]) -> bool:
+    """Does a failing edge caller->callee blame the callee? Yes when the callee's own server side shows trouble
+    (errors, slowness, traffic that stopped arriving, a failed scrape) or another caller's calls to it fail too, or
+    nothing measured says it is fine; no when its server side and its other callers were measured and are fine: then
+    the caller's side of the edge (its network, its client) is at fault."""
+    callee = facts[m.peer]
+    own = (("error_ratio", "up"), ("latency_p99", "up"), ("request_rate", "down"), ("up", "down"))
+    if any(callee.anomalous(signal, direction) for signal, direction in own):
+        return True
+    others = [c for c in graph.callers.get(m.peer, ()) if c != m.service]
+    if any(_edge_fails(facts[c], m.peer) for c in others):
+        return True
+    server_fine = "error_ratio" in measured.get(m.peer, [])
+    callers_fine = any(f"client_error_ratio->{m.peer}" in measured.get(c, []) for c in others)
+    return not (server_fine or callers_fine)
+
+
+def _blame_slow_edge(
+    m: MetricSignal, facts: dict[str, Facts], graph: _Graph, measured: dict[str, list[str]]
+) -> None:
+    """A slow edge caller->callee: a callee slow at its own server side is slow itself (its p99 says so); with a
+    flat server p99 the time is lost between them, on the callee's network when its other callers see it too (or
+    none was measured), else on the caller's."""
+    callee = facts[m.peer]
+    if callee.anomalous("latency_p99"):
+        return
+    others = [c for c in graph.callers.get(m.peer, ()) if c != m.service]
+    agreed = any(_edge_slow(facts[c], m.peer) for c in others)
+    fine = any(f"client_latency_p99->{m.peer}" in measured.get(c, []) for c in others)
+    if agreed or not fine:
+        callee.slow_inbound.append(m)
+    else:
+        facts[m.service].slow_outbound.append(m)
+
+
+def _edge_slow(caller: Facts, callee: str) -> bool:
+    m = caller.sig("client_latency_p99", callee)
+    return bool(m and m.score >= ANOMALY and m.direction == "up" and _active(m))
+
+
+def _edge_fails(caller: Facts, callee: str) -> bool:
+    m = caller.sig("client_error_ratio", callee)
+    return bool(m and m.score >= ANOMALY and m.direction == "up" and _active(m))
 
 
 def _add_template(facts: dict[str, Facts], graph: _Graph, t: LogTemplate) -> None:
@@ -150,7 +236,6 @@ def _add_template(facts: dict[str, Facts], graph: _Graph, t: LogTemplate) -> Non
     text = f"{t.template} {t.sample}"
     if t.level == "error" and t.incident_count >= 3:
         f.new_errors.append(t)
-        _earliest(f, t.first_seen)
     peers = [s for s in graph.callees.get(t.service, ()) if graph.name_re[s].search(text)]
     for cue, count in t.cues.items():  # matched on whole messages by analysis/logs.py (see analysis/log_cues.py)
         f.own_cues[cue] += count
@@ -194,123 +279,192 @@ def _near_onset(f: Facts, kind: str) -> DeployEvent | None:
     return hits[-1] if hits else None
 
 
-def _signatures(service: str, f: Facts, facts: dict[str, Facts], graph: _Graph) -> dict[str, tuple[float, list]]:
-    """Score each fault type's signature at a service (about 0..12) with the evidence strings behind it."""
+def _establish(service: str, f: Facts, facts: dict[str, Facts], graph: _Graph) -> dict[str, tuple[float, list[str]]]:
+    """The facts of signatures.FACTS that hold at a service: {name: (strength in (0, 1], evidence strings)}."""
     out: dict[str, tuple[float, list[str]]] = {}
+
+    def fact(name: str, strength: float, notes: list[str]) -> None:
+        if strength > 0:
+            out[name] = (min(1.0, strength), notes)
+
     err = f.anomalous("error_ratio")
     lat = f.anomalous("latency_p99")
     rate_up = f.anomalous("request_rate")
-    rate_down = f.anomalous("request_rate", "down")
     up = f.sig("up")
-    down = up if up and up.score >= ANOMALY and up.direction == "down" else None
-    restarts = up if up and up.peak < 0.5 and not down else None
-    inbound = sorted(f.inbound, key=lambda m: -m.score)
+    down = up if up and up.score >= ANOMALY and up.direction == "down" and _active(up) else None
+    mem = f.sig("memory_bytes")
+    load = _load_ratio(service, f, facts, graph)
 
-    def add(fault: str, weight: float, notes: list[str]) -> None:
-        score, acc = out.get(fault, (0.0, []))
-        out[fault] = (score + weight, acc + notes)
-
-    if (mem := f.anomalous("memory_bytes")) and _ratio(mem, mem.peak) >= 1.5:
-        add("memory_leak", 5, [_describe(mem)])
-        if restarts:
-            add("memory_leak", 1.5, [f"metric up of {service} dipped to 0 (restarts)"])
-        w, n = _cue(f, "oom")
-        add("memory_leak", 3 * w, n)
-    elif (w := _cue(f, "oom"))[0]:
-        add("memory_leak", 2 * w[0], w[1])
-
+    if mem and mem.score >= ANOMALY and mem.direction == "up" and _active(mem) and _ratio(mem, mem.peak) >= 1.5:
+        fact("memory_growth", 1, [_describe(mem)])
+    if mem and mem.trend and mem.trend > 0:
+        fact("memory_trend", 1, [f"metric memory_bytes of {service} rising steadily ({_per_hour(mem)})"])
+    if (up and up.peak < 0.5) or (mem and mem.resets):  # both read in the incident window only
+        fact("restarts", 1, [f"{service} restarted in the window (`up` dipped to 0 or memory fell by half at once)"])
     if (cpu := f.anomalous("cpu_usage")) and _ratio(cpu) >= 1.8:
-        load_driven = rate_up is not None and _ratio(rate_up) >= 0.5 * _ratio(cpu)
-        weight = 1.5 if load_driven else 5
-        notes = [_describe(cpu)] + (
-            [f"but request_rate of {service} rose as much ({_describe(rate_up)})"] if load_driven else []
-        )
-        add("cpu_saturation", weight, notes)
-        if lat:
-            add("cpu_saturation", 1, [_describe(lat)])
-        w, n = _cue(f, "cpu")
-        add("cpu_saturation", 2 * w, n)
-
+        if _ratio(cpu) / load >= 1.8:
+            fact("cpu_high", 1, [_describe(cpu)])
+        else:
+            f.load_driven.append(_describe(cpu) + f", as its load rose x{load:.3g}")
+    if lat:
+        fact("latency_up", 1, [_describe(lat)])
     if pool := f.anomalous("db_pool_in_use"):
         limit = f.sig("db_pool_max")
         full = limit is not None and limit.current > 0 and pool.current >= 0.9 * limit.current
-        add(
-            "db_connection_exhaustion",
-            6 if full else 3,
-            [_describe(pool) + (f", at its max {limit.current:g}" if full and limit else "")],
-        )
-        w, n = _cue(f, "pool")
-        add("db_connection_exhaustion", 2 * w, n)
-    if f.peer_cues.get("pool") and inbound or (f.peer_cues.get("pool") and pool):
-        w, n = _cue(f, "pool", own=False)
-        add("db_connection_exhaustion", 1.5 * w, n)
-
+        if _ratio(pool) / load >= 1.5:
+            fact("pool_busy", 1, [_describe(pool)])
+            if full and limit:
+                fact("pool_full", 1, [f"db pool of {service} at its max {limit.current:g}"])
+        else:
+            f.load_driven.append(_describe(pool) + f", as its load rose x{load:.3g}")
     disk = f.sig("disk_free_bytes")
     if disk and disk.direction == "down" and disk.score >= ANOMALY and disk.current <= 0.1 * disk.baseline + 1e6:
-        add("disk_full", 6, [_describe(disk)])
-        w, n = _cue(f, "disk")
-        add("disk_full", 3 * w, n)
-    elif (w := _cue(f, "disk"))[0] and err:
-        add("disk_full", 2.5 * w[0], w[1] + [_describe(err)])
-
+        fact("disk_low", 1, [_describe(disk)])
+    if disk and disk.trend and disk.trend < 0 and disk.current / -disk.trend <= EXHAUSTION_HORIZON:
+        hours = disk.current / -disk.trend / 3600
+        fact("disk_exhaustion", 1, [f"disk of {service} runs out in {hours:.1f} h at its current rate"])
     cert = f.sig("cert_expiry_timestamp")
     if cert and cert.score > 0:
         when = f" at {cert.onset:%H:%M:%S}" if cert.onset else ""
-        add("certificate_expired", 7, [f"TLS certificate of {service} expired{when}"])
-    if (w := _cue(f, "cert", own=False))[0] and inbound:
-        add("certificate_expired", 3 * w[0], w[1])
+        fact("cert_expired", 1, [f"TLS certificate of {service} expired{when}"])
 
-    if inbound:
+    for name, cue, own in CUE_FACTS:
+        weight, notes = _cue(f, cue, own)
+        fact(name, weight, notes)
+
+    if f.inbound:
+        inbound = sorted(f.inbound, key=lambda m: -m.score)
         callers = ", ".join(sorted({m.service for m in inbound}))
-        inbound_note = [_describe(inbound[0]) + (f" (callers failing: {callers})" if len(inbound) > 1 else "")]
-        quiet = not err and not f.new_errors
-        net_w, net_n = _cue(f, "net", own=False)
-        ref_w, ref_n = _cue(f, "refused", own=False)
-        partition = 2 + 4 * net_w + (1.5 if down else 0) + (1 if rate_down else 0) + (0.5 if quiet else 0)
-        add(
-            "network_partition",
-            partition,
-            inbound_note + net_n + [_describe(m) for m in (down, rate_down) if m],
-        )
-        outage = 2 + 4 * ref_w + (2 if not f.has_telemetry else 0) + (1 if down else 0)
-        notes = (
-            inbound_note
-            + ref_n
-            + ([f"{service} has no telemetry of its own (external dependency)"] if not f.has_telemetry else [])
-        )
-        add("dependency_outage", outage, notes + ([_describe(down)] if down else []))
+        more = f" (callers failing: {callers})" if len(inbound) > 1 else ""
+        fact("inbound_errors", 1, [_describe(inbound[0]) + more])
+    if f.outbound:
+        m = max(f.outbound, key=lambda m: m.score)
+        fact("outbound_errors", 1, [_describe(m) + f", while {m.peer} serves its other callers"])
+    if f.slow_inbound:
+        m = max(f.slow_inbound, key=lambda m: m.score)
+        fact("inbound_latency", 1, [_describe(m) + f", while the p99 {service} serves with is flat (network delay)"])
+    if f.slow_outbound:
+        m = max(f.slow_outbound, key=lambda m: m.score)
+        fact("outbound_latency", 1, [_describe(m) + f", while {m.peer}'s other callers see no delay"])
+    if down:
+        fact("down", 1, [_describe(down)])
+    if rate_down := f.anomalous("request_rate", "down"):
+        fact("rate_down", 1, [_describe(rate_down)])
+    if not f.has_telemetry:
+        fact("no_telemetry", 1, [f"{service} has no telemetry of its own (external dependency)"])
+    if not err and not f.new_errors:
+        fact("quiet", 1, [])
 
     if rate_up and _ratio(rate_up) >= 2:
-        callers_surging = [
-            c for c in graph.callers.get(service, ()) if facts.get(c) and facts[c].anomalous("request_rate")
-        ]
-        add("traffic_surge", 3 if not callers_surging else 1, [_describe(rate_up)])
-        spread = [c for c in graph.callees.get(service, ()) if facts.get(c) and facts[c].anomalous("request_rate")]
+        callers_surging = [c for c in graph.callers.get(service, ()) if facts[c].anomalous("request_rate")]
+        fact("surge", 1 / 3 if callers_surging else 1, [_describe(rate_up)])
+        below = _downstream(service, graph)
+        spread = sorted(c for c in graph.callees.get(service, ()) if facts[c].anomalous("request_rate"))
         if spread:
-            add("traffic_surge", 1.5, [f"request_rate also up downstream at {', '.join(sorted(spread))}"])
-        w, n = _cue(f, "ratelimit")
-        add("traffic_surge", 2 * w, n)
+            fact("surge_spread", 1, [f"request_rate also up downstream at {', '.join(spread)}"])
+        filled = [note for c in below for note in facts[c].load_driven] + f.load_driven
+        if filled:
+            fact("load_saturation", 1, [f"saturation under load: {filled[0]}"])
 
-    code = _near_onset(f, "code")
-    if code and (err or f.new_errors):
-        add("deployment_regression", 4, [_deploy_note(code)])
-        if err:
-            add("deployment_regression", 2, [_describe(err)])
-        if f.frames:
-            add("deployment_regression", 2, [f.frame_note])
-        elif f.new_errors:
-            t = f.new_errors[0]
-            add("deployment_regression", 1, [f"log template '{t.template[:90]}' {t.kind}: {t.incident_count}"])
-    config = _near_onset(f, "config")
-    w, n = _cue(f, "config")
-    if config and (err or f.new_errors or w):
-        add("config_error", 4 + 2 * w, [_deploy_note(config)] + n + ([_describe(err)] if err else []))
-    elif w and err:
-        add("config_error", 2 * w, n + [_describe(err)])
+    if code := _near_onset(f, "code"):
+        fact("code_deploy", 1, [_deploy_note(code)])
+    if config := _near_onset(f, "config"):
+        fact("config_change", 1, [_deploy_note(config)])
+    if err:
+        fact("error_ratio_up", 1, [_describe(err)])
+    if f.new_errors:
+        t = f.new_errors[0]
+        fact("new_errors", 1, [f"log template '{t.template[:90]}' of {service} {t.kind}: {t.incident_count}"])
+    if f.frames:
+        fact("stack_frames", 1, [f.frame_note])
 
-    if err and f.frames and "deployment_regression" not in out:
-        add("deployment_regression", 1.5, [_describe(err), f.frame_note])
+    own = [n for n in OWN_FAULT_FACTS if n in out]
+    if own:
+        fact("own_fault", 1, [f"{service} shows a fault of its own: {', '.join(own)}"])
+    if lat and not own and not _slow_callee(service, f, facts, graph):
+        slow = f.slow_share
+        notes = [_describe(lat)] + ([f"traces: {slow:.0%} of slow traces end at {service}"] if slow >= 0.2 else [])
+        fact("latency_origin", 1, notes)
     return out
+
+
+# Facts that say a service has a fault of its own (dependency_outage is then the wrong name for its trouble).
+OWN_FAULT_FACTS = (
+    "error_ratio_up",
+    "new_errors",
+    "code_deploy",
+    "config_change",
+    "memory_growth",
+    "memory_trend",
+    "cpu_high",
+    "pool_busy",
+    "disk_low",
+    "disk_exhaustion",
+    "cert_expired",
+)
+def _independent(names: set[str]) -> set[str]:
+    """Facts that count as independent evidence: an absence (quiet) proves nothing, and latency_origin is a reading
+    of latency_up, not a second observation."""
+    names = names - {"quiet"}
+    return names - {"latency_up"} if "latency_origin" in names else names
+
+
+# Symptoms of the service itself: each corroborates any fault named there, whichever signature weighs it.
+SYMPTOMS = frozenset({"latency_up", "error_ratio_up", "inbound_errors", "inbound_latency", "new_errors"})
+# Log cue facts: (fact, cue of analysis/log_cues.py, in the service's own logs or in its callers').
+CUE_FACTS = (
+    ("oom_cue", "oom", True),
+    ("cpu_cue", "cpu", True),
+    ("pool_cue", "pool", True),
+    ("peer_pool_cue", "pool", False),
+    ("disk_cue", "disk", True),
+    ("peer_cert_cue", "cert", False),
+    ("peer_net_cue", "net", False),
+    ("peer_refused_cue", "refused", False),
+    ("ratelimit_cue", "ratelimit", True),
+    ("config_cue", "config", True),
+)
+EXHAUSTION_HORIZON = 3600.0  # a disk that runs out within the hour needs action before anyone reads a weekly report
+
+
+def _active(m: MetricSignal) -> bool:
+    """Still deviating at the window's end (analysis/metrics.py): an anomaly that already recovered belongs to an
+    earlier fault, kept apart from the alerted one."""
+    return m.active
+
+
+def _per_hour(m: MetricSignal) -> str:
+    level = m.current or m.baseline
+    return f"{m.trend * 3600 / level:+.0%} of its level per hour" if level and m.trend else "trend"
+
+
+def _load_ratio(service: str, f: Facts, facts: dict[str, Facts], graph: _Graph) -> float:
+    """How much the load on a service rose: its request rate's rise, else its callers' (at least 1)."""
+    own = f.anomalous("request_rate")
+    if own:
+        return max(1.0, _ratio(own))
+    rises = [_ratio(m) for c in graph.callers.get(service, ()) if (m := facts[c].anomalous("request_rate"))]
+    return max([1.0, *rises])
+
+
+def _downstream(service: str, graph: _Graph) -> list[str]:
+    seen, todo = [], list(graph.callees.get(service, ()))
+    while todo:
+        s = todo.pop()
+        if s not in seen and s != service:
+            seen.append(s)
+            todo.extend(graph.callees.get(s, ()))
+    return sorted(seen)
+
+
+def _slow_callee(service: str, f: Facts, facts: dict[str, Facts], graph: _Graph) -> bool:
+    """A callee slow or failing no later than this service explains its latency (a slow dependency)."""
+    for callee in graph.callees.get(service, ()):
+        c = facts[callee]
+        trouble = c.anomalous("latency_p99") or c.inbound or c.slow_inbound or c.anomalous("error_ratio")
+        if trouble and (c.onset is None or f.onset is None or c.onset <= f.onset + timedelta(seconds=30)):
+            return True
+    return False
 
 
 def _deploy_note(d: DeployEvent) -> str:
@@ -320,7 +474,9 @@ def _deploy_note(d: DeployEvent) -> str:
 
 
 def _symptomatic(f: Facts) -> bool:
-    return bool(f.anomalous("error_ratio") or f.anomalous("latency_p99") or f.inbound or f.new_errors)
+    return bool(
+        f.anomalous("error_ratio") or f.anomalous("latency_p99") or f.inbound or f.slow_inbound or f.new_errors
+    )
 
 
 def _explained_by(service: str, facts: dict[str, Facts], graph: _Graph) -> str | None:
@@ -331,8 +487,7 @@ def _explained_by(service: str, facts: dict[str, Facts], graph: _Graph) -> str |
         c = facts.get(callee)
         if c is None:
             continue
-        failing = f.sig("client_error_ratio", callee)
-        if failing and failing.score >= ANOMALY and failing.direction == "up":
+        if any(m.service == service for m in c.inbound + c.slow_inbound):  # failing or slow calls blamed on it
             return callee
         if _symptomatic(c) and c.onset and f.onset and c.onset <= f.onset:
             return callee
@@ -356,15 +511,16 @@ def _location(
     return score, notes
 
 
-def _hypotheses(picked: list[tuple[float, str, str, list[str]]]) -> list[Hypothesis]:
+def _hypotheses(picked: list[tuple[float, int, str, str, list[str]]]) -> list[Hypothesis]:
+    """Confidence = the candidate's share of a softmax over the scores (its margin over the others) times the support
+    of its evidence count, 1 - 2^-n: one fact alone leaves even odds, each further independent fact halves the doubt."""
     if not picked:
         return []
     best = picked[0][0]
-    weights = [math.exp((score - best) / 2) for score, *_ in picked]
-    coverage = min(1.0, best / 10)
+    weights = [math.exp((score - best) / TEMPERATURE) for score, *_ in picked]
     result = []
-    for (score, service, fault, notes), weight in zip(picked, weights, strict=True):
-        confidence = round(coverage * weight / sum(weights), 3)
+    for (score, support, service, fault, notes), weight in zip(picked, weights, strict=True):
+        confidence = round(weight / sum(weights) * (1 - 0.5**support), 3)
         lead = notes[0] if notes else "no direct evidence"
         result.append(
             Hypothesis(

@@ -12,6 +12,7 @@ SIGNALS: dict[str, str] = {
     "latency_p99": "p99 of http_request_duration_seconds, seconds",
     "client_request_rate": "calls/s from service to peer (rate of http_client_requests_total)",
     "client_error_ratio": "fraction of calls from service to peer that failed (0..1)",
+    "client_latency_p99": "p99 of calls from service to peer as the caller saw them, seconds",
     "cpu_usage": "CPU cores used (rate of process_cpu_seconds_total)",
     "memory_bytes": "process_resident_memory_bytes",
     "db_pool_in_use": "db_pool_connections_in_use",
@@ -20,7 +21,7 @@ SIGNALS: dict[str, str] = {
     "cert_expiry_timestamp": "tls_cert_expiry_timestamp_seconds (unix seconds)",
     "up": "1 when the target was scraped, 0 when not",
 }
-PEER_SIGNALS = frozenset({"client_request_rate", "client_error_ratio"})
+PEER_SIGNALS = frozenset({"client_request_rate", "client_error_ratio", "client_latency_p99"})
 
 
 @dataclass(slots=True, frozen=True)

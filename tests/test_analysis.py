@@ -328,7 +328,7 @@ def test_code_regression_and_graceful_degradation():
 def test_missing_traces_lower_the_bar_by_what_traces_could_add():
     ev = _evidence(_propagated_errors(ONSET))
     assert ev.traces is None or not ev.traces.traces_read
-    weak = [ev.candidates[0].model_copy(update={"score": 4.0}), *ev.candidates[1:]]
+    weak = [ev.candidates[0].model_copy(update={"score": 4.0, "confidence": 0.4}), *ev.candidates[1:]]
     assert detect(ev, weak).is_incident  # no trace backend: a 4.0 candidate with corroborated anomalies counts
     traced = ev.model_copy(update={"traces": TraceEvidence(traces_read=200)})
     assert not detect(traced, weak).is_incident  # traces were read and added nothing: below the bar

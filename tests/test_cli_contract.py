@@ -69,7 +69,7 @@ SCHEMAS = {
         "sources": {"type": "array", "items": {"type": "object", "required": ["name", "state", "detail"],
                                                "properties": {"state": {"enum": ["ok", "down", "off"]}}}}}},
     "eval": {"type": "object", "required": ["cases", "top1_service", "top3_service", "top1_fault", "false_alarms_ok",
-                                            "median_seconds", "per_scenario"]},
+                                            "median_seconds", "per_scenario", "store"]},
 }
 
 
@@ -263,9 +263,11 @@ def test_eval_leaves_the_configured_store_untouched(database_url, tmp_path):
     scores = parsed(done, "eval")
     assert scores["cases"] == 2 and scores["top1_service"] == 1.0
     assert tables(database_url) == 0, "eval wrote into the configured database"
-    with psycopg.connect(database_url) as conn:  # and the throwaway one is gone
-        names = [r[0] for r in conn.execute("SELECT datname FROM pg_database WHERE datname LIKE 'ic_eval_%'")]
-    assert names == []
+    throwaway = scores["store"]["database"]
+    assert throwaway.startswith("ic_eval_") and scores["store"]["kept"] is False, scores["store"]
+    with psycopg.connect(database_url) as conn:  # and the throwaway one is gone (other evals may run beside this one)
+        left = conn.execute("SELECT count(*) FROM pg_database WHERE datname = %s", (throwaway,)).fetchone()[0]
+    assert left == 0, f"the eval's throwaway database {throwaway} was not dropped"
     kept = cli("eval", "--seeds", "1", "--scenario", "false_alarm", "--into-store", "--json", env=env)
     assert kept.returncode == 0 and tables(database_url) > 0, "--into-store writes into the configured database"
 

@@ -549,7 +549,7 @@ def fleet_answers(services: list[str], batch: int = 25, fail: str | None = None,
                                 [0.0 if t < START.timestamp() + 60 else 20.0 for t in times],
                             )
                         )
-                    elif peer == "payment-provider":  # the only edge with failed calls: others have no series
+                    elif name == "client_error_ratio" and peer == "payment-provider":  # the only failing edge
                         out.append(
                             (
                                 {**labels, "peer": peer},
@@ -597,7 +597,8 @@ async def test_live_metrics_from_a_loopback_prometheus() -> None:
     }
     expected = {(signal, s, None) for signal in plain for s in FLEET} - {("cpu_usage", "checkout", None)}
     expected |= {("db_pool_in_use", "payments-db-proxy", None), ("db_pool_max", "payments-db-proxy", None)}
-    expected |= {(signal, a, b) for a, b in EDGES for signal in PEER_SIGNALS}
+    # the simulated fleet records no client latency histograms: that edge signal has no series here
+    expected |= {(signal, a, b) for a, b in EDGES for signal in PEER_SIGNALS - {"client_latency_p99"}}
     assert keys == expected
     by_key = {(s.signal, s.service, s.peer): s.points for s in series}
     points = 181  # 45 minutes at 15 s, both ends included
@@ -623,13 +624,13 @@ async def test_live_metrics_batches_partial_failures_warnings_and_budget() -> No
         assert len(server.requests) == 2 * len(SIGNALS)
         assert {s.service for s in series} == set(FLEET)
         assert not any(s.signal == "latency_p99" for s in series)
-        assert any("2 of 24 queries failed" in note and "HTTP 422" in note for note in live.notes)
+        assert any("2 of 26 queries failed" in note and "HTTP 422" in note for note in live.notes)
         assert "prometheus warning: some series were dropped" in live.notes
 
         budgeted = LiveTelemetry(Context(prometheus_url=server.url), replace(config, query_budget=5))
         series = await budgeted.metrics(FLEET, START, END, 15.0)
         assert budgeted.budget.spent == 5 and series
-        assert any("20 of 24 queries failed or were not sent" in note for note in budgeted.notes)
+        assert any("22 of 26 queries failed or were not sent" in note for note in budgeted.notes)
         with pytest.raises(QueryBudgetExceeded):
             await LiveTelemetry(Context(prometheus_url=server.url), replace(config, query_budget=1)).deploys(
                 FLEET, START, END

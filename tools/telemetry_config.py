@@ -32,6 +32,10 @@ DEFAULT_QUERIES: dict[str, str] = {
         '(rate(http_client_requests_total{$selector, code!~"2..|3..|4.."}[$range]))'
         " / sum by ($service_label, $peer_label) (rate(http_client_requests_total{$selector}[$range]))"
     ),
+    "client_latency_p99": (
+        "histogram_quantile(0.99, sum by ($service_label, $peer_label, le) "
+        "(rate(http_client_request_duration_seconds_bucket{$selector}[$range])))"
+    ),
     "cpu_usage": "sum by ($service_label) (rate(process_cpu_seconds_total{$selector}[$range]))",
     "memory_bytes": "max by ($service_label) (process_resident_memory_bytes{$selector})",
     "db_pool_in_use": "max by ($service_label) (db_pool_connections_in_use{$selector})",

@@ -59,7 +59,8 @@ def rank_candidates(evidence: Evidence) -> list[Hypothesis]:
     trouble starts (_location); ties go to the candidate with more facts behind it."""
     graph = _Graph(evidence)
     facts = _collect(evidence, graph)
-    scored: list[tuple[float, int, str, str, list[str]]] = []
+    # (score, (facts the signature used, independent facts), service, fault, evidence lines)
+    scored: list[tuple[float, tuple[int, int], str, str, list[str]]] = []
     for service in sorted(facts):
         f = facts[service]
         established = _establish(service, f, facts, graph)
@@ -77,9 +78,11 @@ def rank_candidates(evidence: Evidence) -> list[Hypothesis]:
             total = (score + location) * (EXPLAINED_DISCOUNT if discounted else 1.0)
             extra = [f"symptoms of {service} are explained by anomalous dependency {explained}"] if discounted else []
             support = len(_independent(set(used) | (SYMPTOMS & set(established)))) + (f.trace_share >= 0.2)
-            scored.append((round(total, 3), support, service, signature.fault, notes + location_notes + extra))
-    scored.sort(key=lambda x: (-x[0], -x[1], x[2], x[3]))
-    picked: list[tuple[float, int, str, str, list[str]]] = []
+            evidence_count = (len(used), support)
+            scored.append((round(total, 3), evidence_count, service, signature.fault, notes + location_notes + extra))
+    # ties: the candidate with more facts behind it first (its signature's, then all independent ones); names last
+    scored.sort(key=lambda x: (-x[0], -x[1][0], -x[1][1], x[2], x[3]))
+    picked: list[tuple[float, tuple[int, int], str, str, list[str]]] = []
     per_service: dict[str, int] = defaultdict(int)
     for item in scored:
         if per_service[item[2]] < 2:
@@ -511,7 +514,7 @@ def _location(
     return score, notes
 
 
-def _hypotheses(picked: list[tuple[float, int, str, str, list[str]]]) -> list[Hypothesis]:
+def _hypotheses(picked: list[tuple[float, tuple[int, int], str, str, list[str]]]) -> list[Hypothesis]:
     """Confidence = the candidate's share of a softmax over the scores (its margin over the others) times the support
     of its evidence count, 1 - 2^-n: one fact alone leaves even odds, each further independent fact halves the doubt."""
     if not picked:
@@ -519,7 +522,7 @@ def _hypotheses(picked: list[tuple[float, int, str, str, list[str]]]) -> list[Hy
     best = picked[0][0]
     weights = [math.exp((score - best) / TEMPERATURE) for score, *_ in picked]
     result = []
-    for (score, support, service, fault, notes), weight in zip(picked, weights, strict=True):
+    for (score, (_, support), service, fault, notes), weight in zip(picked, weights, strict=True):
         confidence = round(weight / sum(weights) * (1 - 0.5**support), 3)
         lead = notes[0] if notes else "no direct evidence"
         result.append(

@@ -19,7 +19,7 @@ from nodes.common import error_record, llm_outcome
 from nodes.create_pr import branch_name
 from prompts.views import fix_view
 from state import CodeRepository, FileChange, IncidentState, Patch, PrTarget
-from tools.git_repo import GitError, branch_commit, diff_of_changes, file_at, revert_patch
+from tools.git_repo import GitError, branch_commit, current_branch, diff_of_changes, file_at, revert_patch
 from tools.llm import spent_tokens, structured_call
 from tools.redact import find_secrets, redact
 
@@ -59,6 +59,18 @@ def pr_target(repository: CodeRepository, context: Context, incident_id: str, ch
         return PrTarget(backend="github", repository=repository.github, branch=branch,
                         base_branch=repository.base_branch)
     return PrTarget(backend="local", repository=checkout, branch=branch, base_branch=repository.base_branch)
+
+
+def base_of(checkout: str, branch: str) -> tuple[str, str, str | None]:
+    """The fix's base: the configured branch's tip, else (a --repo checkout on master, say) the checked-out branch's,
+    with a note saying so: (commit, branch, note)."""
+    try:
+        return branch_commit(checkout, branch), branch, None
+    except GitError as exc:
+        current = current_branch(checkout)
+        if current is None:
+            raise
+        return branch_commit(checkout, current), current, f"{exc}; the fix is based on the checked-out branch {current}"
 
 
 def describe(state: IncidentState) -> tuple[str, str]:
@@ -114,7 +126,7 @@ async def propose_fix(state: IncidentState, runtime: Runtime[Context]) -> dict[s
     code, repository = state["code"], repository_of(state)
     checkout = repository.checkout or code.repo
     try:
-        base = await asyncio.to_thread(branch_commit, checkout, repository.base_branch)
+        base, base_branch, note = await asyncio.to_thread(base_of, checkout, repository.base_branch)
         diff = await asyncio.to_thread(revert_patch, checkout, code.commit, base)
         shown = await asyncio.to_thread(shown_files, checkout, base, code.files_changed)
     except GitError as exc:
@@ -125,6 +137,8 @@ async def propose_fix(state: IncidentState, runtime: Runtime[Context]) -> dict[s
         fix=fix_view(state, diff, shown),
     )
     update = llm_outcome("propose_fix", usage, error)
+    if note:
+        update["errors"] = [error_record("propose_fix", note, source="git"), *update.get("errors", [])]
     kind = "revert"
     if text is not None and text.files_to_modify:
         try:
@@ -139,7 +153,8 @@ async def propose_fix(state: IncidentState, runtime: Runtime[Context]) -> dict[s
     update["patch"] = Patch(
         kind=kind, repo=checkout, base_commit=base, reverts=code.commit if kind == "revert" else None,
         title=redact(title), description=redact(description), diff=diff, files=code.files_changed,
-        target=pr_target(repository, runtime.context, state["incident_id"], checkout),
+        target=pr_target(repository.model_copy(update={"base_branch": base_branch}), runtime.context,
+                         state["incident_id"], checkout),
         test_command=repository.test_command, test_dir=repository.path.strip("/"),
     )
     return update

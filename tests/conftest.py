@@ -26,6 +26,18 @@ def _require_postgres() -> None:
         pytest.skip(f"PostgreSQL at {ADMIN_URL} unreachable: {exc}")
 
 
+@pytest.fixture
+def sandbox() -> None:
+    """The test sandbox (bubblewrap) must work here: under CI a missing one fails the test, elsewhere it skips."""
+    from tools.sandbox import sandbox_problem
+
+    problem = sandbox_problem()
+    if problem is not None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"the test sandbox is required under CI (scripts/install-system-deps.sh): {problem}")
+        pytest.skip(f"no test sandbox here: {problem}")
+
+
 @contextmanager
 def fresh_database() -> Iterator[str]:
     """A database with a unique name on the test server; dropped on exit."""

@@ -90,3 +90,9 @@ def test_investigate_speed_over_the_wire_with_one_case():
     (only,) = result["sets"]
     assert only["cases"] == 1 and only["median_s"] > 0 and only["median_cpu_s"] > 0
     assert only["rows"][0]["exit"] in (0, 3, 4) and result["startup"]["python_s"] > 0
+
+
+@pytest.mark.usefixtures("sandbox")
+def test_sandbox_overhead_with_two_runs():
+    rows = json.loads(bench("bench.sandbox_overhead", "--runs", "2", "--json"))
+    assert [r["command"] for r in rows] == ["true", "sample tests"] and all(r["sandboxed_s"] > 0 for r in rows)

@@ -106,6 +106,31 @@ def test_every_signature_row_states_its_fact_and_names_known_facts():
     assert outage.score({"inbound_errors": 1, "own_fault": 1}) == 0 < outage.score({"inbound_errors": 1})
 
 
+def test_ties_are_broken_by_evidence_not_by_name(monkeypatch):
+    import analysis.ranking as ranking
+    from analysis.signatures import Signature
+
+    # two rows that score the same on a service with rising errors and p99: the one with more facts behind it wins,
+    # though its name sorts last
+    rows = (
+        Signature("certificate_expired", needs=(("latency_up",),), weights={"latency_up": 2}, fact="test row"),
+        Signature(
+            "config_error", needs=(("latency_up",),), weights={"latency_up": 1, "error_ratio_up": 1}, fact="test row"
+        ),
+    )
+    monkeypatch.setattr(ranking, "SIGNATURES", rows)
+    ev = evidence(
+        [
+            series("latency_p99", "payments", after(ONSET, 0.05, 0.5)),
+            series("error_ratio", "payments", after(ONSET, 0.001, 0.3)),
+            series("request_rate", "payments", lambda t: 40.0),
+        ]
+    )
+    first, second = ev.candidates[:2]
+    assert first.score == second.score
+    assert (first.fault_type, second.fault_type) == ("config_error", "certificate_expired")
+
+
 # --- faults that began before the baseline ---------------------------------------------------------------
 
 

@@ -15,12 +15,11 @@ from sim.scenarios import build_scenario
 from state import TelemetrySpec
 from tests.fakes import ScriptedChatModel, tool_reply
 from tools.git_repo import file_at
-from tools.sandbox import sandbox_problem
 
 END = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 SEED = 1
 TOKEN = "ghp_loopback"
-pytestmark = pytest.mark.skipif(sandbox_problem() is not None, reason=f"no sandbox: {sandbox_problem()}")
+pytestmark = pytest.mark.usefixtures("sandbox")
 
 
 def start(name: str = "deployment_regression") -> tuple[dict, dict]:

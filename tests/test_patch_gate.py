@@ -20,7 +20,7 @@ from state import Patch, PrTarget
 from tests.conftest import REPO_ROOT
 from tests.secret_corpus import planted_secrets
 from tools.git_repo import revert_patch, run_tests
-from tools.sandbox import Limits, sandbox_problem
+from tools.sandbox import Limits
 
 PY = sys.executable
 CALC = "def add(a, b):\n    return a + b\n"
@@ -82,7 +82,7 @@ def failed(patch: Patch) -> dict[str, str]:
     return {c.name: c.detail for c in patch.checks if not c.ok}
 
 
-needs_sandbox = pytest.mark.skipif(sandbox_problem() is not None, reason=f"no sandbox here: {sandbox_problem()}")
+needs_sandbox = pytest.mark.usefixtures("sandbox")
 
 
 # --- the defects of issue 8 ------------------------------------------------------------------------------------
@@ -264,6 +264,7 @@ async def test_patched_tests_that_try_the_network_or_write_outside_are_stopped(r
     reasons = failed(patch)
     assert set(reasons) == {"tests_pass"}
     assert "a write outside the worktree (read-only file system)" in reasons["tests_pass"]
+    assert "a network connection (there is no network in the sandbox)" in reasons["tests_pass"]
     assert not outside.exists()
     assert patch.tests_after == "fail"
 
@@ -280,3 +281,16 @@ def test_the_patch_check_uses_the_one_secret_detector_of_the_project():
         assert planted.secret not in secrets.detail
         refused += not secrets.ok
     assert refused >= 30  # keys, tokens, URLs with passwords, .env assignments: secrets in code too
+
+
+def test_a_checkout_without_the_base_branch_uses_its_own_and_says_so(tmp_path):
+    from nodes.propose_fix import base_of
+
+    path = tmp_path / "legacy"
+    path.mkdir()
+    git(path, "-c", "init.defaultBranch=master", "init", "-q")
+    head = commit(path, {"calc.py": CALC}, "calc")
+    assert base_of(str(path), "master") == (head, "master", None)
+    base, branch, note = base_of(str(path), "main")
+    assert (base, branch) == (head, "master")
+    assert "has no branch 'main'" in note and "the fix is based on the checked-out branch master" in note

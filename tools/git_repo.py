@@ -321,6 +321,14 @@ def branch_commit(repo: str | Path, branch: str) -> str:
     raise GitError(f"the checkout {repo} has no branch {branch!r} (neither local nor origin/{branch})")
 
 
+def current_branch(repo: str | Path) -> str | None:
+    """The branch the checkout has out, or None when its HEAD is detached."""
+    try:
+        return _git(repo, "symbolic-ref", "--quiet", "--short", "HEAD").strip() or None
+    except GitError:
+        return None
+
+
 def file_at(repo: str | Path, commit: str, path: str) -> tuple[str, str] | None:
     """(blob id, text) of a UTF-8 file at `commit`, or None when it is absent, not a file, or not text."""
     listing = _git(repo, "ls-tree", "-z", "--full-tree", _commit_sha(repo, commit), "--", path).rstrip("\0")

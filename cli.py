@@ -116,10 +116,10 @@ def settings_of(ctx: click.Context) -> Settings:
 async def deliver_notifications(db: Any, context: Context) -> None:
     """Send what the run queued in the outbox (the service's dispatcher would otherwise); what a sink does not
     take now stays queued and is retried by the service."""
-    from tools.notify.config import load_notify_config
+    from tools.notify.config import notify_config_of
     from tools.notify.outbox import deliver_now, pending_messages
 
-    config = load_notify_config(context.notify_config)
+    config = notify_config_of(context)
     if not config.routes:
         return
     sent = await deliver_now(db.pool, config)

@@ -24,7 +24,7 @@ from service.routers.ops import ops_router
 from service.settings import ServerSettings, load_settings
 from service.worker import RunWorkers
 from tools.database import open_database
-from tools.notify.config import load_notify_config
+from tools.notify.config import notify_config_of
 from tools.notify.outbox import OutboxDispatcher
 from web.dashboard import STATIC_DIR, DashboardViews, dashboard_router
 
@@ -56,7 +56,7 @@ def create_app(settings: ServerSettings | None = None, context: Context | None =
             app.state.db, app.state.metrics = db, metrics
             app.state.runner, app.state.graph = workers.runner, workers.runner.graph
             app.state.views = DashboardViews()
-            dispatcher = OutboxDispatcher(db.pool, load_notify_config(run_context.notify_config))
+            dispatcher = OutboxDispatcher(db.pool, notify_config_of(run_context))
             if settings.run_workers:
                 await workers.start()
                 dispatcher.start()

@@ -92,6 +92,9 @@ class Context:
     """The Prometheus URL people open, when it differs from prometheus_url (PROMETHEUS_LINK_URL)."""
     notify_config: str | None = None
     """A TOML file of notification channels and routes (NOTIFY_CONFIG); none = nobody is notified."""
+    notifications: Any = None
+    """The channels and routes of notify_config with their secrets (tools.notify.config.NotifyConfig), loaded by the
+    configuration at start-up; never persisted."""
     database: Any = None
     """The run's open database (outbox, memory of past incidents); set by the runner, never persisted."""
     chat_models: dict[str, Any] = field(default_factory=dict)

@@ -10,7 +10,6 @@ from pydantic import BaseModel, ValidationError
 
 from graph.context import Context
 from nodes.common import error_record, utcnow
-from nodes.notify import queue_gate_notice
 from state import Approval, ApprovalRequest, IncidentState, Patch
 
 
@@ -42,7 +41,6 @@ async def approve(state: IncidentState, runtime: Runtime[Context]) -> dict[str, 
         return {"approval": None}
     if not runtime.context.require_approval:
         return {"approval": Approval(decision="auto", by="policy: approval gate off", at=utcnow())}
-    await queue_gate_notice(state, runtime.context)  # idempotent: on resume this node runs again
     question, label = gate_words(patch)
     request = ApprovalRequest(
         incident_id=state["incident_id"], root_cause=state.get("root_cause"), patch=patch, checks=patch.checks,

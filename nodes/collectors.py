@@ -8,6 +8,7 @@ from typing import Any
 from graph.context import Context
 from nodes.common import error_record
 from state import CollectTask, SourceEvidence
+from tools.redact import redact_value
 from tools.telemetry import TelemetrySource, open_source
 
 Reader = Callable[[TelemetrySource, CollectTask], Awaitable[SourceEvidence]]
@@ -29,7 +30,8 @@ async def run_collector(task: CollectTask, context: Context, read: Reader) -> di
     if evidence.status == "no_data" and notes:
         evidence = evidence.model_copy(update={"error": "; ".join(notes)[:500]})
         notes = []
-    update: dict[str, Any] = {"evidence_parts": {source: evidence}}
+    # the state is checkpointed: log samples and templates keep no secret there, nor anywhere after
+    update: dict[str, Any] = {"evidence_parts": {source: redact_value(evidence)}}
     if notes:
         update["errors"] = [error_record(source, note, source=source) for note in notes]
     return update

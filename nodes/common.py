@@ -15,8 +15,10 @@ def utcnow() -> datetime:
 
 
 def error_record(node: str, message: str, source: str | None = None) -> ErrorRecord:
-    """An entry for the state's `errors` list."""
-    return ErrorRecord(node=node, message=message[:1000], source=source, at=utcnow())
+    """An entry for the state's `errors` list, redacted (an exception's text can quote a URL with its password)."""
+    from tools.redact import redact
+
+    return ErrorRecord(node=node, message=redact(message)[:1000], source=source, at=utcnow())
 
 
 def llm_outcome(node: str, usage: TokenUsage | None, error: str | None) -> dict[str, Any]:

@@ -9,12 +9,14 @@ from langgraph.runtime import Runtime
 
 from graph.context import Context
 from state import Alert, IncidentState, TelemetrySpec, Window
+from tools.redact import redact_value
 
 
 async def ingest(state: IncidentState, runtime: Runtime[Context]) -> dict[str, Any]:
     """Window = [alert time - lookup window, alert time], baseline before it; telemetry defaults to live."""
     # input over the LangGraph API arrives as JSON dicts: validate it into the state's models here, at the edge
-    alert = Alert.model_validate(state["alert"])
+    # the state's copy of the alert is redacted (it is checkpointed); the raw alert is the intake's record
+    alert = redact_value(Alert.model_validate(state["alert"]))
     telemetry = TelemetrySpec.model_validate(state.get("telemetry") or {"kind": "live"})
     end = telemetry.end or alert.starts_at
     length = timedelta(seconds=alert.lookup_window_seconds or runtime.context.window_seconds)

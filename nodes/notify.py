@@ -1,8 +1,8 @@
-"""notify: the brief's local outputs (a file, stdout) and the "opened" event in the notification outbox.
+"""notify: the brief's local outputs (a file, stdout), the memory of the incident, and what announces it.
 
-People are reached by the outbox's dispatcher (tools/notify/outbox.py), not here: this node only writes the event,
-at most once per incident, in the same transaction as the incident's memory, so a re-run or a replay sends nothing
-twice and a sink that is down loses nothing.
+People are reached through the notification outbox (tools/notify/outbox.py): the runner writes the events that
+`status_notices` makes in the transaction that changes the incident's status (awaiting approval, completed), at most
+once per incident and kind, so a crash, a re-run or a replay sends nothing twice and loses nothing.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from graph.summary import incident_report
 from nodes.common import error_record
 from state import Brief, IncidentState, Notification
 from tools.memory import remember
-from tools.notify.outbox import record_event
 from web.render import (
     brief_chart_files,
     brief_title,
@@ -45,8 +44,8 @@ def write_brief(state: IncidentState, context: Context) -> tuple[Path, Path]:
 
 
 def opened_payload(state: dict[str, Any], context: Context | None = None) -> dict[str, Any]:
-    """An incident confirmed (or an inconclusive run) and briefed: the brief as text and as HTML mail with its charts
-    (PNG by Content-ID, base64), and the incident JSON."""
+    """An incident confirmed and briefed: the brief as text and as HTML mail with its charts (PNG by Content-ID,
+    base64), and the incident JSON."""
     state = redacted_view(state)
     html, images = render_brief_email(state, context)
     return {
@@ -74,16 +73,21 @@ def gate_payload(state: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def queue_gate_notice(state: dict[str, Any], context: Context) -> None:
-    """Write the "awaiting_approval" event (idempotent: the gate's node runs again when it is resumed)."""
-    if context.database is None:
-        return
-    async with context.database.pool.connection() as conn:
-        await record_event(conn, state["incident_id"], "awaiting_approval", gate_payload(state))
+def status_notices(state: dict[str, Any], status: str, context: Context | None) -> list[tuple[str, dict[str, Any]]]:
+    """The notification events (kind, payload) that announce an incident's new status: a fix waiting at the gate,
+    or an incident briefed. Written by the runner in the transaction of the status change (service/incidents.py)."""
+    if status == "awaiting_approval" and state.get("patch") is not None:
+        return [("awaiting_approval", gate_payload(state))]
+    detection = state.get("detection")
+    # an inconclusive run (is_incident None) is told too: nobody could look, so a person must
+    told = detection is not None and detection.is_incident is not False
+    if status == "completed" and told and state.get("brief") is not None:
+        return [("opened", opened_payload(state, context))]
+    return []
 
 
 async def notify(state: IncidentState, runtime: Runtime[Context]) -> dict[str, Any]:
-    """Local outputs per notify_channels, then the outbox event and the memory of the incident."""
+    """Local outputs per notify_channels, then the memory of the incident (its notices are the runner's)."""
     context = runtime.context
     sent: list[Notification] = []
     brief: Brief = state["brief"]
@@ -105,14 +109,7 @@ async def notify(state: IncidentState, runtime: Runtime[Context]) -> dict[str, A
         try:
             async with context.database.pool.connection() as conn, conn.transaction():
                 await remember(conn, state)
-                # an inconclusive run is told too: nobody could look, so a person must
-                told = state["detection"].is_incident is not False
-                queued = told and await record_event(
-                    conn, state["incident_id"], "opened", opened_payload(state, context))
-            detail = "opened" if queued else ("already queued" if told else "no incident")
-            sent.append(Notification(channel="outbox", status="queued" if queued else "skipped", detail=detail))
-        except Exception as exc:  # the brief stands; the error says why nobody was told
-            update["errors"] = [error_record("notify", f"outbox write failed: {type(exc).__name__}: {exc}")]
-            sent.append(Notification(channel="outbox", status="failed", detail=str(exc)[:300]))
+        except Exception as exc:  # the brief stands; memory is a help
+            update["errors"] = [error_record("notify", f"memory of the incident not kept: {type(exc).__name__}: {exc}")]
     update["notifications"] = sent
     return update

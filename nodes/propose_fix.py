@@ -134,7 +134,7 @@ async def propose_fix(state: IncidentState, runtime: Runtime[Context]) -> dict[s
     title, description = describe(state)
     text, usage, error = await structured_call(
         runtime.context, "reasoning", FixText, "propose_fix", spent=spent_tokens(state.get("tokens")),
-        fix=fix_view(state, diff, shown),
+        fix=fix_view(state, diff, shown), verbatim=("files_to_modify",),
     )
     update = llm_outcome("propose_fix", usage, error)
     if note:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from psycopg.types.json import Jsonb
@@ -9,6 +10,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from service.statuses import STATUSES
 from state import Alert, RootCause, TelemetrySpec
+from tools.notify.outbox import record_event
 
 
 async def create_incident(pool: AsyncConnectionPool, incident_id: str, alert: Alert, telemetry: TelemetrySpec) -> None:
@@ -26,17 +28,20 @@ async def create_incident(pool: AsyncConnectionPool, incident_id: str, alert: Al
 
 async def update_incident(
     pool: AsyncConnectionPool, incident_id: str, status: str, severity: str | None = None,
-    root_cause: RootCause | None = None,
+    root_cause: RootCause | None = None, notices: Sequence[tuple[str, dict[str, Any]]] = (),
 ) -> None:
-    """Record the status (and, once known, severity and root cause) of an incident."""
+    """Record the status (and, once known, severity and root cause) of an incident, and the notification events
+    (kind, payload) that announce it, in one transaction: people hear of a status change exactly when it is made."""
     if status not in STATUSES:
         raise ValueError(f"unknown incident status {status!r}")
-    async with pool.connection() as conn:
+    async with pool.connection() as conn, conn.transaction():
         await conn.execute(
             """UPDATE incidents SET status = %s, severity = COALESCE(%s, severity),
                       root_cause = COALESCE(%s, root_cause), updated_at = now() WHERE id = %s""",
             (status, severity, Jsonb(root_cause.model_dump(mode="json")) if root_cause else None, incident_id),
         )
+        for kind, payload in notices:
+            await record_event(conn, incident_id, kind, payload)
 
 
 async def get_incident(pool: AsyncConnectionPool, incident_id: str) -> dict[str, Any] | None:

@@ -15,9 +15,11 @@ from psycopg.errors import UniqueViolation
 from graph.builder import build_graph
 from graph.context import Context
 from nodes.approve import ApprovalDecision
+from nodes.notify import status_notices
 from service import incidents
 from state import Alert, TelemetrySpec
 from tools.database import Database
+from tools.redact import redact_value
 
 StepCallback = Callable[[str, dict[str, Any], float], None]
 
@@ -119,7 +121,8 @@ class IncidentRunner:
         incident_id = incident_id or new_incident_id()
         if record:
             await incidents.create_incident(self.db.pool, incident_id, alert, telemetry)
-        graph_input = {"incident_id": incident_id, "alert": alert, "telemetry": telemetry}
+        # the graph's copy of the alert is redacted before its first checkpoint; the incidents row keeps it as sent
+        graph_input = {"incident_id": incident_id, "alert": redact_value(alert), "telemetry": telemetry}
         return await self._drive(incident_id, graph_input, thread_config(incident_id))
 
     async def resume(self, incident_id: str, decision: ApprovalDecision, *, record: bool = True) -> RunResult:
@@ -208,6 +211,7 @@ class IncidentRunner:
             self.db.pool, incident_id, status,
             severity=detection.severity if detection is not None and detection.is_incident is not False else None,
             root_cause=root if detection is not None and detection.is_incident else None,
+            notices=status_notices(values, status, self.context),
         )
         interrupt = snapshot.interrupts[0].value if snapshot.interrupts else None
         return RunResult(incident_id, status, values, interrupt, time.perf_counter() - started)

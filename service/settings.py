@@ -348,13 +348,21 @@ class Settings(BaseSettings):
         if unknown:
             raise TypeError(f"unknown run settings: {sorted(unknown)}")
         context = Context(**(values | {k: v for k, v in overrides.items() if v is not None}))
-        if not context.chat_models:  # settings that cannot work refuse to start (ConfigError)
+        from tools.notify.config import load_notify_config
+
+        # settings that cannot work refuse to start (ConfigError); secrets go to their clients from here
+        if not context.chat_models:
             from tools.llm import check_llm_settings
-            from tools.notify.config import load_notify_config
 
             check_llm_settings(context, env={})  # the key is the configuration's, passed in the context
-            load_notify_config(context.notify_config)
+        if context.notifications is None:
+            context.notifications = load_notify_config(context.notify_config, self.variables())
         return context
+
+    def variables(self) -> dict[str, str]:
+        """The variables this configuration was read from: the environment over .env."""
+        sources = self._sources
+        return {**sources.dotenv, **sources.env} if sources is not None else dict(os.environ)
 
 
 def _secret_value(value: SecretStr | None) -> str | None:

@@ -327,3 +327,12 @@ def test_heavy_imports_pause_the_collector_and_leave_it_on():
         assert gc.isenabled() and gc.get_freeze_count() > 0
     finally:
         gc.unfreeze()
+
+
+@pytest.mark.skipif(not hasattr(pty, "openpty"), reason="needs a pseudo-terminal")
+def test_eval_shows_a_progress_bar_on_a_terminal(database_url, tmp_path):
+    env = environment(database_url, tmp_path, TERM="xterm", COLUMNS="100")
+    code, output = in_terminal(["eval", "--seeds", "1", "--scenario", "false_alarm", "--scenario", "disk_full"], env,
+                               b"", b"\x00no question")
+    assert code == 0, output
+    assert re.search(r"cases\s.*\b0/2\b", output) and re.search(r"cases\s.*\b2/2\b", output), output

@@ -424,3 +424,30 @@ async def test_the_brief_by_email_shows_its_charts_as_inline_images(database_url
     assert len(cids) >= 2  # a memory leak shows its memory chart and more
     raw = email.message_from_bytes(base64.urlsafe_b64decode(send.json()["raw"]), policy=policy.default)
     assert assert_brief_mail_with_charts(raw) == cids
+
+
+async def test_channel_secrets_come_from_the_configuration_and_a_missing_one_refuses_to_start(db, tmp_path,
+                                                                                             monkeypatch):
+    from service.settings import load_settings
+
+    monkeypatch.delenv("TEST_SMTP_PASSWORD", raising=False)  # only .env has it: the sink must be given it
+    port, mailbox = free_port(), Mailbox()
+    channel = smtp_channel(tmp_path, port)
+    config = tmp_path / "notify.toml"
+    config.write_text("[channels.mail]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in channel.items())
+                      + '[[routes]]\nchannels = ["mail"]\n')
+    dotenv = tmp_path / ".env"
+    dotenv.write_text(f"NOTIFY_CONFIG={config}\n")
+    with pytest.raises(ConfigError, match="channel mail: TEST_SMTP_PASSWORD is not set"):
+        load_settings(None, {}, dotenv=dotenv).run_context()
+    dotenv.write_text(f"NOTIFY_CONFIG={config}\nTEST_SMTP_PASSWORD={SMTP_PASSWORD}\n")
+    context = load_settings(None, {}, dotenv=dotenv).run_context()
+    assert SMTP_PASSWORD not in repr(context)
+    server = smtp_server(tmp_path, mailbox, port)
+    server.start()
+    try:
+        await queue(db, "inc-dotenv")
+        assert await OutboxDispatcher(db.pool, context.notifications, base_delay=0.0).run_once() == 1
+    finally:
+        server.stop()
+    assert mailbox.logins == [SMTP_USER] and len(mailbox.messages) == 1

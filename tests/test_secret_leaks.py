@@ -7,6 +7,7 @@ import subprocess
 from datetime import UTC, datetime, timedelta
 
 import httpx
+from pydantic import SecretStr
 
 from analysis.records import LogRecord
 from graph.context import Context
@@ -45,6 +46,7 @@ SEED = 77  # a seed no other test uses: its cached telemetry gets the planted lo
 PLANTED = planted_secrets(100)
 IN_LOGS, IN_ALERT, IN_ANSWERS, IN_CODE = PLANTED[:40], PLANTED[40:60], PLANTED[60:70], PLANTED[70:]
 API_KEY = "alice-key-0123456789abcdef"
+GOOGLE_KEY = "AIza" + "k" * 35  # the run's own key, given in its context
 
 
 def plant_logs(service: str) -> None:
@@ -92,7 +94,8 @@ async def test_no_planted_secret_leaves_through_any_output(database_url, tmp_pat
             f'[channels.hook]\ntype = "webhook"\nurl = "{sinks.url}/hook"\n'
             '[channels.slack]\ntype = "slack"\nwebhook_url_env = "SLACK_URL"\n'
             '[[routes]]\nchannels = ["hook", "slack"]\n')
-        context = Context(llm_provider="google", llm_base_url=api.url, llm_backoff_seconds=0.01,
+        context = Context(llm_provider="google", llm_api_key=SecretStr(GOOGLE_KEY), llm_base_url=api.url,
+                          llm_backoff_seconds=0.01,
                           output_dir=str(tmp_path), notify_channels=("file",), notify_config=str(config))
         async with open_database(database_url) as db:
             runner = IncidentRunner(db, context)
@@ -102,6 +105,7 @@ async def test_no_planted_secret_leaves_through_any_output(database_url, tmp_pat
             done = await runner.resume(gated.incident_id, ApprovalDecision(decision="approve", by="sre"))
             assert done.status == "completed" and done.values["pr"].status == "created"
             assert await deliver_now(db.pool, load_notify_config(str(config))) == 4
+            stored = await checkpoint_contents(db)
             app = create_app(ServerSettings(database_url=database_url, api_keys={API_KEY: "alice"},
                                             run_workers=False, output_dir=str(tmp_path)), context)
             async with app.router.lifespan_context(app), httpx.AsyncClient(
@@ -123,6 +127,22 @@ async def test_no_planted_secret_leaves_through_any_output(database_url, tmp_pat
     assert "[REDACTED:" in api.everything_received()  # the planted lines did reach the model, redacted
     leaks = [(i, p.kind) for i, out in enumerate(outputs) for p in leaked(IN_LOGS + IN_ALERT + IN_ANSWERS, out)]
     assert leaks == []  # (which output, which format)
+    # the LangGraph state in PostgreSQL: the alert's copy, the evidence, the model's answers and the errors are kept
+    # redacted (the raw alert is the intake's record, in the incidents table); the run's API key is not kept at all
+    assert len(stored) > 20 and any("[REDACTED:" in text for text in stored)
+    assert [p.kind for p in leaked(IN_LOGS + IN_ALERT + IN_ANSWERS, *stored)] == []
+    assert not any(GOOGLE_KEY in text for text in stored)
+
+
+async def checkpoint_contents(db) -> list[str]:
+    """Every checkpoint, channel value and pending write the checkpointer stored, as text (msgpack keeps strings
+    as UTF-8)."""
+    async with db.pool.connection() as conn:
+        cur = await conn.execute("""SELECT checkpoint::text || metadata::text AS t FROM checkpoints""")
+        texts = [row["t"] for row in await cur.fetchall()]
+        cur = await conn.execute("""SELECT blob FROM checkpoint_blobs WHERE blob IS NOT NULL
+                                    UNION ALL SELECT blob FROM checkpoint_writes""")
+        return texts + [bytes(row["blob"]).decode("utf-8", "replace") for row in await cur.fetchall()]
 
 
 async def test_secrets_in_diffs_and_code_reach_no_prompt_brief_or_message(tmp_path, monkeypatch):
@@ -163,5 +183,24 @@ async def test_secrets_in_diffs_and_code_reach_no_prompt_brief_or_message(tmp_pa
     assert not secrets_check.ok
     state["brief"] = Brief(title="t", markdown=render_brief_markdown(state))
     outputs = [received, secrets_check.detail, state["brief"].markdown, render_brief_html(state),
-               str(gate_payload(state)), str(opened_payload(state))]
+               str(gate_payload(state)), str(opened_payload(state)), dashboard_page_at_the_gate(state)]
     assert leaked(IN_CODE, *outputs) == []
+
+
+def dashboard_page_at_the_gate(state: dict) -> str:
+    """The incident's dashboard page while its fix waits at the gate, built as web/dashboard.py builds it."""
+    from nodes.approve import gate_words
+    from state import ApprovalRequest
+    from tools.redact import redact_value
+    from web.dashboard import DashboardViews
+    from web.render import redacted_view
+    from web.view import incident_page
+
+    question, label = gate_words(state["patch"])
+    gate = ApprovalRequest(incident_id=state["incident_id"], root_cause=state["root_cause"], patch=state["patch"],
+                           checks=state["patch"].checks, question=question,
+                           approve_label=label).model_dump(mode="json")
+    page = incident_page(redacted_view(state), status="awaiting_approval", gate=redact_value(gate))
+    html = DashboardViews().env.get_template("dashboard/incident_main.html.j2").render(p=page, row=None, steps=[])
+    assert "diff --git" in html and "app/settings.py" in html  # the diff is shown, its secrets are not
+    return html

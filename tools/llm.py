@@ -16,12 +16,13 @@ import os
 import random
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel
 
 from analysis.guard import refused_instruction
+from analysis.secrets import redact_value
 from graph.context import LLM_PROVIDERS, ConfigError, Context
 from prompts import render_prompt
 from state import TokenUsage
@@ -145,12 +146,15 @@ def spent_tokens(tokens: Mapping[str, TokenUsage] | None) -> int:
 
 
 async def structured_call(
-    context: Context, tier: Tier, schema: type[T], prompt: str, *, spent: int = 0, **variables: str
+    context: Context, tier: Tier, schema: type[T], prompt: str, *, spent: int = 0, verbatim: Collection[str] = (),
+    **variables: str
 ) -> tuple[T | None, TokenUsage | None, str | None]:
     """Ask the tier's model for `schema` with a prompt file; returns (result, usage, error), never raises.
 
     (None, None, None) means no model is configured: the caller keeps its deterministic result. `spent` is the
-    incident's token count so far: no call is made that the per-incident budget cannot pay for.
+    incident's token count so far: no call is made that the per-incident budget cannot pay for. The answer comes back
+    redacted, but for the `verbatim` fields: code the run would write as it is (the patch checks refuse a secret in
+    it; a redaction marker would corrupt it).
     """
     try:
         model = chat_model(context, tier)
@@ -187,6 +191,9 @@ async def structured_call(
         return None, usage, f"LLM answer did not match {schema.__name__}: {str(out.get('parsing_error'))[:300]}"
     if isinstance(parsed, dict):
         parsed = schema.model_validate(parsed)
+    # a model can repeat a secret (from training or a leak upstream): its words are never kept with it
+    parsed = parsed.model_copy(update={name: redact_value(getattr(parsed, name))
+                                       for name in type(parsed).model_fields if name not in verbatim})
     reason = refused_instruction(*_strings(parsed.model_dump()))
     if reason is not None:  # an answer that took an instruction from the data is not used at all
         return None, usage, f"LLM answer refused ({reason}); the rules' answer stands"

@@ -1,7 +1,9 @@
 """Where notifications go: channels (one sink each) and routes by service, severity and kind, from one TOML file.
 
-Secrets never sit in the file: a channel names the environment variables that hold them (`password_env`,
-`webhook_url_env`, `routing_key_env`, ...), read when a message is sent. Example:
+Secrets never sit in the file: a channel names the variables that hold them (`password_env`, `webhook_url_env`,
+`routing_key_env`, ...). Loaded with the configuration (`Settings.run_context()`), they are read from its environment
+and `.env` at start-up, kept as SecretStr and handed to the sink; one that is not set refuses to start. A config
+loaded on its own reads them from the process environment when a message is sent. Example:
 
     public_url = "https://copilot.example.com"      # links to incidents and their approval gate
 
@@ -32,6 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import SecretStr
+
 from graph.context import ConfigError
 
 KINDS = ("opened", "awaiting_approval", "resolved")
@@ -52,9 +56,14 @@ class Channel:
     name: str
     type: str
     settings: Mapping[str, Any]
+    secrets: Mapping[str, SecretStr] = field(default_factory=dict)
+    """The values of the `<key>_env` variables by key, when the configuration resolved them at start-up."""
 
     def secret(self, key: str) -> str:
-        """The value of the environment variable named by `<key>_env`; refuses when it is unset."""
+        """The secret named by `<key>_env`: resolved at start-up, else from the process environment; refuses when
+        it is unset."""
+        if key in self.secrets:
+            return self.secrets[key].get_secret_value()
         variable = self.settings[f"{key}_env"]
         value = os.environ.get(variable)
         if not value:
@@ -100,8 +109,9 @@ class NotifyConfig:
         return f"{self.public_url.rstrip('/')}/ui/incidents/{incident_id}{anchor}"
 
 
-def parse_notify_config(data: Mapping[str, Any]) -> NotifyConfig:
-    """Validate a config's data: known sink types, required keys, routes naming existing channels."""
+def parse_notify_config(data: Mapping[str, Any], variables: Mapping[str, str] | None = None) -> NotifyConfig:
+    """Validate a config's data: known sink types, required keys, routes naming existing channels; with `variables`
+    (the configuration's environment and .env), every secret a channel names must be set there."""
     unknown = set(data) - {"public_url", "channels", "routes"}
     if unknown:
         raise ConfigError(f"notifications: unknown settings {sorted(unknown)}")
@@ -118,7 +128,12 @@ def parse_notify_config(data: Mapping[str, Any]) -> NotifyConfig:
             raise ConfigError(f"channel {name}: 'to' must be a non-empty list of addresses")
         if kind == "smtp" and settings.get("security", "starttls") not in ("starttls", "tls", "none"):
             raise ConfigError(f"channel {name}: security must be starttls, tls or none")
-        channels[name] = Channel(name, kind, dict(settings))
+        secrets = {}
+        for key in (k for k in settings if k.endswith("_env") and variables is not None):
+            if not variables.get(settings[key]):
+                raise ConfigError(f"channel {name}: {settings[key]} is not set (environment or .env)")
+            secrets[key.removesuffix("_env")] = SecretStr(variables[settings[key]])
+        channels[name] = Channel(name, kind, dict(settings), secrets)
     routes = []
     for i, raw in enumerate(data.get("routes") or []):
         extra = set(raw) - {"channels", "services", "severities", "kinds"}
@@ -133,11 +148,17 @@ def parse_notify_config(data: Mapping[str, Any]) -> NotifyConfig:
     return NotifyConfig(channels, tuple(routes), data.get("public_url"))
 
 
-def load_notify_config(path: str | None) -> NotifyConfig:
-    """The config in a TOML file, or an empty one (no routes) when no file is given."""
+def notify_config_of(context: Any) -> NotifyConfig:
+    """The run's notification config: the one the configuration loaded with its secrets, else its file's."""
+    return context.notifications or load_notify_config(context.notify_config)
+
+
+def load_notify_config(path: str | None, variables: Mapping[str, str] | None = None) -> NotifyConfig:
+    """The config in a TOML file (its secrets from `variables` when given), or an empty one (no routes) when no
+    file is given."""
     if not path:
         return NotifyConfig()
     try:
-        return parse_notify_config(tomllib.loads(Path(path).read_text()))
+        return parse_notify_config(tomllib.loads(Path(path).read_text()), variables)
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"notification config {path}: {exc}") from exc

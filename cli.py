@@ -215,7 +215,7 @@ def step_detail(node: str, update: dict[str, Any]) -> str:
         code = update["code"]
         return f'commit {code.commit[:10]} "{code.subject}"' + (
             " matches the stack traces" if code.matches_stack_trace else ""
-        )
+        ) + (f", first of {len(code.suspects)} deployed commits" if len(code.suspects) > 1 else "")
     if node == "rca" and "root_cause" in update:
         rc = update["root_cause"]
         return f"{rc.fault_type} in {rc.service} ({rc.confidence:.0%})"
@@ -261,6 +261,9 @@ def show_gate(request: dict[str, Any], incident_id: str, *, err: bool = False) -
     patch = request.get("patch", {})
     say(f"\n  ⏸  approval needed for incident {incident_id}", err=err, bold=True)
     say(f"     {patch.get('title', '')}", err=err)
+    for rank, suspect in enumerate(request.get("suspects", []), start=1):
+        say(f"     suspect {rank}: {suspect['commit'][:10]} \"{suspect['subject']}\": "
+            + "; ".join(suspect["reasons"][:2]), err=err)
     say(f"     tests before: {patch.get('tests_before', 'not_run')}, after: {patch.get('tests_after', 'not_run')}",
         err=err)
     for check in request.get("checks", []):

@@ -436,6 +436,8 @@ class ApprovalRequest(Model):
     """What approving does, asked as a question (the CLI and the dashboard show it as it is)."""
     approve_label: str
     """The approve button's words."""
+    suspects: list[SuspectCommit] = Field(default_factory=list)
+    """The commits the deploy brought, ranked best first with why (the fix undoes the first), at most three."""
 
 
 class PullRequest(Model):

@@ -46,6 +46,8 @@ class Context:
     """Token for GitHub's API (GITHUB_TOKEN): pull requests, and deployments/releases/tags of the repository map."""
     github_api_url: str = "https://api.github.com"
     """GitHub's API base URL (GITHUB_API_URL), e.g. https://ghe.example.com/api/v3 for GitHub Enterprise Server."""
+    github_mcp: str | None = None
+    """GitHub's MCP server for repositories without a local checkout: its URL, or the command that starts it."""
     window_seconds: int = 900
     """Length of the incident window before the alert time."""
     baseline_seconds: int = 1800

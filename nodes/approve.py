@@ -44,7 +44,7 @@ async def approve(state: IncidentState, runtime: Runtime[Context]) -> dict[str, 
     question, label = gate_words(patch)
     request = ApprovalRequest(
         incident_id=state["incident_id"], root_cause=state.get("root_cause"), patch=patch, checks=patch.checks,
-        question=question, approve_label=label,
+        question=question, approve_label=label, suspects=(state.get("code").suspects if state.get("code") else [])[:3],
     )
     answer = interrupt(request.model_dump(mode="json"))
     try:

@@ -69,7 +69,7 @@ async def detect(state: IncidentState, runtime: Runtime[Context]) -> dict[str, A
         if note:
             update.setdefault("errors", []).append(error_record("detect", note, source="code"))
         detection = detection.model_copy(update={
-            "repository": repository, "repo": repository.name if repository else None,
+            "repository": repository, "repo": repository.checkout if repository else None,
             "reasons": [*detection.reasons, note] if note else detection.reasons,
         })
     update["detection"] = detection
@@ -79,13 +79,15 @@ async def detect(state: IncidentState, runtime: Runtime[Context]) -> dict[str, A
 async def find_repository(
     state: IncidentState, context: Context, service: str
 ) -> tuple[CodeRepository | None, str | None]:
-    """The suspect service's repository (the run's --repo, else the telemetry's map), and why there is none."""
-    if context.repo:
-        return CodeRepository(service=service, checkout=context.repo), None
+    """The suspect service's repository from the telemetry's map (its checkout replaced by the run's --repo, when
+    given), and why there is none."""
     try:
         repository = await open_source(state["telemetry"], context).code_repository(service)
     except Exception as exc:
         return None, f"code repository lookup for {service} failed: {exc}; the run goes on without reading code"
+    if context.repo:
+        base = repository or CodeRepository(service=service)
+        return base.model_copy(update={"checkout": context.repo}), None
     if repository is None:
         return None, (
             f"no code repository is configured for {service} ([repositories.{service}] in the telemetry "

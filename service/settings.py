@@ -129,6 +129,9 @@ class RunSection(Section):
                                              "github_pat_...")
     github_api_url: str = setting("https://api.github.com", "GITHUB_API_URL", "GitHub's API (Enterprise: "
                                   "https://HOST/api/v3)", "https://api.github.com")
+    github_mcp: str | None = setting(None, "GITHUB_MCP", "GitHub's MCP server, for repositories without a local "
+                                     "checkout: its URL or the command that starts it",
+                                     "github-mcp-server stdio --read-only --toolsets repos")
     output_dir: Path = setting(Path("output"), "OUTPUT_DIR", "where briefs are written", "output")
     notify_channels: tuple[str, ...] = setting(("file",), "NOTIFY_CHANNELS", "sinks of the brief (comma-separated)",
                                                "file,stdout")
@@ -201,6 +204,8 @@ class TelemetrySection(Section):
     traces: dict[str, Any] = setting({}, "", "table [telemetry.traces]: how many traces, error searches", "")
     http: dict[str, Any] = setting({}, "", "table [telemetry.http]: timeouts and retries", "")
     thresholds: dict[str, Any] = setting({}, "", "table [telemetry.thresholds]", "")
+    repositories: dict[str, Any] = setting({}, "", "tables [telemetry.repositories.<service>]: github, checkout, "
+                                           "path, base_branch, test_command", "")
 
     @field_validator("loki_url", "prometheus_url", "tempo_url", "jaeger_url")
     @classmethod
@@ -209,7 +214,7 @@ class TelemetrySection(Section):
             raise ValueError("must be an http:// or https:// URL")
         return value.rstrip("/") if value else value
 
-    @field_validator("prometheus", "loki", "traces", "http", "thresholds")
+    @field_validator("prometheus", "loki", "traces", "http", "thresholds", "repositories")
     @classmethod
     def _table(cls, value: dict[str, Any], info: Any) -> dict[str, Any]:
         from tools.telemetry_config import load_config
@@ -225,7 +230,7 @@ class TelemetrySection(Section):
 
     def connector_tables(self) -> dict[str, Any]:
         """The connector settings given here, as a table over the defaults (and over config_file, if any)."""
-        names = ("prometheus", "loki", "traces", "http", "thresholds")
+        names = ("prometheus", "loki", "traces", "http", "thresholds", "repositories")
         tables = {name: getattr(self, name) for name in names if getattr(self, name)}
         return tables | ({"query_budget": self.query_budget} if self.query_budget is not None else {})
 
@@ -328,7 +333,7 @@ class Settings(BaseSettings):
             "llm_timeout_seconds": self.llm.timeout_seconds, "llm_max_attempts": self.llm.max_attempts,
             "token_budget": self.llm.token_budget,
             "notify_config": str(self.run.notify_config) if self.run.notify_config else None,
-            "repo": self.run.repo, "pr_backend": self.run.pr_backend,
+            "repo": self.run.repo, "pr_backend": self.run.pr_backend, "github_mcp": self.run.github_mcp,
             "github_token": secret(self.run.github_token), "github_api_url": self.run.github_api_url,
             "window_seconds": self.run.window_seconds, "baseline_seconds": self.run.baseline_seconds,
             "metrics_step_seconds": self.run.metrics_step_seconds, "require_approval": self.run.require_approval,

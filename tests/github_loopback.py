@@ -23,6 +23,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,8 @@ class Repository:
     git_dir: Path
     default_branch: str = "main"
     pulls: list[dict[str, Any]] = field(default_factory=list)
+    deployments: list[dict[str, Any]] = field(default_factory=list)  # oldest first, as added
+    releases: list[dict[str, Any]] = field(default_factory=list)
 
     def git(self, *args: str, input: str | bytes | None = None, env: dict[str, str] | None = None) -> str:
         data = input.encode() if isinstance(input, str) else input
@@ -93,6 +96,11 @@ class GitHubLoopback(LoopbackServer):
             ("POST", re.compile(r"/repos/(?P<owner>[^/]+)/(?P<repo>[^/]+)/pulls"), self.create_pull),
             ("POST", re.compile(r"/repos/(?P<owner>[^/]+)/(?P<repo>[^/]+)/issues/(?P<number>\d+)/labels"),
              self.add_labels),
+            ("GET", re.compile(r"/repos/(?P<owner>[^/]+)/(?P<repo>[^/]+)/deployments"), self.list_deployments),
+            ("GET", re.compile(r"/repos/(?P<owner>[^/]+)/(?P<repo>[^/]+)/deployments/(?P<id>\d+)/statuses"),
+             self.list_deployment_statuses),
+            ("GET", re.compile(r"/repos/(?P<owner>[^/]+)/(?P<repo>[^/]+)/releases"), self.list_releases),
+            ("GET", re.compile(r"/repos/(?P<owner>[^/]+)/(?P<repo>[^/]+)/tags"), self.list_tags),
         ]
 
     def stop(self) -> None:
@@ -110,6 +118,24 @@ class GitHubLoopback(LoopbackServer):
         repository = Repository(owner, name, git_dir, default_branch)
         self.repositories[full_name] = repository
         return repository
+
+    def add_deployment(self, full_name: str, sha: str, ref: str, at: datetime, environment: str = "production",
+                       states: tuple[str, ...] = ("in_progress", "success")) -> dict[str, Any]:
+        """A deployment of `sha` created at `at`, with statuses one second apart (the last is its outcome)."""
+        repo = self.repositories[full_name]
+        number = len(repo.deployments) + 1
+        stamp = [(at + timedelta(seconds=i)).strftime("%Y-%m-%dT%H:%M:%SZ") for i in range(len(states) + 1)]
+        deployment = {"id": number, "sha": sha, "ref": ref, "environment": environment, "created_at": stamp[0],
+                      "statuses": [{"id": number * 100 + i, "state": state, "created_at": stamp[i + 1]}
+                                   for i, state in enumerate(states)]}
+        repo.deployments.append(deployment)
+        return deployment
+
+    def add_release(self, full_name: str, tag: str, at: datetime, draft: bool = False) -> None:
+        """A release of an existing tag, published at `at`."""
+        repo = self.repositories[full_name]
+        repo.releases.append({"id": len(repo.releases) + 1, "tag_name": tag, "draft": draft,
+                              "published_at": at.strftime("%Y-%m-%dT%H:%M:%SZ")})
 
     def posts_to(self, suffix: str) -> list[Request]:
         """The POST requests whose path ends with `suffix` (e.g. "/pulls", "/git/refs")."""
@@ -349,6 +375,54 @@ class GitHubLoopback(LoopbackServer):
         names = body["labels"] if isinstance(body, dict) else body
         pull["labels"] += [n for n in names if n not in pull["labels"]]
         return Reply(200, [self._label_json(repo, n) for n in pull["labels"]])
+
+    # --- deployments, releases and tags (deploys told by the code host) -------------------------------------
+
+    def list_deployments(self, request: Request, repo: Repository) -> Reply:
+        environment = request.params.get("environment")
+        found = [d for d in reversed(repo.deployments) if environment in (None, d["environment"])]
+        return Reply(200, [self._deployment_json(repo, d) for d in found])
+
+    def _deployment_json(self, repo: Repository, deployment: dict[str, Any]) -> dict[str, Any]:
+        url = self._api(repo, f"/deployments/{deployment['id']}")
+        return {"url": url, "id": deployment["id"], "node_id": f"DE_{deployment['id']}", "sha": deployment["sha"],
+                "ref": deployment["ref"], "task": "deploy", "payload": {}, "original_environment":
+                deployment["environment"], "environment": deployment["environment"], "description": None,
+                "creator": self._owner("ci-deployer"), "created_at": deployment["created_at"],
+                "updated_at": deployment["created_at"], "statuses_url": f"{url}/statuses",
+                "repository_url": self._api(repo), "transient_environment": False,
+                "production_environment": deployment["environment"] == "production"}
+
+    def list_deployment_statuses(self, request: Request, repo: Repository, id: str) -> Reply:  # noqa: A002
+        deployment = next((d for d in repo.deployments if d["id"] == int(id)), None)
+        if deployment is None:
+            return error(404, "Not Found", f"{DOCS}/deployments/statuses#list-deployment-statuses")
+        url = self._api(repo, f"/deployments/{id}")
+        return Reply(200, [{"url": f"{url}/statuses/{s['id']}", "id": s["id"], "node_id": f"DES_{s['id']}",
+                            "state": s["state"], "creator": self._owner("ci-deployer"), "description": "",
+                            "environment": deployment["environment"], "target_url": "", "log_url": "",
+                            "created_at": s["created_at"], "updated_at": s["created_at"], "deployment_url": url,
+                            "repository_url": self._api(repo)} for s in reversed(deployment["statuses"])])
+
+    def list_releases(self, request: Request, repo: Repository) -> Reply:
+        return Reply(200, [{"url": self._api(repo, f"/releases/{r['id']}"), "id": r["id"], "node_id":
+                            f"RE_{r['id']}", "tag_name": r["tag_name"], "target_commitish": repo.default_branch,
+                            "name": r["tag_name"], "body": "", "draft": r["draft"], "prerelease": False,
+                            "created_at": r["published_at"], "published_at": None if r["draft"] else
+                            r["published_at"], "author": self._owner("release-bot"), "assets": [],
+                            "html_url": self._html(repo, f"/releases/tag/{r['tag_name']}")}
+                           for r in reversed(repo.releases)])
+
+    def list_tags(self, request: Request, repo: Repository) -> Reply:
+        tags = []
+        for line in repo.git("for-each-ref", "--sort=-creatordate", "--format=%(refname:strip=2) %(*objectname) "
+                             "%(objectname)", "refs/tags").splitlines():
+            name, *shas = line.split()
+            sha = shas[0]
+            tags.append({"name": name, "commit": {"sha": sha, "url": self._api(repo, f"/commits/{sha}")},
+                         "zipball_url": self._api(repo, f"/zipball/refs/tags/{name}"),
+                         "tarball_url": self._api(repo, f"/tarball/refs/tags/{name}"), "node_id": f"TAG_{name}"})
+        return Reply(200, tags)
 
 
 def pull_body(request: Request) -> dict[str, Any]:

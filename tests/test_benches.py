@@ -96,3 +96,8 @@ def test_investigate_speed_over_the_wire_with_one_case():
 def test_sandbox_overhead_with_two_runs():
     rows = json.loads(bench("bench.sandbox_overhead", "--runs", "2", "--json"))
     assert [r["command"] for r in rows] == ["true", "sample tests"] and all(r["sandboxed_s"] > 0 for r in rows)
+
+
+def test_code_reading_over_mcp():
+    result = json.loads(bench("bench.code_reading", "--runs", "1", "--json"))
+    assert result["top_is_the_bad_commit"] and result["tool_calls_per_run"] > 1

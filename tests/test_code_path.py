@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import os
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from langgraph.runtime import Runtime
 
-from analysis.deploy_logs import deploys_from_logs
+from analysis.deploy_logs import DEPLOY_LINE_FILTER, deploys_from_logs
 from analysis.deploys import summarize_deploys
 from analysis.records import LogRecord
 from graph.context import Context
 from nodes.detect import detect, route_after_detect
 from state import Evidence, Hypothesis, MetricEvidence, MetricSignal, TelemetrySpec, Window
+from tests.conftest import SHARED_DATA
 from tests.loopback import FakeLoki, FakePrometheus, ListLogs, LoopbackServer
 from tools.live import LiveTelemetry
 from tools.loki import to_ns
@@ -145,3 +148,65 @@ async def test_the_guard_routes_a_live_regression_to_analyze_code(tmp_path) -> N
     assert route_after_detect({**state, **update}) == "fan_out"
     assert "no code repository is configured for checkout" in update["errors"][0].message
     assert any("no code repository" in reason for reason in update["detection"].reasons)
+
+
+async def test_deploys_from_github_deployments_and_releases(tmp_path) -> None:
+    from tests.github_loopback import GitHubLoopback
+    from tests.shop_repo import build_shop_repo, git
+
+    shop = build_shop_repo(tmp_path / "shop")
+    git(shop.path, "tag", "v1.5.0", shop.docs)
+    git(shop.path, "tag", "-a", "-m", "hotfix", "v1.4.9", shop.bad)
+    tables = {"repositories": {"checkout": {"github": "acme/shop", "environment": "production"}}}
+    with LoopbackServer(FakePrometheus(lambda query, times: [])) as prom, GitHubLoopback(token="t0k") as github:
+        github.add_repository("acme/shop", shop.path)
+        github.add_deployment("acme/shop", shop.base, "v1.4.0", START - timedelta(days=1))
+        github.add_deployment("acme/shop", shop.bad, "v1.4.9", ONSET - timedelta(minutes=5), states=("failure",))
+        github.add_deployment("acme/shop", shop.feature, "v1.4.1", ONSET, environment="staging")
+        github.add_deployment("acme/shop", shop.docs, "v1.5.0", ONSET)
+        github.add_release("acme/shop", "v1.5.0", ONSET + timedelta(minutes=1))
+        github.add_release("acme/shop", "v1.4.9", ONSET - timedelta(minutes=3))
+        github.add_release("acme/shop", "v1.4.0", ONSET, draft=True)
+
+        def live(token: str | None) -> LiveTelemetry:
+            return LiveTelemetry(Context(prometheus_url=prom.url, github_token=token, github_api_url=github.url,
+                                         telemetry_tables=tables))
+
+        reader = live("t0k")
+        found = await reader.deploys(["checkout", "cart"], START, END)
+        refused, missing = live("wrong"), live(None)
+        assert await refused.deploys(["checkout"], START, END) == []
+        assert await missing.deploys(["checkout"], START, END) == []
+    (deployment,) = [e for e in found if e.description.startswith("GitHub deployment")]
+    assert (deployment.commit, deployment.previous_commit, deployment.version) == (shop.docs, shop.base, "v1.5.0")
+    assert deployment.at == ONSET + timedelta(seconds=2) and deployment.source == "github"
+    (release,) = [e for e in found if e.description.startswith("GitHub release")]  # v1.5.0 is the deployment's
+    assert (release.commit, release.version, release.at) == (shop.bad, "v1.4.9", ONSET - timedelta(minutes=3))
+    assert reader.notes == []
+    assert any("GitHub refused the token (401" in note for note in refused.notes)
+    assert missing.notes == ["deploys: GitHub deployments and releases not read: set GITHUB_TOKEN"]
+async def test_the_runs_repo_replaces_the_checkout_and_keeps_the_map(tmp_path) -> None:
+    with LoopbackServer(FakePrometheus(build_info)) as server:
+        deploys = await LiveTelemetry(Context(prometheus_url=server.url)).deploys(["checkout"], START, END)
+    state = {"evidence": regression_evidence(deploys), "digest": "", "telemetry": TelemetrySpec(kind="live")}
+    tables = {"repositories": {"checkout": {"github": "acme/shop", "test_command": ["make", "test"]}}}
+    update = await detect(state, Runtime(context=Context(repo=str(tmp_path), telemetry_tables=tables)))
+    repository = update["detection"].repository
+    assert (repository.checkout, repository.github, repository.test_command) == (
+        str(tmp_path), "acme/shop", ["make", "test"])
+    update = await detect(state, Runtime(context=Context(repo=str(tmp_path))))
+    assert update["detection"].repository.checkout == str(tmp_path) and not update.get("errors")
+
+
+def test_deploy_line_forms_find_no_deploy_in_real_logs() -> None:
+    """16,000 lines of eight real systems (Loghub-2k), none of them a deploy: the forms find none."""
+    files = sorted((SHARED_DATA / "loghub-2k").glob("*/*_2k.log"))
+    if len(files) != 8:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"Loghub-2k data is required under CI: {SHARED_DATA / 'loghub-2k'}")
+        pytest.skip("Loghub-2k data not found")
+    line_filter = re.compile(DEPLOY_LINE_FILTER[1])
+    for path in files:
+        lines = path.read_text(errors="replace").splitlines()
+        records = [LogRecord(float(i), path.parent.name, line) for i, line in enumerate(lines)]
+        assert deploys_from_logs(r for r in records if line_filter.search(r.line)) == [], path.parent.name

@@ -1,5 +1,6 @@
 """The fix through the whole graph on the simulated regression: the revert or a model's targeted patch (scripted
-fake chat models), checked in the sandbox, and the gate's words."""
+fake chat models), checked in the sandbox, the gate's words, and the pull request on the loopback GitHub: approve
+opens exactly one, reject opens none, a replay opens no second one, a refused token is reported."""
 
 from __future__ import annotations
 
@@ -7,13 +8,16 @@ from datetime import UTC, datetime
 
 import pytest
 from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.types import Command
 
 from graph.builder import build_graph
 from graph.context import Context
-from sim.sample_repo import ensure_sample_repo
+from sim.sample_repo import SAMPLE_TEST_COMMAND, ensure_sample_repo
 from sim.scenarios import build_scenario
-from state import TelemetrySpec
+from sim.source import SimTelemetry
+from state import CodeRepository, TelemetrySpec
 from tests.fakes import ScriptedChatModel, tool_reply
+from tests.github_loopback import GitHubLoopback
 from tools.git_repo import file_at
 
 END = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
@@ -121,3 +125,86 @@ async def test_a_targeted_patch_that_adds_a_secret_never_reaches_the_gate(tmp_pa
     assert (f"Not offered for approval: the patch failed its checks (no_secrets — adds a secret at {path}:"
             in brief), brief
     assert "Zx9Zx9" not in brief
+
+
+# --- create_pr on GitHub through the graph ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def on_github(monkeypatch):
+    """The simulated service's repository is acme/shop on the loopback GitHub (a mirror of the sample repo)."""
+    scenario = build_scenario("deployment_regression", SEED, END)
+    sample = ensure_sample_repo(scenario.root_service)
+
+    async def code_repository(self, service: str) -> CodeRepository | None:
+        if service != scenario.root_service:
+            return None
+        return CodeRepository(service=service, checkout=str(sample.path), github="acme/shop",
+                              test_command=list(SAMPLE_TEST_COMMAND))
+
+    monkeypatch.setattr(SimTelemetry, "code_repository", code_repository)
+    with GitHubLoopback(token=TOKEN) as github:
+        github.add_repository("acme/shop", sample.path)
+        yield github
+
+
+def github_context(tmp_path, github: GitHubLoopback) -> Context:
+    notify = tmp_path / "notify.toml"
+    notify.write_text('public_url = "https://copilot.example"\n')
+    return Context(pr_backend="github", github_token=TOKEN, github_api_url=github.url, output_dir=str(tmp_path),
+                   notify_config=str(notify))
+
+
+async def test_approve_opens_exactly_one_pull_request_and_a_replay_none_more(tmp_path, on_github):
+    graph = build_graph(checkpointer=InMemorySaver())
+    inputs, config = start()
+    context = github_context(tmp_path, on_github)
+    waiting = await graph.ainvoke(inputs, config, context=context)
+    [gate] = waiting["__interrupt__"]
+    branch = f"incident-copilot/{inputs['incident_id']}"
+    assert gate.value["question"] == (f"Approve this fix? Approving will open a GitHub pull request on acme/shop "
+                                      f"from a new branch {branch} into main.")
+    assert gate.value["approve_label"] == "Approve: open the GitHub pull request"
+    assert not [r for r in on_github.requests if r.method == "POST"]  # nothing written before the approval
+
+    done = await graph.ainvoke(Command(resume={"decision": "approve", "by": "carol", "comment": "go"}), config,
+                               context=context)
+    pr = done["pr"]
+    assert (pr.backend, pr.status, pr.branch) == ("github", "created", branch)
+    [pull] = on_github.repositories["acme/shop"].pulls
+    assert pr.url.endswith(f"/pull/{pull['number']}") and pull["labels"] == ["incident-copilot"]
+    incident = inputs["incident_id"]
+    assert f"Incident [{incident}](https://copilot.example/ui/incidents/{incident})" in pull["body"]
+    assert "## Root cause: deployment regression in" in pull["body"] and "## Checks" in pull["body"]
+    assert "- [x] tests_pass" in pull["body"] and "Approved by carol" in pull["body"]
+
+    history = [s async for s in graph.aget_state_history(config)]
+    before_pr = next(s for s in history if s.next == ("create_pr",))
+    replayed = await graph.ainvoke(None, before_pr.config, context=context)
+    assert replayed["pr"].status == "exists" and replayed["pr"].url == pr.url
+    assert len(on_github.repositories["acme/shop"].pulls) == 1
+    assert len(on_github.posts_to("/pulls")) == 1 and len(on_github.posts_to("/git/refs")) == 1
+
+
+async def test_a_github_failure_is_reported_and_the_run_goes_on(tmp_path, on_github):
+    graph = build_graph(checkpointer=InMemorySaver())
+    inputs, config = start()
+    context = github_context(tmp_path, on_github)
+    await graph.ainvoke(inputs, config, context=context)
+    on_github.token = "another-token"  # the configured one was revoked meanwhile
+    done = await graph.ainvoke(Command(resume={"decision": "approve", "by": "carol"}), config, context=context)
+    assert done["pr"].status == "failed" and "401 Bad credentials" in done["pr"].detail
+    assert any(e.node == "create_pr" and "GITHUB_TOKEN" in e.message for e in done["errors"])
+    assert done["brief"] is not None
+
+
+async def test_reject_opens_no_pull_request(tmp_path, on_github):
+    graph = build_graph(checkpointer=InMemorySaver())
+    inputs, config = start()
+    context = github_context(tmp_path, on_github)
+    waiting = await graph.ainvoke(inputs, config, context=context)
+    assert waiting["__interrupt__"][0].value["approve_label"] == "Approve: open the GitHub pull request"
+    done = await graph.ainvoke(Command(resume={"decision": "reject", "by": "carol"}), config, context=context)
+    assert done.get("pr") is None
+    assert not [r for r in on_github.requests if r.method == "POST"]
+    assert on_github.repositories["acme/shop"].pulls == []

@@ -9,6 +9,7 @@ second one. GitHub's errors (401, 403 rate limit, 404, 422) come back as a `fail
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -24,7 +25,7 @@ from github import (
 from github.PullRequest import PullRequest as GitHubPullRequest
 from github.Repository import Repository
 
-from state import FileChange, PullRequest
+from state import DeployEvent, FileChange, PullRequest
 
 DEFAULT_API_URL = "https://api.github.com"
 TIMEOUT_SECONDS = 30
@@ -168,3 +169,67 @@ def _open(client: Github, draft: PullRequestDraft) -> PullRequest:
         detail += f"; labels not added: {error_reason(exc, draft.repository)}"
     return PullRequest(backend="github", status="created", branch=draft.branch, commit=commit_sha, url=pr.html_url,
                        detail=detail)
+
+
+# --- deploys told by the code host ------------------------------------------------------------------------------
+
+MAX_DEPLOYMENTS = 30  # newest first: enough to reach back past a window's start and find the deploy before it
+MAX_TAGS = 100
+
+
+def deploy_events(
+    client: Github, repository: str, service: str, start: datetime, end: datetime, environment: str = ""
+) -> list[DeployEvent]:
+    """The service's deploys in [start, end] as GitHub knows them: deployments (at their first successful status,
+    with the commit of the successful deployment before), and releases published then (their tag's commit).
+
+    Raises GithubException; the caller notes it and goes on with the other sources."""
+    repo = client.get_repo(repository)
+    events = _deployments(repo, service, start, end, environment)
+    known = {e.commit for e in events}
+    return events + [e for e in _releases(repo, service, start, end) if e.commit not in known]
+
+
+def _deployments(repo: Repository, service: str, start: datetime, end: datetime, environment: str) -> list[DeployEvent]:
+    found: list[tuple[datetime, str, str, str, str]] = []  # (at, sha, ref, creator, environment), newest first
+    listed = repo.get_deployments(environment=environment) if environment else repo.get_deployments()
+    for deployment in itertools.islice(listed, MAX_DEPLOYMENTS):
+        success = next((s for s in deployment.get_statuses() if s.state == "success"), None)
+        if success is None:
+            continue  # failed or still running: nothing changed in production
+        creator = deployment.creator.login if deployment.creator else ""
+        found.append((_utc(success.created_at), deployment.sha, deployment.ref, creator, deployment.environment))
+        if _utc(deployment.created_at) < start:
+            break  # the deploy before the window: the commit it replaced
+    events = []
+    for at, sha, ref, creator, env in found:
+        if not start <= at <= end:
+            continue
+        before = next((f for f in found if f[0] < at and f[4] == env), None)
+        events.append(DeployEvent(
+            at=at, service=service, version=ref if ref != sha else sha[:12], previous_version=before[2] if before
+            else None, kind="code", commit=sha, previous_commit=before[1] if before else None, author=creator or None,
+            description=f"GitHub deployment of {ref} to {env}", source="github",
+        ))
+    return events
+
+
+def _releases(repo: Repository, service: str, start: datetime, end: datetime) -> list[DeployEvent]:
+    releases = [r for r in itertools.islice(repo.get_releases(), MAX_DEPLOYMENTS)
+                if not r.draft and r.published_at and start <= _utc(r.published_at) <= end]
+    if not releases:
+        return []
+    tags = {}
+    for tag in itertools.islice(repo.get_tags(), MAX_TAGS):
+        tags[tag.name] = tag.commit.sha
+    return [
+        DeployEvent(at=_utc(r.published_at), service=service, version=r.tag_name, kind="code",
+                    commit=tags.get(r.tag_name), author=r.author.login if r.author else None,
+                    description=f"GitHub release {r.tag_name}", source="github")
+        for r in releases
+        if tags.get(r.tag_name)
+    ]
+
+
+def _utc(at: datetime) -> datetime:
+    return at if at.tzinfo else at.replace(tzinfo=UTC)

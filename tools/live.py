@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 # both mean 0 wherever its rate series has a point.
 RATIO_OF_RATE = {"error_ratio": "request_rate", "client_error_ratio": "client_request_rate"}
 SIGNAL_ORDER = {name: index for index, name in enumerate(SIGNALS)}
+MAX_CODE_HOST_SERVICES = 5  # services whose deployments one read asks GitHub for
 
 
 class NotConfiguredError(RuntimeError):
@@ -185,6 +186,7 @@ class LiveTelemetry:
             for event in version_changes(service, versions[service], revisions.get(service, {}))
         ]
         events += await self._log_changes(services, start, end)
+        events += await self._code_host_changes(services, start, end)
         return sorted(events, key=lambda e: (e.at, e.service))
 
     async def _log_changes(self, services: list[str], start: datetime, end: datetime) -> list[DeployEvent]:
@@ -204,6 +206,32 @@ class LiveTelemetry:
         except (BackendError, QueryBudgetExceeded) as exc:
             self.notes.append(f"deploys: deploys and config changes from logs unavailable: {exc}")
         return deploys_from_logs(records)
+
+    async def _code_host_changes(self, services: list[str], start: datetime, end: datetime) -> list[DeployEvent]:
+        """Deployments and releases on GitHub of the services whose repository map names a GitHub repository;
+        a failure is noted and the other sources still count."""
+        mapped = [(s, r) for s in services if (r := self.config.repositories.get(s)) and r.github]
+        if not mapped:
+            return []
+        if not self._context.github_token:
+            self._note("deploys: GitHub deployments and releases not read: set GITHUB_TOKEN")
+            return []
+        from github import GithubException
+
+        from tools.github import deploy_events, error_reason, github_client
+
+        client = github_client(self._context.github_token, self._context.github_api_url)
+        events: list[DeployEvent] = []
+        for service, repository in mapped[:MAX_CODE_HOST_SERVICES]:
+            try:
+                events += await asyncio.to_thread(
+                    deploy_events, client, repository.github, service, _utc(start), _utc(end), repository.environment
+                )
+            except GithubException as exc:
+                self._note(f"deploys: GitHub {repository.github}: {error_reason(exc, repository.github)}")
+            except Exception as exc:  # a transport error or an odd answer: this source only is missing
+                self._note(f"deploys: GitHub {repository.github}: {type(exc).__name__}: {exc}")
+        return events
 
     async def code_repository(self, service: str) -> CodeRepository | None:
         """The service's repository from the configuration's repository map ([repositories.<service>])."""

@@ -123,6 +123,7 @@ class RepositoryConfig:
     path: str = ""  # the service's folder in a monorepo; "" = the whole repository
     base_branch: str = "main"
     test_command: tuple[str, ...] = ()  # argv, no shell; () = none configured
+    environment: str = ""  # the GitHub deployment environment of the service ("" = every environment)
 
 
 @dataclass(frozen=True)

@@ -174,6 +174,7 @@ class Gate:
     tests_before: str
     tests_after: str
     open: bool
+    suspects: list[tuple[str, str, str]]  # (commit, subject, why) of the deployed commits, best first
 
 
 @dataclass
@@ -589,8 +590,18 @@ def _gate(state: dict[str, Any], gate: dict[str, Any] | None) -> Gate | None:
         approve_label=clean((gate or {}).get("approve_label") or "Approve"), kind=patch.get("kind", ""),
         checks=[(c["name"], bool(c["ok"]), clean(c.get("detail", "")[:300])) for c in checks],
         diff=diff_lines(patch.get("diff", "")), tests_before=patch.get("tests_before", "not_run"),
-        tests_after=patch.get("tests_after", "not_run"), open=is_open,
+        tests_after=patch.get("tests_after", "not_run"), open=is_open, suspects=_suspects(state, gate),
     )
+
+
+def _suspects(state: dict[str, Any], gate: dict[str, Any] | None) -> list[tuple[str, str, str]]:
+    """The ranked suspect commits the gate shows (the gate's own list, else the code analysis')."""
+    if gate is not None:
+        found = gate.get("suspects") or []
+    else:
+        code = state.get("code")
+        found = [s.model_dump(mode="json") for s in code.suspects[:3]] if code is not None else []
+    return [(s["commit"][:10], clean(s["subject"]), clean("; ".join(s["reasons"][:2]))) for s in found]
 
 
 def diff_lines(diff: str, limit: int = 600) -> list[DiffLine]:

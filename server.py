@@ -7,6 +7,7 @@ dashboard); this module only puts them together.
 from __future__ import annotations
 
 import gc
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -14,6 +15,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from graph.context import Context
+from service.config_check import unread_telemetry
 from service.errors import install_error_handlers
 from service.metrics import ServerMetrics
 from service.queue import QueueLimit
@@ -41,6 +43,9 @@ def create_app(settings: ServerSettings | None = None, context: Context | None =
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         run_context = service_context(settings, context)
+        unread = unread_telemetry(run_context) if settings.telemetry == "live" else None
+        if unread:
+            logging.getLogger("incident_copilot").warning("WARNING: %s", unread)
         metrics = ServerMetrics()
         async with open_database(settings.database_url, max_size=2 * settings.workers + 8,
                                  acquire_timeout=settings.db_acquire_timeout) as db:

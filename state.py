@@ -30,6 +30,7 @@ SourceName = Literal["logs", "metrics", "traces", "deploys"]
 SOURCES: tuple[str, ...] = SourceName.__args__  # type: ignore[attr-defined]
 SourceStatus = Literal["ok", "error", "no_data"]
 Risk = Literal["low", "medium", "high"]
+Outcome = Literal["incident", "not_an_incident", "inconclusive"]
 
 
 INCIDENT_ID_MAX_LENGTH = 128
@@ -176,6 +177,7 @@ class MetricEvidence(Model):
     series_read: int = 0
     # the signals read per service (an edge as "signal->peer"): what is not among `signals` was read and found flat
     measured: dict[str, list[str]] = Field(default_factory=dict)
+    short_history: int = 0  # series read whose history covers less than half their baseline window
 
 
 class TraceEvidence(Model):
@@ -285,9 +287,10 @@ class CodeRepository(Model):
 
 
 class Detection(Model):
-    """Whether this is an incident, how bad, and whether it looks like a code regression."""
+    """Whether this is an incident (None: inconclusive, the run could not look), how bad, and whether it looks like a
+    code regression."""
 
-    is_incident: bool
+    is_incident: bool | None
     severity: Severity
     reasons: list[str] = Field(default_factory=list)
     code_regression: bool = False
@@ -296,6 +299,11 @@ class Detection(Model):
     repo: str | None = None
     repository: CodeRepository | None = None
     decided_by: Literal["rules", "llm"] = "rules"
+
+    @property
+    def outcome(self) -> Outcome:
+        """incident, not_an_incident, or inconclusive when the evidence could not decide."""
+        return {True: "incident", False: "not_an_incident"}.get(self.is_incident, "inconclusive")  # type: ignore[return-value]
 
 
 class FileExcerpt(Model):

@@ -1,10 +1,16 @@
-"""Is it an incident, how bad, is it a code regression: rules over the evidence and the ranked candidates."""
+"""Is it an incident, how bad, is it a code regression: rules over the evidence and the ranked candidates.
+
+Three outcomes: an incident; not an incident, only when logs and metrics were both read and show nothing sustained;
+inconclusive, when a primary source could not be read or history is too short to tell abnormal from normal: not
+having looked is never reported as having looked and seen nothing.
+"""
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
-from state import Detection, Evidence, Hypothesis
+from state import Detection, Evidence, Hypothesis, Severity
 
 ANOMALY = 4.0
 STRONG = 8.0
@@ -14,10 +20,44 @@ TRACE_BONUS_MAX = 1.5  # what trace evidence adds to a candidate's score at most
 # weighs the evidence (analysis/ranking.py), and a gate that overrules it only turns a found fault into a miss.
 CONFIDENT = 0.75
 REGRESSION_WINDOW = (timedelta(minutes=10), timedelta(minutes=2))  # deploy before / after the onset
+PRIMARY_SOURCES = ("logs", "metrics")  # traces and deploys are optional: many fleets have neither
+# The usual words of alerting rules' `severity` label, by the incident priority they mean.
+ALERT_SEVERITY_WORDS: dict[str, Severity] = {
+    "critical": "P1", "page": "P1", "emergency": "P1", "fatal": "P1", "disaster": "P1",
+    "error": "P2", "high": "P2", "major": "P2",
+    "warning": "P3", "warn": "P3", "medium": "P3", "moderate": "P3", "minor": "P3", "average": "P3",
+    "info": "P4", "informational": "P4", "low": "P4", "none": "P4", "notice": "P4",
+}
+UNKNOWN_ALERT_SEVERITY: Severity = "P3"  # an alert fired and said nothing of its weight: neither an outage nor noise
+_NUMBERED = re.compile(r"^(?:p|sev|s)[-_ ]?([1-4])$", re.IGNORECASE)
 
 
-def detect(evidence: Evidence, candidates: list[Hypothesis]) -> Detection:
-    """Decide from sustained, corroborated anomalies; a lone short blip is not an incident."""
+def severity_of_alert(label: str | None) -> Severity:
+    """The priority an alert's own severity label means (critical, warning, P2, sev1, ...), P3 when it has none."""
+    text = (label or "").strip()
+    numbered = _NUMBERED.match(text)
+    if numbered:
+        return f"P{numbered.group(1)}"  # type: ignore[return-value]
+    return ALERT_SEVERITY_WORDS.get(text.lower(), UNKNOWN_ALERT_SEVERITY)
+
+
+def blind_spots(evidence: Evidence) -> list[str]:
+    """Why the evidence cannot rule an incident out: primary sources unread or empty, history too short."""
+    gaps = [f"{s} could not be read" for s in PRIMARY_SOURCES if s in evidence.missing]
+    empty = [s for s in PRIMARY_SOURCES if f"{s} (no data)" in evidence.missing]
+    if len(empty) == len(PRIMARY_SOURCES):
+        gaps.append(f"neither logs nor metrics hold anything on {evidence.alerted_service} in the window")
+    metrics = evidence.metrics
+    if metrics and metrics.series_read and 2 * metrics.short_history >= metrics.series_read:
+        gaps.append(f"history too short: {metrics.short_history} of {metrics.series_read} metric series begin too"
+                    " close to the window for a baseline")
+    return gaps
+
+
+def detect(evidence: Evidence, candidates: list[Hypothesis], *, alert_severity: str | None = None) -> Detection:
+    """Decide from sustained, corroborated anomalies (a lone short blip is not an incident) or a candidate strong
+    enough on its own; without them, not an incident only when the sources were read, else inconclusive at the
+    alert's own severity."""
     signals = [
         m
         for m in (evidence.metrics.signals if evidence.metrics else [])
@@ -43,9 +83,17 @@ def detect(evidence: Evidence, candidates: list[Hypothesis]) -> Detection:
     corroborated = len(strong) >= 2 or (strong and templates) or len(signals) >= 3 and len(affected) >= 2
     traced = bool(evidence.traces and evidence.traces.traces_read)
     cutoff = MIN_CANDIDATE_SCORE if traced else MIN_CANDIDATE_SCORE - TRACE_BONUS_MAX
-    confident = bool(top and top.fault_type != "none" and top.confidence >= CONFIDENT)
-    is_incident = confident or bool(top and top.fault_type != "none" and top.score >= cutoff and corroborated)
+    named = bool(top and top.fault_type != "none")
+    confident = named and top.confidence >= CONFIDENT
+    is_incident = confident or named and top.score >= cutoff and corroborated
     if not is_incident:
+        gaps = blind_spots(evidence)
+        if gaps:
+            severity = severity_of_alert(alert_severity)
+            guess = f"; best guess {top.fault_type} at {top.service} ({top.confidence:.0%})" if named else ""
+            reasons += [f"inconclusive: {'; '.join(gaps)}{guess}",
+                        f"severity {severity} from the alert's own ({alert_severity or 'none given'})"]
+            return Detection(is_incident=None, severity=severity, reasons=reasons)
         reasons.append(
             "no sustained, corroborated anomaly: treated as a false alarm"
             if signals or templates
@@ -55,6 +103,7 @@ def detect(evidence: Evidence, candidates: list[Hypothesis]) -> Detection:
 
     reasons.append(
         f"top candidate {top.fault_type} at {top.service} (score {top.score:.1f}, confidence {top.confidence:.2f})"
+        + ("" if corroborated and top.score >= cutoff else ": strong enough on its own")
     )
     severity, why = _severity(evidence, signals)
     reasons.append(why)

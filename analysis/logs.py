@@ -198,8 +198,10 @@ class LogSummarizer:
             return
         if self._shapes.get(key) is not None:
             return
-        kept = _glued_digits(key)
-        if kept and self._parse(_other_digits(line, key, kept), label_level)[:2] == (level, masked):
+        # the key may start with the labels' level or a <PRI>: the places below are those of the entry's own bytes
+        shape = key[len(key) - len(line.encode("utf-8", "surrogatepass")):]
+        kept = _glued_digits(shape)
+        if kept and self._parse(_other_digits(line, shape, kept), label_level)[:2] == (level, masked):
             self._shapes.put(key, _Known(None, None, (), kept))
             self._shapes.put((key, _digits_at(line, kept)), _Known(level, masked, cues))
         else:

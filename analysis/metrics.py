@@ -59,10 +59,12 @@ def summarize_metrics(series: list[MetricSeries], window: Window, *, max_signals
     signals: list[MetricSignal] = []
     companions: list[MetricSignal] = []
     by_key = {(s.signal, s.service, s.peer): s for s in series}
+    short_history = 0
     for s in series:
         points = [(t, v) for t, v in s.points if base_start <= t <= end and not math.isnan(v)]
         base = [v for t, v in points if t < start]
         short = not base or points[0][0] > base_start + (start - base_start) / 2
+        short_history += bool(points) and short
         if len(base) < MIN_BASELINE <= len(points) // 2:
             base = [v for _, v in points[:MIN_BASELINE]]
             start_at = points[MIN_BASELINE][0]
@@ -96,7 +98,8 @@ def summarize_metrics(series: list[MetricSeries], window: Window, *, max_signals
     measured: dict[str, list[str]] = {}
     for s in series:
         measured.setdefault(s.service, []).append(s.signal + (f"->{s.peer}" if s.peer else ""))
-    return MetricEvidence(signals=kept, series_read=len(series), measured={k: sorted(v) for k, v in measured.items()})
+    return MetricEvidence(signals=kept, series_read=len(series), measured={k: sorted(v) for k, v in measured.items()},
+                          short_history=short_history)
 
 
 def level_trend(points: list[tuple[float, float]], since: float) -> tuple[float | None, int]:

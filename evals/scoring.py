@@ -5,16 +5,18 @@ from __future__ import annotations
 import statistics
 
 
-def score_case(fault_type: str, root_service: str | None, is_incident: bool, ranked: list[tuple[str, str]]) -> dict:
+def score_case(fault_type: str, root_service: str | None, is_incident: bool | None,
+               ranked: list[tuple[str, str]]) -> dict:
     """Correctness of one case: ranked = [(service, fault_type), ...] best first, the truth is (root, fault).
 
-    A false alarm (fault "none") is correct when it is not called an incident; a real fault needs the verdict
-    "incident" too.
+    A false alarm (fault "none") is correct when it is called not an incident (inconclusive is not that call); a
+    real fault needs the verdict "incident" too.
     """
     if fault_type == "none":
-        ok = not is_incident
+        ok = is_incident is False
         return {"top1_service": ok, "top3_service": ok, "top1_fault": ok, "false_alarm_ok": ok}
     services = [s for s, _ in ranked]
+    is_incident = bool(is_incident)
     return {
         "top1_service": is_incident and bool(ranked) and ranked[0][0] == root_service,
         "top3_service": is_incident and root_service in services[:3],

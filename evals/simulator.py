@@ -47,11 +47,12 @@ async def evaluate_graph(
 
 def format_table(scores: dict[str, Any]) -> str:
     """The eval result as a text table."""
-    lines = [f"{'scenario':<26} {'cases':>5} {'top1 svc':>9} {'top3 svc':>9} {'top1 fault':>10} {'median s':>9}"]
+    w = max(26, *(len(name) for name in scores["per_scenario"]))
+    lines = [f"{'scenario':<{w}} {'cases':>5} {'top1 svc':>9} {'top3 svc':>9} {'top1 fault':>10} {'median s':>9}"]
     for name, s in scores["per_scenario"].items():
-        lines.append(f"{name:<26} {s['cases']:>5} {s['top1_service']:>9.0%} {s['top3_service']:>9.0%} "
+        lines.append(f"{name:<{w}} {s['cases']:>5} {s['top1_service']:>9.0%} {s['top3_service']:>9.0%} "
                      f"{s['top1_fault']:>10.0%} {s['median_seconds']:>9.2f}")
-    lines.append(f"{'all':<26} {scores['cases']:>5} {scores['top1_service']:>9.0%} {scores['top3_service']:>9.0%} "
+    lines.append(f"{'all':<{w}} {scores['cases']:>5} {scores['top1_service']:>9.0%} {scores['top3_service']:>9.0%} "
                  f"{scores['top1_fault']:>10.0%} {scores['median_seconds']:>9.2f}")
     lines.append(f"false alarms classified as no incident: {scores['false_alarms_ok']:.0%}")
     lines += format_calibration(scores)

@@ -15,18 +15,21 @@ def _hypothesis(h: Any) -> dict[str, Any]:
 def incident_report(values: dict[str, Any]) -> dict[str, Any]:
     """One JSON-able object: verdict, root cause, ranked hypotheses, suggestions, patch, PR, tokens, errors."""
     alert, window, detection = values["alert"], values.get("window"), values.get("detection")
-    is_incident = bool(detection and detection.is_incident)
+    outcome = detection.outcome if detection else "not_an_incident"
     root = values.get("root_cause")
-    if is_incident and root is not None:
+    candidates = values["evidence"].candidates if values.get("evidence") else []
+    if outcome == "inconclusive" and root is None and candidates:  # a best guess that was not analysed further
+        root = candidates[0]
+    if outcome != "not_an_incident" and root is not None and root.fault_type != "none":
         root_cause = {"service": root.service, "fault_type": root.fault_type, "summary": root.summary,
                       "confidence": round(root.confidence, 3), "evidence": list(root.evidence)}
-        hypotheses = [_hypothesis(h) for h in values.get("hypotheses") or []]
+        hypotheses = [_hypothesis(h) for h in values.get("hypotheses") or candidates]
     else:
         reasons = list(detection.reasons) if detection else []
+        verdict = "Inconclusive" if outcome == "inconclusive" else "Not an incident"
         root_cause = {"service": alert.service, "fault_type": "none",
-                      "summary": "Not an incident: " + ("; ".join(reasons[:2]) or "no sustained anomaly"),
+                      "summary": f"{verdict}: " + ("; ".join(reasons[:2]) or "no sustained anomaly"),
                       "confidence": 0.0, "evidence": reasons}
-        candidates = values["evidence"].candidates if values.get("evidence") else []
         hypotheses = [dict(root_cause, evidence=reasons)] + [_hypothesis(h) for h in candidates]
         hypotheses[0].pop("summary")
     patch, pr = values.get("patch"), values.get("pr")
@@ -35,7 +38,8 @@ def incident_report(values: dict[str, Any]) -> dict[str, Any]:
         "incident_id": values["incident_id"],
         "service": alert.service,
         "window": {"start": window.start.isoformat(), "end": window.end.isoformat()} if window else None,
-        "is_incident": is_incident,
+        "outcome": outcome,
+        "is_incident": detection.is_incident if detection else False,
         "severity": detection.severity if detection else None,
         "root_cause": root_cause,
         "hypotheses": hypotheses,

@@ -27,7 +27,10 @@ class DetectVerdict(BaseModel):
 
 
 def merge_verdict(rules: Detection, verdict: DetectVerdict, top_confidence: float) -> Detection:
-    """Take the model's answer where the evidence leaves room for it, the rules' answer where it does not."""
+    """Take the model's answer where the evidence leaves room for it, the rules' answer where it does not; a run that
+    could not look stays inconclusive whatever the model thinks."""
+    if rules.is_incident is None:
+        return rules
     is_incident = rules.is_incident
     if 0.3 <= top_confidence < 0.6:  # only an ambiguous engine result can be overruled
         is_incident = verdict.is_incident
@@ -52,7 +55,8 @@ async def detect(state: IncidentState, runtime: Runtime[Context]) -> dict[str, A
     evidence = state["evidence"]
     candidates = evidence.candidates
     update: dict[str, Any] = {}
-    detection = detect_rules(evidence, candidates)
+    alert = state.get("alert")
+    detection = detect_rules(evidence, candidates, alert_severity=alert.severity if alert else None)
     verdict, usage, error = await structured_call(
         runtime.context, "reasoning", DetectVerdict, "detect", spent=spent_tokens(state.get("tokens")),
         evidence=state["digest"],
@@ -93,9 +97,10 @@ async def find_repository(
 
 
 def route_after_detect(state: IncidentState) -> Literal["brief", "analyze_code", "fan_out"]:
-    """The code-regression guard: no incident -> brief; regression with a repo -> analyze_code; else fan_out."""
+    """The code-regression guard: no incident -> brief; regression with a repo -> analyze_code; else fan_out
+    (inconclusive with a candidate too: the best guess gets its root cause and mitigations)."""
     detection = state["detection"]
-    if not detection.is_incident:
+    if detection.is_incident is False or detection.is_incident is None and not state["evidence"].candidates:
         return "brief"
     if detection.code_regression and detection.repository and detection.suspect_commit:
         return "analyze_code"

@@ -79,7 +79,9 @@ def status_notices(state: dict[str, Any], status: str, context: Context | None) 
     if status == "awaiting_approval" and state.get("patch") is not None:
         return [("awaiting_approval", gate_payload(state))]
     detection = state.get("detection")
-    if status == "completed" and detection is not None and detection.is_incident and state.get("brief") is not None:
+    # an inconclusive run (is_incident None) is told too: nobody could look, so a person must
+    told = detection is not None and detection.is_incident is not False
+    if status == "completed" and told and state.get("brief") is not None:
         return [("opened", opened_payload(state, context))]
     return []
 

@@ -24,6 +24,23 @@ class SourceCheck:
     detail: str
 
 
+def unread_telemetry(context: Any) -> str | None:
+    """A warning for live mode when logs or metrics have no backend configured (runs would be inconclusive), naming
+    every source that is missing; None when logs and metrics can both be read."""
+    missing = [f"{what} ({how})" for what, how, url in (
+        ("logs", "set LOKI_URL", context.loki_url),
+        ("metrics", "set PROMETHEUS_URL", context.prometheus_url),
+        ("traces", "set TEMPO_URL or JAEGER_URL", context.tempo_url or context.jaeger_url),
+    ) if not url]
+    if not any(m.startswith(("logs", "metrics")) for m in missing):
+        return None
+    blind = not (context.loki_url or context.prometheus_url)
+    return ("live telemetry: no telemetry source is configured for " + ", ".join(missing) + "; "
+            + ("every investigation will be inconclusive" if blind else
+               "investigations that need what is missing will be inconclusive")
+            + " (or give [telemetry] in the configuration file)")
+
+
 def effective_settings(settings: Settings, config_file: Path | None = None) -> dict[str, dict[str, str]]:
     """Every setting: its value as text (secrets masked), where it came from, its environment name."""
     rows = {}

@@ -75,7 +75,7 @@ def derive_status(snapshot: Any) -> str:
     if values.get("brief") is None:  # `next` can be empty between a step's end and its checkpoint
         return "investigating"
     detection = values.get("detection")
-    return "not_an_incident" if detection is not None and not detection.is_incident else "completed"
+    return "not_an_incident" if detection is not None and detection.is_incident is False else "completed"
 
 
 @dataclass
@@ -249,7 +249,7 @@ class IncidentRunner:
         detection, root = values.get("detection"), values.get("root_cause")
         await incidents.update_incident(
             self.db.pool, incident_id, status,
-            severity=detection.severity if detection is not None and detection.is_incident else None,
+            severity=detection.severity if detection is not None and detection.is_incident is not False else None,
             root_cause=root if detection is not None and detection.is_incident else None,
             notices=status_notices(values, status, self.context),
         )

@@ -44,7 +44,7 @@ class SimData:
 
 @dataclass(frozen=True)
 class _Profile:
-    fmt: str  # logfmt | json | plain | pino | logback | klog | plain_msg (see format_line)
+    fmt: str  # logfmt | json | plain | pino | logback | klog | plain_msg | bare (see format_line)
     runtime: str  # python | java | go | node | pgbouncer | redis
     p99: float  # baseline p99 seconds
     cpu: float  # baseline cores
@@ -336,7 +336,8 @@ def format_line(
 
     json: textual level; pino: Node's pino (numeric level, epoch ms); logfmt; logback: Logback's default pattern,
     time of day without a date; klog: Kubernetes' Go logger (Lmmdd hh:mm:ss.uuuuuu pid file:line]); plain: ISO
-    time, level, [logger]; plain_msg: a plain line whose message sits in msg="..." (not logfmt: no level key).
+    time, level, [logger]; plain_msg: a plain line whose message sits in msg="..." (not logfmt: no level key); bare:
+    ISO time and message, no level (the level is only a stream label).
     """
     fields = fields or {}
     if fmt == "json":
@@ -355,6 +356,8 @@ def format_line(
         iso = _iso(ts)
         stamp = f"{_KLOG_LETTERS[level]}{iso[5:7]}{iso[8:10]} {iso[11:23]}{int(ts * 1e6) % 1000:03d}"
         line = f"{stamp}       1 {logger}.go:{len(logger) * 7 + 20}] {msg}{_pairs(fields)}"
+    elif fmt == "bare":  # the level only in the stream's labels (Loki's detected_level), see _Model.logs
+        line = f"{_iso(ts)} {msg}{_pairs(fields)}"
     elif fmt == "plain_msg":
         line = f'{_iso(ts)} {level.upper()} {logger}: msg="{_quoted(msg)}"{_pairs(fields)}'
     else:
@@ -432,6 +435,7 @@ class _Model:
         self.rate_logs: list[tuple[str, _Template, list[float]]] = []
         self.events: list[tuple[float, str, _Template, dict[str, str]]] = []
         self.deploys: list[DeployEvent] = []
+        self.formats = {s: PROFILES[s].fmt for s in INTERNAL}  # the hard suite's log_shapes twist changes some
 
         self.base_rate = self._base_rates()
 
@@ -1008,10 +1012,13 @@ class _Model:
         entries = [e for e in entries if self.t0 <= e[0] <= end]
         entries.sort(key=lambda e: e[0])
         records = []
+        stream_labels = {level: {"detected_level": level} for level in _PINO_LEVELS}  # one mapping per stream
         for ts, service, template, fields in entries:
             text = template.text.format_map(_Vars(rng, service)) if "{" in template.text else template.text
-            line = format_line(PROFILES[service].fmt, ts, template.level, template.logger, text, fields, template.stack)
-            records.append(LogRecord(ts=ts, service=service, line=line))
+            fmt = self.formats[service]
+            line = format_line(fmt, ts, template.level, template.logger, text, fields, template.stack)
+            labels = stream_labels[template.level] if fmt == "bare" else None
+            records.append(LogRecord(ts=ts, service=service, line=line, labels=labels))
         return records
 
     def _failure_template(self, caller: str, peer: str, kind: str | None) -> _Template:
@@ -1177,15 +1184,21 @@ def failure_message(caller: str, peer: str, kind: str | None, rng: random.Random
 def generate(scenario: Scenario, *, fault: bool = True) -> SimData:
     """All telemetry of a scenario, deterministic for (name, seed, end); without `fault`, only its baseline
     (the same fleet and noise, no fault)."""
+    from sim import hard
+
     model = _Model(scenario)
     versions = dict(model.version)
-    if fault and scenario.root_service is not None:
+    if fault and hard.apply_fault(model):
+        pass
+    elif fault and scenario.root_service is not None:
         getattr(model, f"fault_{scenario.name}")(scenario.root_service, scenario.magnitude)
     elif fault:
         model.fault_false_alarm(scenario.alerted_service, scenario.magnitude)
+    if fault:
+        hard.apply_before_propagation(model)
     model.add_noise()
     model.propagate()
-    metrics = model.metrics()
+    metrics = hard.apply_to_metrics(model, model.metrics())
     logs = model.logs()
     spans = model.spans()
     deploys = sorted(model.deploys, key=lambda d: d.at)

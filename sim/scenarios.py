@@ -5,10 +5,10 @@ from __future__ import annotations
 import hashlib
 import random
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
-from sim.names import SCENARIOS
+from sim.names import HARD_SCENARIOS, SCENARIOS
 from sim.topology import INTERNAL, error_impact, upstream_distances
 from state import Alert
 
@@ -117,6 +117,8 @@ class Scenario:
     noisy_service: str | None  # an unrelated service with a new low-rate error template, or None
     noisy_start: datetime | None
     blip_steps: int  # false_alarm: length of the blip ending before `end`; 0 otherwise
+    variant: str | None = None  # the hard suite's name of this case (sim/names.py HARD_SCENARIOS), else None
+    twists: tuple[str, ...] = ()  # the hard suite's twists (sim/hard.py)
 
     @property
     def incident_start(self) -> datetime:
@@ -135,10 +137,19 @@ def alert_fingerprint(alertname: str, labels: dict[str, str]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def spec_of(fault_scenario: str) -> _Spec:
+    """The roots, alert signals and magnitude range of a classic scenario."""
+    return _SPECS[fault_scenario]
+
+
 def build_scenario(name: str, seed: int, end: datetime) -> Scenario:
-    """The scenario `name` for this seed, with data over [end - 45 min, end] and the alert firing at `end`."""
+    """The scenario `name` for this seed, with data over [end - 45 min, end] and the alert firing at `end`; a hard
+    suite name gives its classic scenario (same seed, same truth) with the variant's twists."""
+    if name in HARD_SCENARIOS:
+        classic, twists = HARD_SCENARIOS[name]
+        return replace(build_scenario(classic, seed, end), variant=name, twists=twists)
     if name not in _SPECS:
-        raise ValueError(f"unknown scenario {name!r}; valid: {', '.join(SCENARIOS)}")
+        raise ValueError(f"unknown scenario {name!r}; valid: {', '.join((*SCENARIOS, *HARD_SCENARIOS))}")
     spec = _SPECS[name]
     rng = scenario_rng(name, seed, "scenario")
     end = end if end.tzinfo else end.replace(tzinfo=UTC)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -81,6 +82,22 @@ def test_prompt_size_of_one_incident():
 def test_cli_startup_with_two_runs():
     rows = json.loads(bench("bench.cli_startup", "--runs", "2", "--json"))
     assert [r["command"] for r in rows][0] == "incident-copilot --help" and all(r["median_s"] > 0 for r in rows)
+
+
+def test_investigate_speed_over_the_wire_with_one_case():
+    """One simulated case as a fresh `investigate` process against a backfilled Prometheus and the Loki and Tempo
+    APIs (the Nezha set is not built in tests: its source is the mirrored repository)."""
+    _require_postgres()
+    missing = [tool for tool in ("prometheus", "promtool") if shutil.which(tool) is None]
+    if missing:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"Prometheus is required under CI: {missing}")
+        pytest.skip(f"missing {missing}")
+    result = json.loads(bench("bench.investigate_speed", "--scenarios", "disk_full", "--seeds", "1",
+                              "--startup-runs", "1", "--json", timeout=600))
+    (only,) = result["sets"]
+    assert only["cases"] == 1 and only["median_s"] > 0 and only["median_cpu_s"] > 0
+    assert only["rows"][0]["exit"] in (0, 3, 4) and result["startup"]["python_s"] > 0
 
 
 @pytest.mark.usefixtures("sandbox")

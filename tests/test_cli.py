@@ -13,7 +13,7 @@ import pytest
 
 from tests.conftest import REPO_ROOT
 
-CONTRACT_KEYS = {"incident_id", "service", "window", "is_incident", "severity", "root_cause", "hypotheses",
+CONTRACT_KEYS = {"incident_id", "service", "window", "outcome", "is_incident", "severity", "root_cause", "hypotheses",
                  "code_regression", "suggestions", "patch", "pr", "tokens", "errors"}
 
 

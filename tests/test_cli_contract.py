@@ -29,10 +29,11 @@ HYPOTHESIS = {"type": "object", "required": ["service", "fault_type", "confidenc
                              "evidence": {"type": "array", "items": {"type": "string"}}}}
 REPORT = {  # DESIGN.md 4.2, the investigate --json contract
     "type": "object",
-    "required": ["incident_id", "service", "window", "is_incident", "severity", "root_cause", "hypotheses",
-                 "code_regression", "suggestions", "patch", "pr", "tokens", "errors"],
+    "required": ["incident_id", "service", "window", "outcome", "is_incident", "severity", "root_cause",
+                 "hypotheses", "code_regression", "suggestions", "patch", "pr", "tokens", "errors"],
     "properties": {
         "incident_id": {"type": "string"}, "service": {"type": "string"},
+        "outcome": {"enum": ["incident", "not_an_incident", "inconclusive"]},
         "window": {"type": "object", "required": ["start", "end"]},
         "is_incident": {"type": ["boolean", "null"]}, "severity": NULLABLE_STR,
         "root_cause": {**HYPOTHESIS, "required": [*HYPOTHESIS["required"], "summary"]},
@@ -313,6 +314,19 @@ def test_approve_shows_the_gate_and_asks_on_a_terminal(database_url, tmp_path):
     assert "created: branch incident-copilot/" in output
     with psycopg.connect(database_url) as conn:
         assert conn.execute("SELECT decision, approver FROM approvals").fetchall() == [("approve", "erin")]
+
+
+def test_heavy_imports_pause_the_collector_and_leave_it_on():
+    import gc
+
+    from cli import loading
+
+    try:
+        with loading():
+            assert not gc.isenabled()
+        assert gc.isenabled() and gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
 
 
 @pytest.mark.skipif(not hasattr(pty, "openpty"), reason="needs a pseudo-terminal")

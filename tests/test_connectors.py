@@ -678,3 +678,22 @@ async def test_live_without_backends_and_traces(tmp_path: Path) -> None:
     )
     with pytest.raises(ValueError, match="unknown key 'loki.lable'"):
         LiveTelemetry(Context(telemetry_config=str(config_path)))
+
+
+def test_backend_clients_share_one_tls_context(monkeypatch) -> None:
+    """Loading the CA bundle costs tens of milliseconds a time: a run opens several backend clients, and the whole
+    process loads it once (an investigation is one process)."""
+    import ssl
+
+    import tools.http_client as http_client
+    from tools.telemetry_config import HttpConfig
+
+    loads = []
+    real = ssl.SSLContext.load_verify_locations
+    monkeypatch.setattr(ssl.SSLContext, "load_verify_locations", lambda self, *a, **k: loads.append(1) or real(
+        self, *a, **k))
+    http_client.tls_context.cache_clear()
+    clients = [http_client.BackendClient(f"https://backend-{i}.example", None, 5.0, HttpConfig(), QueryBudget(10))
+               for i in range(4)]
+    assert len(loads) == 1, loads
+    assert len({id(c._client._transport._pool._ssl_context) for c in clients}) == 1

@@ -177,3 +177,24 @@ async def test_the_brief_leads_with_the_card_and_its_mail_form_carries_the_chart
     pngs = sorted(p.name for p in (html_path.parent / "charts").iterdir())
     assert pngs and all(f'src="charts/{name}"' in written for name in pngs)
     assert render_brief_html(state, context).count("<img") == 0  # no image source given, no broken images
+
+
+def test_brief_templates_compile_once_per_machine_not_once_per_process(tmp_path):
+    """Each `investigate` is a new process: the templates' compiled code is kept in Jinja's bytecode cache (a
+    per-user directory, keyed by the template's source), so a second process loads instead of compiling."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO_ROOT
+
+    probe = ("import jinja2.environment as e, web.render as r\n"
+             "compiled = []\n"
+             "real = e.Environment._compile\n"
+             "e.Environment._compile = lambda self, *a: compiled.append(a[1]) or real(self, *a)\n"
+             "r.template_env(True).get_template('brief.html.j2')\n"
+             "print(len(compiled))\n")
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "TMPDIR": str(tmp_path)}
+    runs = [subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO_ROOT, env=env,
+                           timeout=60) for _ in range(2)]
+    assert [r.returncode for r in runs] == [0, 0], runs[0].stderr
+    assert [int(r.stdout) for r in runs] == [1, 0]

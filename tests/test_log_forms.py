@@ -124,6 +124,17 @@ def test_loki_label_level_counts_when_the_line_names_none():
     assert own.level == "info", "the entry's own level comes first"
 
 
+def test_a_labelled_entry_whose_words_hold_digits_is_read_whole():
+    """The shape cache of an entry with a label level (or a syslog <PRI>) indexes the entry itself, not its key: a
+    digit glued to a word near the end ("android-4.2.1", "v1") once read past the end of the line."""
+    labels = {"detected_level": "warn"}
+    lines = [f"2026-11-21T11:{m:02d}:24.131Z deprecated API v1 called by client android-4.2.1" for m in range(16, 20)]
+    lines += ["<14>Dec  5 10:00:01 host app[12]: deprecated API v1 called by client ios-5.0.3"] * 2
+    records = [LogRecord(ONSET + i, "cart", line, labels) for i, line in enumerate(lines)]
+    logs = summarize_logs(records, WINDOW)
+    assert {t.level for t in logs.templates if t.service == "cart"} == {"warn"}
+
+
 def test_shape_cache_keeps_levels_that_digits_or_labels_decide():
     lines = [
         LogRecord(ONSET + 1, "a", "<11>Dec  5 10:00:00 host app[12]: write failed"),

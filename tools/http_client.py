@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import json
 import random
+import ssl
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, Self
@@ -58,6 +60,13 @@ def auth_headers(credentials: str | None) -> dict[str, str]:
     return {"Authorization": "Basic " + base64.b64encode(credentials.encode()).decode("ascii")}
 
 
+@functools.cache
+def tls_context() -> ssl.SSLContext:
+    """httpx's default verifying TLS context, made once per process: loading the CA bundle costs tens of
+    milliseconds, and a run opens a client per backend and source."""
+    return httpx.create_ssl_context()
+
+
 class BackendClient:
     """One backend's HTTP client: base URL, credentials, timeouts, retries and the run's query budget."""
 
@@ -72,6 +81,7 @@ class BackendClient:
             base_url=base_url.rstrip("/"),
             headers={"User-Agent": USER_AGENT, **auth_headers(credentials)},
             timeout=httpx.Timeout(timeout, connect=http.connect_timeout_seconds),
+            verify=tls_context(),
         )
 
     async def __aenter__(self) -> Self:

@@ -13,7 +13,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from jinja2 import Environment, FileSystemBytecodeCache, FileSystemLoader, StrictUndefined
 
 from graph.context import Context
 from tools.redact import redact_value
@@ -77,6 +77,9 @@ def template_env(autoescape: bool) -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
         finalize=None if autoescape else _md_finalize,
+        # every CLI run is a new process: compiled templates are kept in Jinja's per-user cache directory, keyed
+        # by their source, so only the first process compiles them
+        bytecode_cache=FileSystemBytecodeCache(),
     )
     env.filters["hhmm"] = lambda t: t.strftime("%H:%M:%S") if t else "-"
     env.filters["pct"] = lambda x: f"{round(100 * x)}%"

@@ -44,12 +44,9 @@ def repos(tmp_path_factory):
 # --- sample repository ------------------------------------------------------------------------------------
 
 
-def test_builds_deterministically_fast_and_is_reused(tmp_path):
-    started = time.perf_counter()
+def test_builds_deterministically_and_is_reused(tmp_path):
     first = ensure_sample_repo("checkout", tmp_path / "a")
-    elapsed = time.perf_counter() - started
     second = ensure_sample_repo("checkout", tmp_path / "b")
-    assert elapsed < 1.0
     assert first.path != second.path
     assert (first.bad_commit, first.innocent_commit) == (second.bad_commit, second.innocent_commit)
     assert git(first.path, "show-ref") == git(second.path, "show-ref")

@@ -501,12 +501,7 @@ class _Model:
         for i in self.incident_steps():
             ts = self.times[i]
             if elapsed >= steps_to_oom:
-                self.up[root][i] = 0.0
-                self.alive[root][i] = False
-                self.mem[root][i] = base * 0.45
-                self.conn_fail[root][i] = 1.0
-                self.kind[root][i] = "refused"
-                self._log_oom(root, ts - rng.uniform(2, 8), runtime)
+                self._oom_kill(root, i, base, runtime, rng)
                 elapsed, restarted = 0, True
                 continue
             frac = elapsed / steps_to_oom
@@ -540,6 +535,15 @@ class _Model:
         )
         self.rate_logs.append((root, _Template(1, "warn", "gc", gc_text), gc_rate))
         self.own_templates[root] = [_Template(1, "error", "http", "request timed out after 2000ms path={path}")]
+
+    def _oom_kill(self, root: str, i: int, base: float, runtime: str, rng: random.Random) -> None:
+        """Step i of `root` is the OOM kill: down, refusing connections, memory back near its base, the kill logged."""
+        self.up[root][i] = 0.0
+        self.alive[root][i] = False
+        self.mem[root][i] = base * 0.45
+        self.conn_fail[root][i] = 1.0
+        self.kind[root][i] = "refused"
+        self._log_oom(root, self.times[i] - rng.uniform(2, 8), runtime)
 
     def _log_oom(self, root: str, ts: float, runtime: str) -> None:
         if runtime == "node":

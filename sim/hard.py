@@ -110,12 +110,7 @@ def _early_leak(model: _Model, root: str, mag: float) -> None:
         elapsed = (i - kill - 1) % cycle
         ts = model.times[i]
         if elapsed == cycle - 1:
-            model.up[root][i] = 0.0
-            model.alive[root][i] = False
-            model.mem[root][i] = base * 0.45
-            model.conn_fail[root][i] = 1.0
-            model.kind[root][i] = "refused"
-            model._log_oom(root, ts - rng.uniform(2, 8), runtime)
+            model._oom_kill(root, i, base, runtime, rng)
             continue
         frac = elapsed / (cycle - 1)
         model.mem[root][i] = base + (base * mag - base) * frac

@@ -17,7 +17,6 @@ from tools.git_repo import (
     GitError,
     branch_exists,
     check_applies,
-    commit_findings,
     create_branch_with_patch,
     revert_patch,
     run_tests,
@@ -203,32 +202,6 @@ def test_create_branch_is_idempotent_and_leaves_the_checkout_alone(tmp_path):
     same = "--- a/README.md\n+++ b/README.md\n@@ -1,2 +1,2 @@\n-# shop\n+# shop\n \n"
     with pytest.raises(GitError, match="changes nothing"):
         create_branch_with_patch(repo.path, repo.bad_commit, same, "fix/noop", "m", AUTHOR)
-
-
-def test_commit_findings_match_the_stack_trace(repos):
-    repo = repos["cart"]
-    stack = frames(repo.traceback) + [("/usr/lib/python3.11/site-packages/gunicorn/workers/sync.py", 135)]
-    found = commit_findings(repo.path, repo.bad_commit, stack)
-    assert found.commit == repo.bad_commit
-    assert found.files_changed == [repo.bad_file]
-    assert found.matches_stack_trace
-    assert found.author == "Tomas Ortega <tomas.ortega@shop.example>"
-    assert found.subject == "cart: prepare line totals for promotion discounts"
-    assert found.parent == git(repo.path, "rev-parse", f"{repo.bad_commit}~").strip()
-    assert "-    return line[" in found.diff and '+    discount = line.get("discount_cents")' in found.diff
-    first = found.excerpts[0]
-    assert first.path == repo.bad_file
-    assert first.start_line <= repo.bad_line < first.start_line + first.text.count("\n") + 1
-    bad_text = first.text.splitlines()[repo.bad_line - first.start_line]
-    assert bad_text.strip() == repo.traceback.splitlines()[-2].strip()
-    assert {e.path for e in found.excerpts} == {repo.bad_file, "services/common/http.py"}
-    assert f"{repo.bad_file}:{repo.bad_line}" in found.summary
-
-    innocent = commit_findings(repo.path, repo.innocent_commit, stack)
-    assert not innocent.matches_stack_trace
-    assert innocent.files_changed == [f"services/{repo.innocent_service}/handlers.py"]
-    assert "no stack-trace file" in innocent.summary
-    assert commit_findings(repo.path, repo.bad_commit).matches_stack_trace is False
 
 
 # --- patch checks ------------------------------------------------------------------------------------------

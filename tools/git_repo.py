@@ -15,14 +15,9 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from analysis.patch_checks import parse_diff
-from state import CodeFindings, FileChange, FileExcerpt, PatchCheck, PullRequest
-from tools.sandbox import DEFAULT_LIMITS, Limits, SandboxRun, cap_output, run_sandboxed
+from state import FileChange, PatchCheck, PullRequest
+from tools.sandbox import DEFAULT_LIMITS, Limits, SandboxRun, run_sandboxed
 
-MAX_DIFF_CHARS = 20_000
-MAX_EXCERPTS = 10
-HUNK_CONTEXT = 3
-STACK_CONTEXT = 6
 GIT_TIMEOUT = 60.0
 _DIFF_FLAGS = ("--no-color", "--no-ext-diff", "--src-prefix=a/", "--dst-prefix=b/")
 _AUTHOR = re.compile(r"^\s*([^<>]+?)\s*<([^<>\s]+@[^<>\s]+)>\s*$")
@@ -75,99 +70,6 @@ def _tree_with_patch(repo: str | Path, base: str, diff: str) -> str:
     with _temp_index(repo, base) as env:
         _git(repo, "apply", "--cached", "--whitespace=nowarn", "-", input=diff, env=env)
         return _git(repo, "write-tree", env=env).strip()
-
-
-def _excerpt(text: str, path: str, first: int, last: int) -> FileExcerpt:
-    lines = text.splitlines()
-    first = max(1, first)
-    last = min(len(lines), last)
-    return FileExcerpt(path=path, start_line=first, text="\n".join(lines[first - 1 : last]))
-
-
-def _add_range(ranges: list[list], path: str, first: int, last: int) -> None:
-    """Add the line range [first, last] of `path`, merged into an overlapping one of the same file."""
-    for existing in ranges:
-        if existing[0] == path and first <= existing[2] + 1 and last >= existing[1] - 1:
-            existing[1], existing[2] = min(first, existing[1]), max(last, existing[2])
-            return
-    ranges.append([path, first, last])
-
-
-def _stack_path(path: str, tree_files: set[str]) -> str | None:
-    """Repository path of a stack-trace path like /app/services/x.py: the longest repo file it ends with."""
-    path = path.replace("\\", "/")
-    matches = [f for f in tree_files if path == f or path.endswith("/" + f)]
-    return max(matches, key=len) if matches else None
-
-
-def commit_findings(
-    repo: str | Path, commit: str, stack_files: Sequence[tuple[str, int | None]] = ()
-) -> CodeFindings:
-    """What `commit` changed, with excerpts of its hunks and of stack-trace files/lines (outermost first)."""
-    sha = _commit_sha(repo, commit)
-    parents, author, subject = (
-        _git(repo, "show", "-s", "--format=%P%x00%an <%ae>%x00%s", sha).rstrip("\n").split("\x00")
-    )
-    parent = parents.split()[0] if parents else None
-    if parent:
-        names = _git(repo, "diff", "--name-only", "-z", "--no-renames", parent, sha)
-        diff = _git(repo, "diff", *_DIFF_FLAGS, parent, sha)
-    else:
-        names = _git(repo, "diff-tree", "--root", "-r", "--name-only", "-z", "--no-commit-id", sha)
-        diff = _git(repo, "diff-tree", "--root", "-p", *_DIFF_FLAGS, "--no-commit-id", sha)
-    files_changed = [name for name in names.split("\0") if name]
-    tree_files = set(_git(repo, "ls-tree", "-r", "--name-only", "-z", sha).split("\0")) - {""}
-
-    texts: dict[str, str] = {}
-
-    def text_of(path: str) -> str:
-        if path not in texts:
-            texts[path] = _git(repo, "show", f"{sha}:{path}")
-        return texts[path]
-
-    mapped = [(path, line) for raw, line in stack_files if (path := _stack_path(raw, tree_files))]
-    mapped.sort(key=lambda hit: hit[0] not in files_changed)  # frames in the changed files first
-    ranges: list[list] = []
-    for path, line in mapped:
-        if line:
-            _add_range(ranges, path, line - STACK_CONTEXT, line + STACK_CONTEXT)
-    for path, first, count in _hunks(diff):
-        if count and path in tree_files:
-            _add_range(ranges, path, first - HUNK_CONTEXT, first + count - 1 + HUNK_CONTEXT)
-    excerpts = [_excerpt(text_of(path), path, first, last) for path, first, last in ranges[:MAX_EXCERPTS]]
-    in_changed = [f"{path}:{line}" if line else path for path, line in mapped if path in files_changed]
-    changed = ", ".join(files_changed[:3]) + (
-        f" and {len(files_changed) - 3} more" if len(files_changed) > 3 else ""
-    )
-    if in_changed:
-        verdict = f"the stack trace points into the changed code at {in_changed[-1]}"
-    elif mapped:
-        verdict = "no stack-trace file is among the changed files"
-    else:
-        verdict = "no stack trace to compare"
-    name = author.split(" <")[0]
-    return CodeFindings(
-        repo=str(repo),
-        commit=sha,
-        parent=parent,
-        subject=subject,
-        author=author,
-        files_changed=files_changed,
-        diff=cap_output(diff, MAX_DIFF_CHARS),
-        excerpts=excerpts,
-        matches_stack_trace=bool(in_changed),
-        summary=f'{sha[:12]} "{subject}" by {name} changed {changed}; {verdict}.',
-    )
-
-
-def _hunks(diff: str) -> list[tuple[str, int, int]]:
-    """(new path, first new line, new line count) of every hunk of a diff."""
-    return [
-        (f.new_path, new_start, new_count)
-        for f in parse_diff(diff).files
-        if f.new_path
-        for _, _, new_start, new_count in f.hunks
-    ]
 
 
 def revert_patch(repo: str | Path, commit: str, onto: str = "HEAD") -> str:

@@ -110,18 +110,6 @@ async def queue_depth(pool: AsyncConnectionPool) -> dict[str, int]:
     return {"queued": counts.get("queued", 0), "running": counts.get("running", 0)}
 
 
-async def workers_ready(pool: AsyncConnectionPool) -> bool:
-    """True when a run worker (in any process) sent a heartbeat within STALLED_SECONDS. Raises when the database
-    cannot be asked."""
-    async with pool.connection() as conn:
-        cur = await conn.execute(
-            """SELECT EXISTS (SELECT 1 FROM procrastinate_workers
-                              WHERE last_heartbeat > now() - make_interval(secs => %s)) AS ready""",
-            (STALLED_SECONDS,),
-        )
-        return (await cur.fetchone())["ready"]
-
-
 class QueueLimit:
     """The cap on waiting runs as the intake checks it: against a count at most `max_age` seconds old, so that
     an acknowledgement costs no extra query."""

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from statistics import median
 
 from analysis.records import MetricSeries
-from analysis.statistics import excess_events, mann_kendall, pairwise_slopes
+from analysis.statistics import change_point, excess_events, mann_kendall, pairwise_slopes, running_median
 from state import MetricEvidence, MetricSignal, Window
 
 # Noise floors of the scale (absolute, relative to the baseline level): a deviation smaller than these is
@@ -76,7 +76,7 @@ def summarize_metrics(series: list[MetricSeries], window: Window, *, max_signals
         if s.signal == "cert_expiry_timestamp":
             signal = _cert_signal(s, base, incident, points)
         else:
-            signal = _score_series(s, base, incident, _sustain_steps(points))
+            signal = _score_series(s, base, points, len(points) - len(incident), _sustain_steps(points))
             denominator = by_key.get((RATIO_DENOMINATORS.get(s.signal), s.service, s.peer))
             if denominator and signal.direction == "up" and not _counts_agree(points, denominator, start_at, signal):
                 signal = signal.model_copy(update={"score": 0.0, "direction": "flat", "onset": None})
@@ -155,14 +155,45 @@ def sustained(z: list[float], k: int = SUSTAIN) -> tuple[float, int | None]:
 
 
 def first_sustained(z: list[float], threshold: float = ONSET_Z, k: int = SUSTAIN) -> int | None:
-    """Index where z first stays above threshold for k steps, moved back over the ramp leading to it."""
+    """Index where z first stays above threshold for k steps."""
     k = min(k, len(z))
-    for i in range(len(z) - k + 1):
-        if min(z[i : i + k]) >= threshold:
-            while i > 0 and z[i - 1] >= 1.5:
-                i -= 1
-            return i
-    return None
+    return next((i for i in range(len(z) - k + 1) if min(z[i : i + k]) >= threshold), None)
+
+
+def episode_onset(
+    times: list[float], values: list[float], oriented: list[float], episode: tuple[int, int], k: int = SUSTAIN
+) -> int:
+    """Where an episode (oriented z >= ONSET_Z held for k samples, from `episode[0]` to before `episode[1]`) began:
+    the change point of its series (statistics.change_point), searched from the end of the previous episode.
+
+    The episode's own start (its first sample past ONSET_Z / 2) is a threshold crossing: an early weak wobble pulls
+    it back by minutes. The change point is believed when it is a change by the engine's own rule (the level held
+    for k samples after it departs from the median before it by ONSET_Z scales), else the crossing stands. Spikes
+    shorter than the k samples a deviation must hold are smoothed away first (a running median of 2k - 1), and both
+    segments hold k samples, as any deviation must. Never before the first sample of the series."""
+    first, end = episode
+    lo = _previous_episode_end(oriented, first, k)
+    smooth = running_median(values[lo:end], 2 * k - 1)
+    split = change_point(times[lo:end], smooth, k)
+    if split is None:
+        return first
+    at = lo + split
+    held, _ = sustained(oriented[at:end], k)
+    return at if held - median(oriented[lo:at]) >= ONSET_Z else first
+
+
+def _previous_episode_end(oriented: list[float], first: int, k: int) -> int:
+    """Index after the last earlier episode (|z| >= ONSET_Z for k samples, and its tail above ONSET_Z / 2) before
+    `first`, or 0: an earlier fault that recovered is kept apart from the one under way."""
+    run = 0
+    for i in range(first - 1, -1, -1):
+        run = run + 1 if abs(oriented[i]) >= ONSET_Z else 0
+        if run == k:
+            j = i + k
+            while j < first and abs(oriented[j]) >= ONSET_Z / 2:
+                j += 1
+            return j
+    return 0
 
 
 def _sustain_steps(points: list[tuple[float, float]]) -> int:
@@ -198,27 +229,37 @@ def _counts_agree(
 
 
 def _score_series(
-    s: MetricSeries, base: list[float], incident: list[tuple[float, float]], k: int = SUSTAIN
+    s: MetricSeries, base: list[float], points: list[tuple[float, float]], first: int, k: int = SUSTAIN
 ) -> MetricSignal:
+    """Score the samples from `first` on (the incident) against the baseline `base`; the onset may lie earlier."""
     center, scale = robust_scale(s.signal, base)
-    values = [v for _, v in incident]
-    z = [(v - center) / scale for v in values]
+    times = [t for t, _ in points]
+    values = [v for _, v in points]
+    z_all = [(v - center) / scale for v in values]
+    z = z_all[first:]
     up, _ = sustained(z, k)
     down, _ = sustained([-x for x in z], k)
     direction = "up" if up >= down else "down"
     score = max(up, down, 0.0)
-    oriented = z if direction == "up" else [-x for x in z]
-    onset = first_sustained(oriented, k=k) if score >= ONSET_Z else None
-    peak = max(values) if direction == "up" else min(values)
-    tail = values[-k:]
-    # Still deviating at the window's end? Then its onset is where the episode under way began: an earlier episode
-    # of the same series that recovered in between is an earlier fault, not this one's start.
+    oriented = z_all if direction == "up" else [-x for x in z_all]
+    incident = values[first:]
+    peak = max(incident) if direction == "up" else min(incident)
+    tail = incident[-k:]
+    # Still deviating at the window's end? Then the onset is that of the episode under way: an earlier episode of the
+    # same series that recovered in between is an earlier fault, not this one's start.
     active = score >= ONSET_Z and median(oriented[-k:]) >= ONSET_Z
+    onset = None
     if active:
         i = len(oriented) - k
         while i > 0 and oriented[i - 1] >= ONSET_Z / 2:
             i -= 1
-        onset = i
+        onset = episode_onset(times, values, oriented, (i, len(oriented)), k)
+    elif score >= ONSET_Z:
+        i = first + (first_sustained(oriented[first:], k=k) or 0)
+        end = i + k
+        while end < len(oriented) and oriented[end] >= ONSET_Z / 2:
+            end += 1
+        onset = episode_onset(times, values, oriented, (i, end), k)
     return MetricSignal(
         service=s.service,
         signal=s.signal,
@@ -228,7 +269,7 @@ def _score_series(
         peak=_round(peak),
         score=round(min(score, MAX_SCORE), 2),
         direction=direction if score >= ONSET_Z else "flat",
-        onset=None if onset is None else datetime.fromtimestamp(incident[onset][0], UTC),
+        onset=None if onset is None else datetime.fromtimestamp(times[onset], UTC),
         active=active,
     )
 

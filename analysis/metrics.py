@@ -160,26 +160,26 @@ def first_sustained(z: list[float], threshold: float = ONSET_Z, k: int = SUSTAIN
     return next((i for i in range(len(z) - k + 1) if min(z[i : i + k]) >= threshold), None)
 
 
-def episode_onset(
-    times: list[float], values: list[float], oriented: list[float], episode: tuple[int, int], k: int = SUSTAIN
-) -> int:
-    """Where an episode (oriented z >= ONSET_Z held for k samples, from `episode[0]` to before `episode[1]`) began:
-    the change point of its series (statistics.change_point), searched from the end of the previous episode.
+def episode_onset(times: list[float], values: list[float], oriented: list[float], at: int, k: int = SUSTAIN) -> int:
+    """Where the episode holding sample `at` (oriented z >= ONSET_Z for k samples from there) began: the change point
+    of its series (statistics.change_point), searched from the end of the previous episode to the end of this one.
 
-    The episode's own start (its first sample past ONSET_Z / 2) is a threshold crossing: an early weak wobble pulls
-    it back by minutes. The change point is believed when it is a change by the engine's own rule (the level held
-    for k samples after it departs from the median before it by ONSET_Z scales), else the crossing stands. Spikes
-    shorter than the k samples a deviation must hold are smoothed away first (a running median of 2k - 1), and both
+    The episode's edge, its first sample past ONSET_Z / 2, is a threshold crossing that an early weak wobble pulls
+    back by minutes. The change point is believed when it is a change by the engine's own rule (the level held for
+    k samples after it departs from the median before it by ONSET_Z scales), else the edge stands. Spikes shorter
+    than the k samples a deviation must hold are smoothed away first (a running median of 2k - 1), and both
     segments hold k samples, as any deviation must. Never before the first sample of the series."""
-    first, end = episode
+    first, end = at, at + k
+    while first > 0 and oriented[first - 1] >= ONSET_Z / 2:
+        first -= 1
+    while end < len(oriented) and oriented[end] >= ONSET_Z / 2:
+        end += 1
     lo = _previous_episode_end(oriented, first, k)
-    smooth = running_median(values[lo:end], 2 * k - 1)
-    split = change_point(times[lo:end], smooth, k)
+    split = change_point(times[lo:end], running_median(values[lo:end], 2 * k - 1), k)
     if split is None:
         return first
-    at = lo + split
-    held, _ = sustained(oriented[at:end], k)
-    return at if held - median(oriented[lo:at]) >= ONSET_Z else first
+    held, _ = sustained(oriented[lo + split : end], k)
+    return lo + split if held - median(oriented[lo : lo + split]) >= ONSET_Z else first
 
 
 def _previous_episode_end(oriented: list[float], first: int, k: int) -> int:
@@ -249,17 +249,10 @@ def _score_series(
     # same series that recovered in between is an earlier fault, not this one's start.
     active = score >= ONSET_Z and median(oriented[-k:]) >= ONSET_Z
     onset = None
-    if active:
-        i = len(oriented) - k
-        while i > 0 and oriented[i - 1] >= ONSET_Z / 2:
-            i -= 1
-        onset = episode_onset(times, values, oriented, (i, len(oriented)), k)
-    elif score >= ONSET_Z:
-        i = first + (first_sustained(oriented[first:], k=k) or 0)
-        end = i + k
-        while end < len(oriented) and oriented[end] >= ONSET_Z / 2:
-            end += 1
-        onset = episode_onset(times, values, oriented, (i, end), k)
+    if score >= ONSET_Z:
+        # the episode under way at the window's end when there is one, else the window's first
+        at = max(first, len(oriented) - k) if active else first + (first_sustained(oriented[first:], k=k) or 0)
+        onset = episode_onset(times, values, oriented, at, k)
     return MetricSignal(
         service=s.service,
         signal=s.signal,

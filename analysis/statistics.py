@@ -61,7 +61,8 @@ def running_median(values: list[float], width: int) -> list[float]:
     """Median of each sample's neighbourhood of `width` samples (truncated at the ends).
 
     A running median of 2h+1 samples removes every pulse of at most h samples and leaves steps and monotone ramps
-    where they are (they pass through it unchanged), so a smoothed series keeps its change points but not its spikes."""
+    where they are (they pass through it unchanged), so a smoothed series keeps its change points but not its spikes;
+    within h samples of either end a pulse and a step look alike, and both stay."""
     h = max(0, width // 2)
     return [median(values[max(0, i - h) : i + h + 1]) for i in range(len(values))]
 
@@ -71,10 +72,10 @@ def change_point(times: list[float], values: list[float], min_segment: int = 2) 
 
     Model: a constant level before the change, a straight line (any level, any slope) from it on. A step is the line
     of slope 0, the start of a ramp is the line's start, so one search finds both. The estimate is the split that
-    minimises the summed squared error of the two fits: under independent noise of one variance it is the maximum
-    likelihood change point (two-phase regression; Hinkley 1970 for the mean shift), and it weighs how far and for how
-    long the series moved, so an early small wobble cannot outvote a later large shift as a first threshold crossing
-    does. Both segments hold at least `min_segment` samples; non-finite samples are skipped."""
+    minimises the summed squared error of the two fits: under independent Gaussian noise of constant variance it is the
+    maximum likelihood change point (two-phase regression; Hinkley 1970 for the mean shift). It weighs how far and for
+    how long the series moved, so a small early wobble does not win by coming first, as it does a first threshold
+    crossing. Both segments hold at least `min_segment` samples; non-finite samples are skipped."""
     kept = [i for i, (t, v) in enumerate(zip(times, values, strict=True)) if math.isfinite(t) and math.isfinite(v)]
     n = len(kept)
     m = max(1, min_segment)

@@ -110,6 +110,10 @@ def test_onsets_on_short_sparse_and_gappy_series():
     assert onset_of(few) == {}
     flat = series("cpu_usage", lambda t: 0.3, noise=0.0)
     assert onset_of(flat) == {}
+    # two samples, one each side of the window start; a series of NaNs
+    two = MetricSeries("cpu_usage", "payments", [(T0, 0.1), (SHIFT, 0.9)])
+    assert onset_of(two) == {"cpu_usage": SHIFT}
+    assert onset_of(MetricSeries("cpu_usage", "payments", [(T0, math.nan), (SHIFT, math.nan)])) == {}
 
 
 def test_change_point_finds_steps_and_ramp_starts():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from itertools import accumulate
 from statistics import median
 
 # A change is believed when chance alone would produce it less than once in a thousand looks: the engine looks at a
@@ -90,25 +91,22 @@ def change_point(times: list[float], values: list[float], min_segment: int = 2) 
     # centred and scaled, so the prefix sums below lose no precision on large levels (bytes, epoch seconds)
     ts = [(times[i] - t0) / span for i in kept]
     ys = [(y - mean) / spread for y in ys]
-    sums = [(0.0, 0.0, 0.0, 0.0, 0.0)]
-    for t, y in zip(ts, ys, strict=True):
-        a, b, c, d, e = sums[-1]
-        sums.append((a + t, b + y, c + t * t, d + t * y, e + y * y))
-
-    def sse(lo: int, hi: int, line: bool) -> float:
-        k = hi - lo
-        st, sy, stt, sty, syy = (x - y for x, y in zip(sums[hi], sums[lo], strict=True))
-        cost = syy - sy * sy / k
-        vt = stt - st * st / k
-        if line and vt > 1e-12:
-            cost -= (sty - st * sy / k) ** 2 / vt
-        return max(0.0, cost)
-
-    no_change = sse(0, n, False)
+    st, sy, stt, sty, syy = (
+        list(accumulate(xs, initial=0.0))
+        for xs in (ts, ys, [t * t for t in ts], [t * y for t, y in zip(ts, ys, strict=True)], [y * y for y in ys])
+    )
+    no_change = syy[n] - sy[n] ** 2 / n
     tie = 1e-9 * max(1.0, no_change)  # rounding of the sums; a tie (the kink of a ramp) goes to the later split
     best, where = no_change - tie, None
     for j in range(m, n - m + 1):
-        cost = sse(0, j, False) + sse(j, n, True)
+        before = syy[j] - sy[j] ** 2 / j
+        k = n - j
+        t, y = st[n] - st[j], sy[n] - sy[j]
+        after = syy[n] - syy[j] - y * y / k
+        vt = stt[n] - stt[j] - t * t / k
+        if vt > 1e-12:
+            after -= (sty[n] - sty[j] - t * y / k) ** 2 / vt
+        cost = max(0.0, before) + max(0.0, after)
         if cost <= best + (tie if where is not None else 0.0):
             best, where = min(best, cost), j
     return None if where is None else kept[where]

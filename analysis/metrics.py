@@ -160,7 +160,7 @@ def first_sustained(z: list[float], threshold: float = ONSET_Z, k: int = SUSTAIN
     return next((i for i in range(len(z) - k + 1) if min(z[i : i + k]) >= threshold), None)
 
 
-def episode_onset(times: list[float], values: list[float], oriented: list[float], at: int, k: int = SUSTAIN) -> int:
+def episode_onset(times: list[float], oriented: list[float], at: int, k: int = SUSTAIN) -> int:
     """Where the episode holding sample `at` (oriented z >= ONSET_Z for k samples from there) began: the change point
     of its series (statistics.change_point), searched from the end of the previous episode to the end of this one.
 
@@ -175,11 +175,19 @@ def episode_onset(times: list[float], values: list[float], oriented: list[float]
     while end < len(oriented) and oriented[end] >= ONSET_Z / 2:
         end += 1
     lo = _previous_episode_end(oriented, first, k)
-    split = change_point(times[lo:end], running_median(values[lo:end], 2 * k - 1), k)
+    smooth = running_median(oriented[lo:end], 2 * k - 1)
+    split = change_point(times[lo:end], smooth, k)
     if split is None:
         return first
-    held, _ = sustained(oriented[lo + split : end], k)
-    return lo + split if held - median(oriented[lo : lo + split]) >= ONSET_Z else first
+    held, _ = sustained(smooth[split:], k)
+    if held - median(smooth[:split]) < ONSET_Z:
+        return first
+    # A rate or a quantile read over a window turns a step into a ramp as long as that window, and the split lands
+    # inside it: the samples just before it that already departed from the level before them (by an episode edge's
+    # ONSET_Z / 2) belong to the change.
+    while split > 1 and smooth[split - 1] - median(smooth[max(0, split - 1 - k) : split - 1]) >= ONSET_Z / 2:
+        split -= 1
+    return lo + split
 
 
 def _previous_episode_end(oriented: list[float], first: int, k: int) -> int:
@@ -252,7 +260,7 @@ def _score_series(
     if score >= ONSET_Z:
         # the episode under way at the window's end when there is one, else the window's first
         at = max(first, len(oriented) - k) if active else first + (first_sustained(oriented[first:], k=k) or 0)
-        onset = episode_onset(times, values, oriented, at, k)
+        onset = episode_onset(times, oriented, at, k)
     return MetricSignal(
         service=s.service,
         signal=s.signal,

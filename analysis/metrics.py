@@ -168,7 +168,8 @@ def episode_onset(times: list[float], oriented: list[float], at: int, k: int = S
     back by minutes. The change point is believed when it is a change by the engine's own rule (the level held for
     k samples after it departs from the median before it by ONSET_Z scales), else the edge stands. Spikes shorter
     than the k samples a deviation must hold are smoothed away first (a running median of 2k - 1), and both
-    segments hold k samples, as any deviation must. Never before the first sample of the series."""
+    segments hold k samples, as any deviation must; the samples a rate window smears a step into count as the
+    change's. Never before the first sample of the series."""
     first, end = at, at + k
     while first > 0 and oriented[first - 1] >= ONSET_Z / 2:
         first -= 1

@@ -168,8 +168,8 @@ def episode_onset(times: list[float], oriented: list[float], at: int, k: int = S
     back by minutes. The change point is believed when it is a change by the engine's own rule (the level held for
     k samples after it departs from the median before it by ONSET_Z scales), else the edge stands. Spikes shorter
     than the k samples a deviation must hold are smoothed away first (a running median of 2k - 1), and both
-    segments hold k samples, as any deviation must; the samples a rate window smears a step into count as the
-    change's. Never before the first sample of the series."""
+    segments hold k samples, as any deviation must; the samples that only begin the change count as its. Never
+    before the first sample of the series."""
     first, end = at, at + k
     while first > 0 and oriented[first - 1] >= ONSET_Z / 2:
         first -= 1
@@ -183,12 +183,13 @@ def episode_onset(times: list[float], oriented: list[float], at: int, k: int = S
     held, _ = sustained(smooth[split:], k)
     if held - median(smooth[:split]) < ONSET_Z:
         return first
-    # A rate or a quantile read over a window turns a step into a ramp as long as that window, and the split lands
-    # inside it: the samples just before it that already departed from the level before them (by an episode edge's
-    # ONSET_Z / 2) belong to the change.
-    while split > 1 and smooth[split - 1] - median(smooth[max(0, split - 1 - k) : split - 1]) >= ONSET_Z / 2:
-        split -= 1
-    return lo + split
+    # The split falls after the samples that only begin the change: a step that a rate or quantile window smears
+    # into a ramp as long as the window, the first burst of a bursty fault (which the smoothing took for a spike).
+    # Samples just before it that already left the level before them (by an episode edge's ONSET_Z / 2) are its.
+    onset = lo + split
+    while onset - 1 > lo and oriented[onset - 1] - median(oriented[max(lo, onset - 1 - k) : onset - 1]) >= ONSET_Z / 2:
+        onset -= 1
+    return onset
 
 
 def _previous_episode_end(oriented: list[float], first: int, k: int) -> int:

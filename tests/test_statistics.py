@@ -81,11 +81,14 @@ def test_onset_is_the_level_shift_not_an_early_weak_wobble():
     assert abs(onset_of(p99)["latency_p99"] - SHIFT) <= 15
 
 
-def test_a_step_seen_through_a_rate_window_is_dated_at_its_first_partial_sample():
+def test_a_change_is_dated_at_the_sample_that_begins_it():
     # a one-minute scrape of a rate over a minute: the sample after the step holds a part of it (Nezha's p99s do)
     ramp = {SHIFT: 0.13}
     p99 = series("latency_p99", lambda t: ramp.get(t, 1.5 if t > SHIFT else 0.1), step=60, noise=0.0)
     assert onset_of(p99)["latency_p99"] == SHIFT
+    # a bursty fault at the same scrape: a first burst, one quiet scrape, then it holds; the first burst is its start
+    bursts = series("latency_p99", lambda t: 0.1 if t < SHIFT or t == SHIFT + 60 else 0.6, step=60)
+    assert onset_of(bursts)["latency_p99"] == SHIFT
 
 
 def test_onset_of_a_noisy_shift_that_began_before_the_window_is_not_the_window_start():

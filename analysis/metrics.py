@@ -161,15 +161,17 @@ def first_sustained(z: list[float], threshold: float = ONSET_Z, k: int = SUSTAIN
 
 
 def episode_onset(times: list[float], oriented: list[float], at: int, k: int = SUSTAIN) -> int:
-    """Where the episode holding sample `at` (oriented z >= ONSET_Z for k samples from there) began: the change point
-    of its series (statistics.change_point), searched from the end of the previous episode to the end of this one.
+    """Where the episode holding sample `at` (oriented z >= ONSET_Z for k samples from there) began: the change that
+    brought its series to the level it holds at the episode's end (statistics.change_point), searched from the end
+    of the previous episode.
 
     The episode's edge, its first sample past ONSET_Z / 2, is a threshold crossing that an early weak wobble pulls
-    back by minutes. The change point is believed when it is a change by the engine's own rule (the level held for
-    k samples after it departs from the median before it by ONSET_Z scales), else the edge stands. Spikes shorter
-    than the k samples a deviation must hold are smoothed away first (a running median of 2k - 1), and both
-    segments hold k samples, as any deviation must; the samples that only begin the change count as its. Never
-    before the first sample of the series."""
+    back by minutes. A change point is believed when it is a change by the engine's own rule: the level at the end
+    (its last k samples) departs from the level just before the split (the k samples before it) by ONSET_Z scales.
+    A burst that came and went inside the episode is no such change (least squares weighs it heavily), so the search
+    goes on before it; with no change found, the edge stands. Spikes shorter than the k samples a deviation must hold
+    are smoothed away first (a running median of 2k - 1), and both segments hold k samples, as any deviation must;
+    the samples that only begin the change count as its. Never before the first sample of the series."""
     first, end = at, at + k
     while first > 0 and oriented[first - 1] >= ONSET_Z / 2:
         first -= 1
@@ -177,11 +179,13 @@ def episode_onset(times: list[float], oriented: list[float], at: int, k: int = S
         end += 1
     lo = _previous_episode_end(oriented, first, k)
     smooth = running_median(oriented[lo:end], 2 * k - 1)
-    split = change_point(times[lo:end], smooth, k)
-    if split is None:
-        return first
-    held, _ = sustained(smooth[split:], k)
-    if held - median(smooth[:split]) < ONSET_Z:
+    level = median(smooth[-k:])
+    hi = len(smooth)
+    while (split := change_point(times[lo : lo + hi], smooth[:hi], k)) is not None:
+        if level - median(smooth[split - k : split]) >= ONSET_Z:
+            break
+        hi = split
+    else:
         return first
     # The split falls after the samples that only begin the change: a step that a rate or quantile window smears
     # into a ramp as long as the window, the first burst of a bursty fault (which the smoothing took for a spike).

@@ -79,6 +79,10 @@ def test_onset_is_the_level_shift_not_an_early_weak_wobble():
     # the same with a wobble that is an anomaly of its own (z about 5): the shift is still the larger change
     p99 = series("latency_p99", lambda t: 0.5 if t >= SHIFT else 0.15 if t >= wobble else 0.1)
     assert abs(onset_of(p99)["latency_p99"] - SHIFT) <= 15
+    # a minute-long burst late in the episode, back to the shifted level after: the shift is still the change
+    burst = END.timestamp() - 2 * 60
+    p99 = series("latency_p99", lambda t: 3.0 if burst <= t < burst + 60 else 0.3 if t >= SHIFT else 0.1)
+    assert abs(onset_of(p99)["latency_p99"] - SHIFT) <= 15
 
 
 def test_a_change_is_dated_at_the_sample_that_begins_it():

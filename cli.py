@@ -774,7 +774,8 @@ def replay(ctx: click.Context, incident_id: str, checkpoint_id: str, as_json: bo
 
 @cli.command("eval", epilog="Examples: incident-copilot eval --seeds 10; incident-copilot eval --seeds 1 "
                             "--scenario disk_full --json; incident-copilot eval --seeds 10 --wire; "
-                            "incident-copilot eval --dataset evalsets/nezha-ob; incident-copilot eval --hard --seeds 5")
+                            "incident-copilot eval --dataset evalsets/nezha-ob; "
+                            "incident-copilot eval --hard --seeds 5; incident-copilot eval --hard --wire --seeds 3")
 @click.option("--seeds", type=click.IntRange(1, 1000), default=10, show_default=True,
               help="cases per scenario, e.g. --seeds 3")
 @click.option("--scenario", "scenarios", type=click.Choice([*SCENARIOS, *HARD_SCENARIOS]), multiple=True,
@@ -782,8 +783,9 @@ def replay(ctx: click.Context, incident_id: str, checkpoint_id: str, as_json: bo
 @click.option("--hard", is_flag=True, help="the hard suite instead of the classic scenarios: the same faults with "
                                            "overlapping faults, trends begun before the window, bursty and "
                                            "low-traffic fleets, hard log forms (sim/names.py), e.g. --hard")
-@click.option("--wire", is_flag=True, help="read every case over the wire: a real Prometheus backfilled with promtool "
-                                           "and a Loki API over the recorded logs, e.g. --wire")
+@click.option("--wire", is_flag=True, help="read every case over the wire: a real Prometheus backfilled with promtool, "
+                                           "a Loki API over the recorded logs (with their stream labels) and "
+                                           "Tempo's API over the traces, e.g. --wire")
 @click.option("--dataset", type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
               help="an eval set of recorded telemetry (e.g. from python -m evals.nezha), served over the wire, "
                    "e.g. --dataset evalsets/nezha-ob")
@@ -804,8 +806,6 @@ def evaluate(ctx: click.Context, seeds: int, scenarios: tuple[str, ...], hard: b
     if hard and (scenarios or dataset is not None):
         raise click.UsageError("--hard runs the whole hard suite: no --scenario or --dataset with it")
     chosen = list(scenarios) or list(HARD_SCENARIOS if hard else SCENARIOS)
-    if wire and any(name in HARD_SCENARIOS for name in chosen):
-        raise click.UsageError("the hard suite runs in process: its Loki level labels are not served over the wire")
     settings = settings_of(ctx)
     store = eval_database(settings, into_store)
     with store as url:
@@ -926,11 +926,16 @@ def serve(ctx: click.Context, host: str, port: int, log_level: str, access_log: 
     return Exit.OK
 
 
-@cli.command(epilog="Example: incident-copilot worker --concurrency 4")
+@cli.command(epilog="Examples: incident-copilot worker --concurrency 4; "
+                    "incident-copilot worker --metrics-port 9464 --metrics-host 0.0.0.0")
 @click.option("--concurrency", type=click.IntRange(1, 64), default=None,
               help="graph runs at once in this process (default: INCIDENT_COPILOT_WORKERS), e.g. --concurrency 4")
+@click.option("--metrics-port", type=click.IntRange(1, 65535), default=None,
+              help="serve this worker's run and node metrics (Prometheus text) on this port, e.g. --metrics-port 9464")
+@click.option("--metrics-host", default="127.0.0.1", show_default=True,
+              help="the address --metrics-port binds, e.g. --metrics-host 0.0.0.0")
 @click.pass_context
-def worker(ctx: click.Context, concurrency: int | None) -> int:
+def worker(ctx: click.Context, concurrency: int | None, metrics_port: int | None, metrics_host: str) -> int:
     """Execute queued graph runs (and send notifications) in this process, apart from the HTTP intake; stops on
     SIGINT or SIGTERM, handing its in-flight runs back to the queue."""
     from service.worker import serve_workers
@@ -939,7 +944,8 @@ def worker(ctx: click.Context, concurrency: int | None) -> int:
     server = settings.server_settings()
     context = settings.run_context(output_dir=server.output_dir)
     try:
-        run(serve_workers(server, context, concurrency or server.workers))
+        run(serve_workers(server, context, concurrency or server.workers,
+                          (metrics_host, metrics_port) if metrics_port else None))
     except Exception as exc:  # the driver's own message names the host and the reason
         raise Failure(f"worker: {type(exc).__name__}: {exc}") from None
     return Exit.OK

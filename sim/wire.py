@@ -166,6 +166,9 @@ class _Server(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
+    # keep-alive, as the real Loki, Tempo and Prometheus servers do: on HTTP/1.0 every request of a client would
+    # open and close its own connection (every reply carries its Content-Length, as HTTP/1.1 needs)
+    protocol_version = "HTTP/1.1"
 
     def log_message(self, format: str, *args: object) -> None:
         """Quiet: a scraped fleet would log every request."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from bisect import bisect_left, bisect_right
 from itertools import accumulate
 from statistics import median
 
@@ -54,7 +55,17 @@ def mann_kendall(values: list[float]) -> tuple[float, float]:
     n = len(values)
     if n < 3:
         return 0.0, 0.0
-    s = sum((values[j] > values[i]) - (values[j] < values[i]) for i in range(n) for j in range(i + 1, n))
+    if any(v != v for v in values):  # NaN is neither above nor below anything: no order to count in
+        s = sum((values[j] > values[i]) - (values[j] < values[i]) for i in range(n) for j in range(i + 1, n))
+        return float(s), n * (n - 1) * (2 * n + 5) / 18
+    # the same pair count in O(n log n): each value against the earlier ones, kept sorted (+1 per earlier value
+    # below it, -1 per earlier value above it, ties count 0)
+    earlier: list[float] = []
+    s = 0
+    for v in values:
+        below, not_above = bisect_left(earlier, v), bisect_right(earlier, v)
+        s += below - (len(earlier) - not_above)
+        earlier.insert(not_above, v)
     return float(s), n * (n - 1) * (2 * n + 5) / 18
 
 

@@ -41,6 +41,16 @@ def test_excess_events_counts_not_ratios():
     assert not excess_events(0, 100, 5, 0)
 
 
+def test_mann_kendall_counts_every_pair_with_ties_and_nan():
+    rng = random.Random(7)
+    for n in (3, 4, 17, 180):
+        for values in ([float(rng.randint(0, 5)) for _ in range(n)], [rng.gauss(0, 1) for _ in range(n)],
+                       [1.0] * n, [rng.choice([0.0, -0.0, math.inf, -math.inf, 2.5]) for _ in range(n)],
+                       [math.nan if k % 5 == 0 else float(k % 3) for k in range(n)]):
+            s = sum((values[j] > values[i]) - (values[j] < values[i]) for i in range(n) for j in range(i + 1, n))
+            assert mann_kendall(values) == (float(s), n * (n - 1) * (2 * n + 5) / 18)
+
+
 def test_mann_kendall_sign_and_variance():
     s, var = mann_kendall([1.0, 2.0, 3.0, 4.0, 5.0])
     assert s == 10 and math.isclose(var, 5 * 4 * 15 / 18)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
+import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -225,6 +227,41 @@ async def test_tempo_errors() -> None:
         server.script(f"/api/traces/{tid}", Reply(body=b"{\"batches\": [{\"scopeSpans\": [{\"spans\": [{}]}]}]}"))
         spans, stats = await tempo_read(server.url, ["web"])
         assert any("malformed answer" in r for r in stats.reasons)
+
+
+async def test_tempo_fetches_traces_concurrently_within_the_bound() -> None:
+    """Traces found by the searches are fetched a few at a time (never more than the connector's limit), a failing
+    fetch costs only its trace, and the spans come out in the searches' order however the answers interleave."""
+    store = SpanStore(fleet_spans(45, timedelta(minutes=1)))
+    served = tempo_handler(store)
+    lock, in_flight, most = threading.Lock(), [0], [0]
+
+    def slow_traces(request: Request) -> Reply:
+        if not request.path.startswith("/api/traces/"):
+            return served(request)
+        with lock:
+            in_flight[0] += 1
+            most[0] = max(most[0], in_flight[0])
+        time.sleep(0.05)  # long enough for the other fetches to arrive meanwhile
+        with lock:
+            in_flight[0] -= 1
+        return served(request)
+
+    config = replace(CONFIG, max_concurrent_queries=3)
+    with LoopbackServer(slow_traces) as server:
+        ids = [h.trace_id for h in store.search(parse_traceql("{ status = error }"), 0, 2**62, 4)]
+        failing = ids[1]
+        server.script(f"/api/traces/{failing}", *[Reply(500, "internal error")] * 3)
+        spans, stats = await tempo_read(server.url, ["web"], config)
+    fetched = [r.path.rsplit("/", 1)[1] for r in server.requests if r.path.startswith("/api/traces/")]
+    assert 1 < most[0] <= 3  # concurrent, within the bound
+    assert len(set(fetched)) == 10 and fetched.count(failing) == 3  # every trace asked for, the failing one retried
+    read = list(dict.fromkeys(s.trace_id for s in spans))
+    assert failing not in read and len(read) == stats.traces == 9 and stats.failed == 1 and stats.truncated
+    assert read[:3] == [ids[0], *ids[2:4]]  # the error search's traces first, in its order
+    expected = [s for tid in read for s in sorted(store.trace(tid), key=lambda s: s.span_id)]
+    assert sorted(spans, key=lambda s: (read.index(s.trace_id), s.span_id)) == expected
+    assert [s.trace_id for s in spans] == [tid for tid in read for _ in store.trace(tid)]  # grouped, search order
 
 
 def test_traceql_subset_served_by_the_simulator() -> None:

@@ -42,6 +42,7 @@ class Facts:
     has_telemetry: bool = False
     trace_share: float = 0.0
     slow_share: float = 0.0
+    cut_notes: list[str] = field(default_factory=list)  # traces: callers' requests that now end after calling it
 
     def sig(self, signal: str, peer: str | None = None) -> MetricSignal | None:
         return self.signals.get((signal, peer))
@@ -164,6 +165,9 @@ def _collect(evidence: Evidence, graph: _Graph) -> dict[str, Facts]:
         total = sum(evidence.traces.slow_origins.values())
         for service, count in evidence.traces.slow_origins.items():
             facts[service].slow_share = count / total
+    if evidence.traces:
+        for service, notes in evidence.traces.cut_after.items():
+            facts[service].cut_notes += notes
     for d in evidence.deploys:
         facts[d.service].deploys.append(d)
     for service, f in facts.items():
@@ -298,7 +302,10 @@ def _establish(service: str, f: Facts, facts: dict[str, Facts], graph: _Graph) -
     mem = f.sig("memory_bytes")
     load = _load_ratio(service, f, facts, graph)
 
-    if mem and mem.score >= ANOMALY and mem.direction == "up" and _active(mem) and _ratio(mem, mem.peak) >= 1.5:
+    # A leak holds what it took: memory still up 1.5x, or it grew that far and the process was killed for it (its
+    # level fell at once). A step that rises once and settles lower (an allocation spike, a tool's buffer) is no leak.
+    grown = mem and (_ratio(mem) >= 1.5 or mem.resets and _ratio(mem, mem.peak) >= 1.5)
+    if mem and grown and mem.score >= ANOMALY and mem.direction == "up" and _active(mem):
         fact("memory_growth", 1, [_describe(mem)])
     if mem and mem.trend and mem.trend > 0:
         fact("memory_trend", 1, [f"metric memory_bytes of {service} rising steadily ({_per_hour(mem)})"])
@@ -380,6 +387,8 @@ def _establish(service: str, f: Facts, facts: dict[str, Facts], graph: _Graph) -
         fact("new_errors", 1, [f"log template '{t.template[:90]}' of {service} {t.kind}: {t.incident_count}"])
     if f.frames:
         fact("stack_frames", 1, [f.frame_note])
+    if f.cut_notes:
+        fact("cuts_requests", 1, f.cut_notes[:2])
 
     own = [n for n in OWN_FAULT_FACTS if n in out]
     if own:
@@ -404,7 +413,10 @@ OWN_FAULT_FACTS = (
     "disk_low",
     "disk_exhaustion",
     "cert_expired",
+    "cuts_requests",
 )
+
+
 def _independent(names: set[str]) -> set[str]:
     """Facts that count as independent evidence: an absence (quiet) proves nothing, and latency_origin is a reading
     of latency_up, not a second observation."""
@@ -478,19 +490,27 @@ def _deploy_note(d: DeployEvent) -> str:
 
 def _symptomatic(f: Facts) -> bool:
     return bool(
-        f.anomalous("error_ratio") or f.anomalous("latency_p99") or f.inbound or f.slow_inbound or f.new_errors
+        f.anomalous("error_ratio")
+        or f.anomalous("latency_p99")
+        or f.inbound
+        or f.slow_inbound
+        or f.new_errors
+        or f.cut_notes
     )
 
 
 def _explained_by(service: str, facts: dict[str, Facts], graph: _Graph) -> str | None:
-    """A callee whose own trouble explains this service's symptoms: failing calls to it, or it is anomalous
-    and started no later than this service."""
+    """A callee whose own trouble explains this service's symptoms: failing calls to it, calls to it that got slow
+    while it is slow itself (this service measured the time going there), or it is anomalous and started no later
+    than this service."""
     f = facts[service]
     for callee in sorted(graph.callees.get(service, ())):
         c = facts.get(callee)
         if c is None:
             continue
         if any(m.service == service for m in c.inbound + c.slow_inbound):  # failing or slow calls blamed on it
+            return callee
+        if _edge_slow(f, callee) and c.anomalous("latency_p99"):
             return callee
         if _symptomatic(c) and c.onset and f.onset and c.onset <= f.onset:
             return callee

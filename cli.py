@@ -926,11 +926,16 @@ def serve(ctx: click.Context, host: str, port: int, log_level: str, access_log: 
     return Exit.OK
 
 
-@cli.command(epilog="Example: incident-copilot worker --concurrency 4")
+@cli.command(epilog="Examples: incident-copilot worker --concurrency 4; "
+                    "incident-copilot worker --metrics-port 9464 --metrics-host 0.0.0.0")
 @click.option("--concurrency", type=click.IntRange(1, 64), default=None,
               help="graph runs at once in this process (default: INCIDENT_COPILOT_WORKERS), e.g. --concurrency 4")
+@click.option("--metrics-port", type=click.IntRange(1, 65535), default=None,
+              help="serve this worker's run and node metrics (Prometheus text) on this port, e.g. --metrics-port 9464")
+@click.option("--metrics-host", default="127.0.0.1", show_default=True,
+              help="the address --metrics-port binds, e.g. --metrics-host 0.0.0.0")
 @click.pass_context
-def worker(ctx: click.Context, concurrency: int | None) -> int:
+def worker(ctx: click.Context, concurrency: int | None, metrics_port: int | None, metrics_host: str) -> int:
     """Execute queued graph runs (and send notifications) in this process, apart from the HTTP intake; stops on
     SIGINT or SIGTERM, handing its in-flight runs back to the queue."""
     from service.worker import serve_workers
@@ -939,7 +944,8 @@ def worker(ctx: click.Context, concurrency: int | None) -> int:
     server = settings.server_settings()
     context = settings.run_context(output_dir=server.output_dir)
     try:
-        run(serve_workers(server, context, concurrency or server.workers))
+        run(serve_workers(server, context, concurrency or server.workers,
+                          (metrics_host, metrics_port) if metrics_port else None))
     except Exception as exc:  # the driver's own message names the host and the reason
         raise Failure(f"worker: {type(exc).__name__}: {exc}") from None
     return Exit.OK

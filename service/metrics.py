@@ -16,7 +16,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from psycopg_pool import AsyncConnectionPool
 
-from service.queue import queue_depth
+from service.queue import STALLED_SECONDS, live_workers, queue_depth
 
 RUN_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300)
 NODE_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30)
@@ -32,6 +32,7 @@ class DatabaseGauges(Collector):
 
     def __init__(self) -> None:
         self.readings: dict[str, dict[str, int]] = {"incidents": {}, "queue": {}, "notifications": {}}
+        self.workers_alive: int | None = None
         self.read_at = float("-inf")
         self.reads = 0  # how many times the database was read (for tests and the bench)
         self._lock = asyncio.Lock()
@@ -52,6 +53,7 @@ class DatabaseGauges(Collector):
                     )
                     rows = await cur.fetchall()
                 queue = await queue_depth(pool)
+                workers = await live_workers(pool)
             except Exception as exc:  # the scrape still answers, with the last values
                 log.warning("metrics: cannot read the database: %s", exc)
                 self.read_at = time.monotonic()
@@ -59,7 +61,7 @@ class DatabaseGauges(Collector):
             readings: dict[str, dict[str, int]] = {"incidents": {}, "notifications": {}, "queue": dict(queue)}
             for row in rows:
                 readings[row["kind"]][row["status"]] = row["n"]
-            self.readings, self.read_at = readings, time.monotonic()
+            self.readings, self.workers_alive, self.read_at = readings, workers, time.monotonic()
             self.reads += 1
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
@@ -73,12 +75,18 @@ class DatabaseGauges(Collector):
             for value, n in sorted(self.readings[kind].items()):
                 family.add_metric([value], n)
             yield family
+        if self.workers_alive is not None:
+            # an intake-only process stays ready without workers (alerts wait in the queue): alert on this instead
+            yield GaugeMetricFamily("incident_copilot_run_workers_alive",
+                                    f"Run workers (any process) with a heartbeat in the last {STALLED_SECONDS:g} s",
+                                    value=self.workers_alive)
 
 
 class ServerMetrics:
-    """Counters for intake and runs, in a registry of their own (one per app); the database gauges beside them."""
+    """Counters for intake and runs, in a registry of their own (one per app); the database gauges beside them
+    (not in a worker process: the intake reports them)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, database_gauges: bool = True) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
         self.alerts_received = Counter("incident_copilot_alerts_received_total", "Alerts received",
@@ -92,7 +100,8 @@ class ServerMetrics:
         self.tokens = Counter("incident_copilot_llm_tokens_total", "LLM tokens used", ["node", "direction"],
                               registry=r)
         self.database = DatabaseGauges()
-        r.register(self.database)
+        if database_gauges:
+            r.register(self.database)
         self._rendered: tuple[float, bytes] = (float("-inf"), b"")
 
     def alerts_accepted(self, fmt: str, accepted: list[Any]) -> None:

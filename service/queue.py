@@ -110,6 +110,16 @@ async def queue_depth(pool: AsyncConnectionPool) -> dict[str, int]:
     return {"queued": counts.get("queued", 0), "running": counts.get("running", 0)}
 
 
+async def live_workers(pool: AsyncConnectionPool) -> int:
+    """Run workers of every process with a heartbeat in the last STALLED_SECONDS (procrastinate's registry)."""
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT count(*) AS n FROM procrastinate_workers WHERE last_heartbeat > now() - make_interval(secs => %s)",
+            (STALLED_SECONDS,),
+        )
+        return (await cur.fetchone())["n"]
+
+
 class QueueLimit:
     """The cap on waiting runs as the intake checks it: against a count at most `max_age` seconds old, so that
     an acknowledgement costs no extra query."""

@@ -306,8 +306,11 @@ def service_context(settings: ServerSettings, context: Context) -> Context:
     return context
 
 
-async def serve_workers(settings: ServerSettings, context: Context, concurrency: int) -> None:
-    """`incident-copilot worker`: execute runs and deliver notifications until SIGINT or SIGTERM."""
+async def serve_workers(settings: ServerSettings, context: Context, concurrency: int,
+                        metrics_address: tuple[str, int] | None = None) -> None:
+    """`incident-copilot worker`: execute runs and deliver notifications until SIGINT or SIGTERM; with
+    `metrics_address` (host, port), serve this process's run and node metrics there for Prometheus to scrape."""
+    from service.metrics import ServerMetrics
     from tools.database import open_database
     from tools.notify.config import load_notify_config
     from tools.notify.outbox import OutboxDispatcher
@@ -318,8 +321,15 @@ async def serve_workers(settings: ServerSettings, context: Context, concurrency:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     async with open_database(settings.database_url, max_size=2 * concurrency + 2) as db:
+        metrics = ServerMetrics(database_gauges=False)
         workers = RunWorkers(db, context, concurrency=concurrency, attempts=settings.run_attempts,
-                             group_ttl_seconds=settings.group_ttl_seconds)
+                             group_ttl_seconds=settings.group_ttl_seconds,
+                             on_finished=metrics.run_finished, on_step=metrics.node_finished)
+        if metrics_address:
+            from prometheus_client import start_http_server
+
+            host, port = metrics_address
+            start_http_server(port, addr=host, registry=metrics.registry)  # a daemon thread, gone with the process
         dispatcher = OutboxDispatcher(db.pool, load_notify_config(context.notify_config))
         await workers.start()
         dispatcher.start()

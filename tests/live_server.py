@@ -96,14 +96,17 @@ def start_server(
 
 def start_worker(
     database_url: str, workdir: Path, *, concurrency: int = 2, telemetry: str = "sim",
-    extra_env: dict[str, str] | None = None, nice: int = 0,
+    extra_env: dict[str, str] | None = None, nice: int = 0, metrics_port: int | None = None,
 ) -> subprocess.Popen:
-    """Spawn `incident-copilot worker` (runs only, no HTTP) on the database; its log goes to workdir."""
+    """Spawn `incident-copilot worker` (runs only; with `metrics_port`, its /metrics there) on the database; its log
+    goes to workdir."""
     workdir.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "DATABASE_URL": database_url, "INCIDENT_COPILOT_TELEMETRY": telemetry,
            "OUTPUT_DIR": str(workdir / "output"), "LANGSMITH_TRACING": "false", **(extra_env or {})}
     log = open(workdir / f"worker-{time.monotonic_ns()}.log", "wb")  # noqa: SIM115 - the child keeps it open
     argv = [sys.executable, str(REPO_ROOT / "cli.py"), "worker", "--concurrency", str(concurrency)]
+    if metrics_port:
+        argv += ["--metrics-port", str(metrics_port)]
     return subprocess.Popen(["nice", "-n", str(nice), *argv] if nice else argv, env=env, stdout=log,
                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=workdir)
 

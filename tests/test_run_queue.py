@@ -4,6 +4,7 @@ run once, the queue is capped, and run workers outlive terminated database conne
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 
 import httpx
@@ -13,7 +14,7 @@ import pytest
 from graph.context import Context
 from service.runs import IncidentRunner
 from service.worker import RunWorkers
-from tests.live_server import start_server, start_worker
+from tests.live_server import free_port, start_server, start_worker
 from tests.test_incident_runs import case
 from tests.test_server_api import AUTH, client, fixture
 from tools.database import open_database
@@ -130,8 +131,11 @@ def test_run_workers_outlive_ten_terminations_of_their_connections(database_url,
 
 
 def test_a_worker_process_runs_what_an_intake_only_server_accepts(database_url, tmp_path, server_of):
+    """... and its runs are observable: the worker serves its run and node metrics on its own port, and the
+    intake's /metrics counts the live workers (a worker process records nothing in the intake's registry)."""
     server = server_of(run_workers=False, telemetry="live")
-    worker = start_worker(database_url, tmp_path / "worker", telemetry="live")
+    metrics_port = free_port()
+    worker = start_worker(database_url, tmp_path / "worker", telemetry="live", metrics_port=metrics_port)
     try:
         answer = httpx.post(f"{server.url}/alerts", json=fixture("alertmanager-0.25-firing.json"),
                             headers=server.headers, timeout=30)
@@ -142,6 +146,13 @@ def test_a_worker_process_runs_what_an_intake_only_server_accepts(database_url, 
             time.sleep(0.2)
         [(claimed_by,)] = rows(database_url, "SELECT claimed_by FROM runs")
         assert claimed_by.endswith(f":{worker.pid}"), "the run was not executed by the worker process"
+        worker_metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
+        assert re.search(r'^incident_copilot_run_duration_seconds_count\{kind="start",outcome="[a-z_]+"\} 1\.0$',
+                         worker_metrics, re.M), worker_metrics
+        assert 'incident_copilot_node_duration_seconds_count{node="collect"}' in worker_metrics
+        time.sleep(5.5)  # the intake reads its database gauges at most every 5 s
+        intake_metrics = httpx.get(f"{server.url}/metrics", headers=server.headers, timeout=10).text
+        assert re.search(r"^incident_copilot_run_workers_alive 1\.0$", intake_metrics, re.M), intake_metrics
     finally:
         worker.terminate()
         assert worker.wait(timeout=30) == 0

@@ -162,6 +162,13 @@ def _calls(span: Span, by_parent: dict[str | None, list[Span]]) -> list[tuple[fl
 
 def _more(observed: int, trials: int, share: float) -> bool:
     """Are `observed` events in `trials` significantly more than a per-trial `share` predicts (binomial upper tail
-    under SIGNIFICANCE)?"""
-    above = sum(math.comb(trials, k) * share**k * (1 - share) ** (trials - k) for k in range(observed, trials + 1))
+    under SIGNIFICANCE)? Summed in log space: thousands of spans overflow a float's binomial coefficients."""
+    if observed <= share * trials:
+        return False
+    log_p, log_q = math.log(share), math.log1p(-share)
+    head = math.lgamma(trials + 1)
+    above = sum(
+        math.exp(head - math.lgamma(k + 1) - math.lgamma(trials - k + 1) + k * log_p + (trials - k) * log_q)
+        for k in range(observed, trials + 1)
+    )
     return above < SIGNIFICANCE

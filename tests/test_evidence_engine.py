@@ -430,3 +430,11 @@ def test_requests_that_keep_their_calls_cut_nothing():
     usual = ["checkout", "payments", "db-proxy"]
     spans = [s for i in range(60) for s in _request(i, T0 + 45 * i, usual)]
     assert summarize_traces(spans, WINDOW).cut_after == {}
+
+
+def test_the_cut_test_holds_at_thousands_of_spans():
+    from analysis.traces import _more
+
+    # binomial coefficients of 10,000 trials overflow a float: the tail is summed in log space
+    assert _more(6000, 10_000, 0.5)
+    assert not _more(5050, 10_000, 0.5)

@@ -387,7 +387,9 @@ def _establish(service: str, f: Facts, facts: dict[str, Facts], graph: _Graph) -
         fact("new_errors", 1, [f"log template '{t.template[:90]}' of {service} {t.kind}: {t.incident_count}"])
     if f.frames:
         fact("stack_frames", 1, [f.frame_note])
-    if f.cut_notes:
+    # callers also give up on a callee that got slow (timeouts): a cut names its answers' content only when it
+    # answers as fast as before, else its slowness names the fault
+    if f.cut_notes and not lat and not f.slow_inbound:
         fact("cuts_requests", 1, f.cut_notes[:2])
 
     own = [n for n in OWN_FAULT_FACTS if n in out]

@@ -403,13 +403,8 @@ def test_requests_cut_short_after_a_callee_name_its_code():
     # call to checkout and skip the calls that used to follow (fail fast on its answers)
     from analysis.traces import summarize_traces
 
-    usual = ["checkout", "payments", "db-proxy"]
-    spans = []
-    for i in range(40):  # baseline: every request calls all three, checkout first
-        spans += _request(i, T0 + 30 * i, usual)
-    for i in range(40, 60):  # the last minutes: most requests stop after checkout
-        spans += _request(i, END.timestamp() - 240 + 10 * (i - 40), usual[:1] if i % 5 else usual)
-    traces = summarize_traces(spans, WINDOW)
+    # baseline: every request calls all three, checkout first; the last minutes: most stop after checkout
+    traces = summarize_traces(_cut_after_checkout(), WINDOW)
     assert list(traces.cut_after) == ["checkout"], traces.cut_after
 
     metrics = healthy("checkout", "payments", "db-proxy") + [
@@ -422,6 +417,30 @@ def test_requests_cut_short_after_a_callee_name_its_code():
     assert top(ev) == ("checkout", "deployment_regression"), ev.candidates
     assert any("end right after calling checkout" in e for e in ev.candidates[0].evidence)
     assert detect(ev, ev.candidates).is_incident
+
+
+def _cut_after_checkout():
+    usual = ["checkout", "payments", "db-proxy"]
+    spans = [s for i in range(40) for s in _request(i, T0 + 30 * i, usual)]
+    for i in range(40, 60):
+        spans += _request(i, END.timestamp() - 240 + 10 * (i - 40), usual[:1] if i % 5 else usual)
+    return spans
+
+
+def test_requests_cut_short_after_a_slow_callee_name_its_slowness():
+    # callers give up on a callee that got slow (timeouts) just as on one that answers badly: its slowness names it
+    from analysis.traces import summarize_traces
+
+    traces = summarize_traces(_cut_after_checkout(), WINDOW)
+    metrics = healthy("checkout", "payments", "db-proxy") + [
+        series("error_ratio", "web", after(END.timestamp() - 240, 0.001, 0.4)),
+        series("latency_p99", "checkout", after(END.timestamp() - 240, 0.1, 2.0)),
+        series("cpu_usage", "checkout", lambda t: 0.2),
+    ]
+    ev = Evidence(alerted_service="web", window=WINDOW, services=SERVICES, dependencies=DEPS,
+                  metrics=summarize_metrics(metrics, WINDOW), traces=traces)
+    ev.candidates = rank_candidates(ev)
+    assert top(ev) == ("checkout", "cpu_saturation"), ev.candidates
 
 
 def test_requests_that_keep_their_calls_cut_nothing():

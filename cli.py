@@ -774,7 +774,8 @@ def replay(ctx: click.Context, incident_id: str, checkpoint_id: str, as_json: bo
 
 @cli.command("eval", epilog="Examples: incident-copilot eval --seeds 10; incident-copilot eval --seeds 1 "
                             "--scenario disk_full --json; incident-copilot eval --seeds 10 --wire; "
-                            "incident-copilot eval --dataset evalsets/nezha-ob; incident-copilot eval --hard --seeds 5")
+                            "incident-copilot eval --dataset evalsets/nezha-ob; "
+                            "incident-copilot eval --hard --seeds 5; incident-copilot eval --hard --wire --seeds 3")
 @click.option("--seeds", type=click.IntRange(1, 1000), default=10, show_default=True,
               help="cases per scenario, e.g. --seeds 3")
 @click.option("--scenario", "scenarios", type=click.Choice([*SCENARIOS, *HARD_SCENARIOS]), multiple=True,
@@ -782,8 +783,9 @@ def replay(ctx: click.Context, incident_id: str, checkpoint_id: str, as_json: bo
 @click.option("--hard", is_flag=True, help="the hard suite instead of the classic scenarios: the same faults with "
                                            "overlapping faults, trends begun before the window, bursty and "
                                            "low-traffic fleets, hard log forms (sim/names.py), e.g. --hard")
-@click.option("--wire", is_flag=True, help="read every case over the wire: a real Prometheus backfilled with promtool "
-                                           "and a Loki API over the recorded logs, e.g. --wire")
+@click.option("--wire", is_flag=True, help="read every case over the wire: a real Prometheus backfilled with promtool, "
+                                           "a Loki API over the recorded logs (with their stream labels) and "
+                                           "Tempo's API over the traces, e.g. --wire")
 @click.option("--dataset", type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
               help="an eval set of recorded telemetry (e.g. from python -m evals.nezha), served over the wire, "
                    "e.g. --dataset evalsets/nezha-ob")
@@ -804,8 +806,6 @@ def evaluate(ctx: click.Context, seeds: int, scenarios: tuple[str, ...], hard: b
     if hard and (scenarios or dataset is not None):
         raise click.UsageError("--hard runs the whole hard suite: no --scenario or --dataset with it")
     chosen = list(scenarios) or list(HARD_SCENARIOS if hard else SCENARIOS)
-    if wire and any(name in HARD_SCENARIOS for name in chosen):
-        raise click.UsageError("the hard suite runs in process: its Loki level labels are not served over the wire")
     settings = settings_of(ctx)
     store = eval_database(settings, into_store)
     with store as url:

@@ -76,7 +76,7 @@ def summarize_metrics(series: list[MetricSeries], window: Window, *, max_signals
         if s.signal == "cert_expiry_timestamp":
             signal = _cert_signal(s, base, incident, points)
         else:
-            signal = _score_series(s, base, incident, _sustain_steps(points))
+            signal = _score_series(s, base, incident, _sustain_steps(points, s.window))
             denominator = by_key.get((RATIO_DENOMINATORS.get(s.signal), s.service, s.peer))
             if denominator and signal.direction == "up" and not _counts_agree(points, denominator, start_at, signal):
                 signal = signal.model_copy(update={"score": 0.0, "direction": "flat", "onset": None})
@@ -165,11 +165,15 @@ def first_sustained(z: list[float], threshold: float = ONSET_Z, k: int = SUSTAIN
     return None
 
 
-def _sustain_steps(points: list[tuple[float, float]]) -> int:
-    """Samples a deviation must hold: SUSTAIN, or a minute's worth when the series' step is longer (MIN_SUSTAIN+)."""
+def _sustain_steps(points: list[tuple[float, float]], window: float = 0.0) -> int:
+    """Samples a deviation must hold: SUSTAIN, or a minute's worth when the series' step is longer (MIN_SUSTAIN+);
+    plus the samples a rate window of `window` seconds smears any deviation over (a change between two scrapes
+    shows in every window that spans both: window / step - 1 more points), so a blip read through rate() still
+    never scores."""
     gaps = [b[0] - a[0] for a, b in zip(points, points[1:], strict=False) if b[0] > a[0]]
     step = median(gaps) if gaps else SUSTAIN_SECONDS / SUSTAIN
-    return min(SUSTAIN, max(MIN_SUSTAIN, math.ceil(SUSTAIN_SECONDS / step - 1e-9)))
+    smear = max(0, math.ceil(window / step - 1e-9) - 1)
+    return min(SUSTAIN, max(MIN_SUSTAIN, math.ceil(SUSTAIN_SECONDS / step - 1e-9))) + smear
 
 
 def _counts_agree(

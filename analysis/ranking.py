@@ -20,6 +20,12 @@ EXPLAINED_DISCOUNT = 0.6
 # is worth a factor e in odds), times the support of the evidence count: the signature's facts present and a trace
 # origin (each independent fact halves the doubt; where the onset lies is not counted, it ranks but proves little).
 TEMPERATURE = 2.0
+# A fault can cause the alerted service's symptoms only on its dependency paths: the service itself, what it calls
+# directly or transitively, the infrastructure those use (load alone flows the other way, from callers down). Where
+# the call graph was observed (edge metrics, traces) and shows a candidate off those paths, that candidate is a
+# concurrent, unrelated incident: it stays in the list, its odds lowered by OFF_PATH_ODDS, the chance we give an
+# observed graph of missing a real causal path (1 in 100). On the score scale above that is T * ln(odds) points.
+OFF_PATH_ODDS = 100.0
 
 @dataclass
 class Facts:
@@ -60,6 +66,7 @@ def rank_candidates(evidence: Evidence) -> list[Hypothesis]:
     trouble starts (_location); ties go to the candidate with more facts behind it."""
     graph = _Graph(evidence)
     facts = _collect(evidence, graph)
+    on_path = _dependency_paths(evidence.alerted_service, graph)
     # (score, (facts the signature used, independent facts), service, fault, evidence lines)
     scored: list[tuple[float, tuple[int, int], str, str, list[str]]] = []
     for service in sorted(facts):
@@ -78,6 +85,9 @@ def rank_candidates(evidence: Evidence) -> list[Hypothesis]:
             discounted = explained and signature.fault != "traffic_surge"
             total = (score + location) * (EXPLAINED_DISCOUNT if discounted else 1.0)
             extra = [f"symptoms of {service} are explained by anomalous dependency {explained}"] if discounted else []
+            if off_path := _off_path(service, signature.fault, evidence.alerted_service, on_path, graph):
+                total -= TEMPERATURE * math.log(OFF_PATH_ODDS)
+                extra.append(off_path)
             support = len(_independent(set(used) | (SYMPTOMS & set(established)))) + (f.trace_share >= 0.2)
             evidence_count = (len(used), support)
             scored.append((round(total, 3), evidence_count, service, signature.fault, notes + location_notes + extra))
@@ -482,6 +492,25 @@ def _slow_callee(service: str, f: Facts, facts: dict[str, Facts], graph: _Graph)
         if trouble and (c.onset is None or f.onset is None or c.onset <= f.onset + timedelta(seconds=30)):
             return True
     return False
+
+
+def _dependency_paths(alerted: str, graph: _Graph) -> set[str] | None:
+    """The alerted service and everything it calls, directly or transitively, in the observed call graph; None when
+    the graph was not observed or does not show the alerted service (unknown topology rules nothing out)."""
+    if alerted not in graph.callers and alerted not in graph.callees:
+        return None
+    return {alerted, *_downstream(alerted, graph)}
+
+
+def _off_path(service: str, fault: str, alerted: str, on_path: set[str] | None, graph: _Graph) -> str | None:
+    """The note demoting a candidate the observed call graph shows off the alerted service's dependency paths, or
+    None: on them, of unknown place (in no observed edge), or a surge entering upstream of the alerted service."""
+    if on_path is None or service in on_path or (service not in graph.callers and service not in graph.callees):
+        return None
+    if fault == "traffic_surge" and alerted in _downstream(service, graph):
+        return None  # load flows from callers down to the alerted service
+    return (f"{service} is not on the dependency paths of {alerted} in the observed call graph: "
+            "a concurrent, unrelated fault, not the cause of the alert")
 
 
 def _deploy_note(d: DeployEvent) -> str:

@@ -46,6 +46,8 @@ class MetricSeries:
     service: str
     points: list[tuple[float, float]]
     peer: str | None = None
+    # seconds of samples each point summarises (the window of a PromQL rate()); 0 for a value read at its instant
+    window: float = 0.0
 
 
 @dataclass(slots=True, frozen=True)

@@ -6,9 +6,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from evals.scoring import aggregate, format_calibration, score_case
+from evals.scoring import aggregate, format_calibration
 from graph.context import Context
-from graph.summary import incident_report
 from service.runs import IncidentRunner
 from state import TelemetrySpec
 from tools.database import open_database
@@ -21,7 +20,9 @@ async def evaluate_graph(
     on_case: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Run each (scenario, seed) up to the approval gate on the durable checkpointer (at `database_url`, else the
-    configured one) and score it; `on_case` hears of each case as it is scored."""
+    configured one) and score it; `on_case` hears of each case as it is scored. Also `cases_detail` (per case:
+    verdict, top-3, score), as evals/wire.py gives it, so both can be compared case by case."""
+    from evals.wire import case_details, run_case
     from sim.scenarios import SCENARIOS, build_scenario
 
     context = Context(notify_channels=(), llm_provider="offline")
@@ -32,17 +33,10 @@ async def evaluate_graph(
             for seed in range(seeds):
                 scenario = build_scenario(name, seed, EVAL_END)
                 telemetry = TelemetrySpec(kind="sim", scenario=name, seed=seed, end=EVAL_END)
-                result = await runner.start(scenario.alert, telemetry)
-                report = incident_report(result.values)
-                ranked = [(h["service"], h["fault_type"]) for h in report["hypotheses"]]
-                score = score_case(scenario.fault_type, scenario.root_service, report["is_incident"], ranked)
-                confidence = float(report["root_cause"]["confidence"]) if report["root_cause"] else 0.0
-                cases.append(
-                    {"scenario": name, "seed": seed, "seconds": result.seconds, "confidence": confidence, **score}
-                )
+                cases.append({"scenario": name, "seed": seed, **await run_case(runner, scenario, telemetry)})
                 if on_case is not None:
                     on_case(cases[-1])
-    return aggregate(cases)
+    return {**aggregate(cases), "cases_detail": case_details(cases)}
 
 
 def format_table(scores: dict[str, Any]) -> str:

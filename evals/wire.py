@@ -268,7 +268,10 @@ async def evaluate_wire(
     scores = aggregate(rows)
     scores["setup_seconds"] = round(setup_seconds, 1)
     scores["total_seconds"] = round(time.monotonic() - began, 1)
-    scores["cases_detail"] = [
-        {k: (v[:3] if k == "ranked" else v) for k, v in row.items() if k != "seconds"} for row in rows
-    ]
+    scores["cases_detail"] = case_details(rows)
     return scores
+
+
+def case_details(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per case: scenario, seed, verdict, confidence, the top three (service, fault) and the score; no timings."""
+    return [{k: (v[:3] if k == "ranked" else v) for k, v in row.items() if k != "seconds"} for row in rows]

@@ -14,11 +14,11 @@ import itertools
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from analysis.records import Span
+from analysis.records import LogRecord, Span
 from sim.generate import STEP, SimData, _iso, generate
 from sim.scenarios import Scenario, build_scenario
 from sim.tempo import SpanStore, TraceMatcher, TraceSummary
@@ -29,6 +29,7 @@ HORIZON = 3600.0  # simulated seconds the scenario plays after its onset; then t
 LE_BOUNDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _Z99 = 2.3263478740408408  # standard normal 99th percentile
 _SIGMA = math.log(4.0) / _Z99  # lognormal latency with median p99 / 4, as the generator's spans
+LOKI_LABEL = "service_name"  # the stream label naming a log entry's service, as Loki's OTLP and Alloy set it
 
 # Metric families as OpenMetrics names them (counters without _total): type, help.
 FAMILIES: dict[str, tuple[str, str]] = {
@@ -114,8 +115,14 @@ class Timeline:
         sc = data.scenario
         self.data = data
         self.start = sc.start.timestamp()
-        values = {(m.signal, m.service, m.peer): [v for _, v in m.points] for m in data.metrics}
-        self.n = len(values[("up", "gateway", None)])
+        grid = [t for t, _ in next(m for m in data.metrics if m.signal == "up").points]
+        # a series may skip steps (a ratio in a scrape without requests, whose rate is then 0): 0 there
+        values = {
+            (m.signal, m.service, m.peer): [v for _, v in m.points] if len(m.points) == len(grid)
+            else [dict(m.points).get(t, 0.0) for t in grid]
+            for m in data.metrics
+        }
+        self.n = len(grid)
         self.values = values
         self.versions = {
             s: [(d.at.timestamp(), d.version) for d in data.deploys if d.service == s and d.kind == "code"]
@@ -198,6 +205,40 @@ def _utc(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, UTC)
 
 
+class StreamLabels:
+    """The Loki stream of each log entry: its service's label plus the entry's own stream labels (such as
+    `detected_level`), one shared mapping per distinct label set, as Loki groups entries into streams."""
+
+    def __init__(self) -> None:
+        self._streams: dict[tuple[tuple[str, str], ...], Mapping[str, str]] = {}
+
+    def of(self, record: LogRecord) -> Mapping[str, str]:
+        """The stream labels of `record`."""
+        labels = {LOKI_LABEL: record.service, **(record.labels or {})}
+        key = tuple(sorted(labels.items()))
+        return self._streams.setdefault(key, labels)
+
+
+def stream_entries(
+    ns: list[int], stream: list[Mapping[str, str]], line: list[str], first: int, last: int,
+    selects: Callable[[Mapping[str, str]], bool], keep: Callable[[str], bool], limit: int, forward: bool,
+) -> list[tuple[int, Mapping[str, str], str]]:
+    """Up to `limit` (ns, stream labels, line) of entries [first, last) of time-ordered columns whose stream
+    `selects` accepts and whose line `keep` accepts: the oldest first when `forward`, else the newest first."""
+    chosen: dict[int, bool] = {}  # by the stream mapping's id: each stream's labels are tested once
+    out: list[tuple[int, Mapping[str, str], str]] = []
+    for j in range(first, last) if forward else range(last - 1, first - 1, -1):
+        labels = stream[j]
+        selected = chosen.get(id(labels))
+        if selected is None:
+            selected = chosen[id(labels)] = selects(labels)
+        if selected and keep(line[j]):
+            out.append((ns[j], labels, line[j]))
+            if len(out) >= limit:
+                break
+    return out
+
+
 @dataclass(frozen=True)
 class _Segment:
     """A timeline serving from simulated time `since` on, its counters continuing the previous segment's."""
@@ -207,7 +248,7 @@ class _Segment:
     base: dict[tuple[str, Labels], float]  # the timeline's counter integrals at `since`
     offsets: dict[tuple[str, Labels], float]  # the fleet's counter values at `since`
     log_ns: list[int]
-    log_service: list[str]
+    log_stream: list[Mapping[str, str]]  # each entry's stream labels (StreamLabels: one mapping per stream)
     log_line: list[str]
     spans: SpanStore  # the plan's traces at their wall time
 
@@ -291,16 +332,16 @@ class Fleet:
         self.scenario = sc
         return generate(sc)
 
-    def _logs(self, data: SimData) -> tuple[list[int], list[str], list[str]]:
-        """The data's log entries at their wall time (ns), services and lines (re-stamped when sped up)."""
-        restamp = self.speed != 1.0
-        log_ns, log_service, log_line = [], [], []
+    def _logs(self, data: SimData) -> tuple[list[int], list[Mapping[str, str]], list[str]]:
+        """The data's log entries at their wall time (ns), stream labels and lines (re-stamped when sped up)."""
+        restamp, streams = self.speed != 1.0, StreamLabels()
+        log_ns, log_stream, log_line = [], [], []
         for record in data.logs:
             wall = self.wall_time(record.ts)
             log_ns.append(round(wall * 1e9))
-            log_service.append(record.service)
+            log_stream.append(streams.of(record))
             log_line.append(record.line.replace(_iso(record.ts), _iso(wall), 1) if restamp else record.line)
-        return log_ns, log_service, log_line
+        return log_ns, log_stream, log_line
 
     def _spans(self, data: SimData) -> SpanStore:
         """The data's traces with their spans at wall time (durations stay as generated)."""
@@ -378,15 +419,15 @@ class Fleet:
 
     def log_entries(
         self,
-        services: set[str],
+        selects: Callable[[Mapping[str, str]], bool],
         start_ns: int,
         end_ns: int,
         keep: Callable[[str], bool],
         limit: int,
         forward: bool,
-    ) -> list[tuple[int, str, str]]:
-        """Up to `limit` (ns, service, line) of the services in [start_ns, end_ns) written by now, that `keep`
-        accepts: the oldest first when `forward`, else the newest first."""
+    ) -> list[tuple[int, Mapping[str, str], str]]:
+        """Up to `limit` (ns, stream labels, line) in [start_ns, end_ns) written by now, of the streams `selects`
+        accepts, that `keep` accepts: the oldest first when `forward`, else the newest first."""
         segments, now = self._now()
         end_ns = min(end_ns, round(self.wall_time(now) * 1e9) + 1)
         spans = []
@@ -394,16 +435,15 @@ class Fleet:
             lo = round(self.wall_time(seg.since) * 1e9) if k else start_ns
             hi = round(self.wall_time(segments[k + 1].since) * 1e9) if k + 1 < len(segments) else end_ns
             spans.append((seg, max(lo, start_ns), min(hi, end_ns)))
-        out: list[tuple[int, str, str]] = []
+        out: list[tuple[int, Mapping[str, str], str]] = []
         for seg, lo, hi in spans if forward else reversed(spans):
             if lo >= hi:
                 continue
             first, last = bisect.bisect_left(seg.log_ns, lo), bisect.bisect_left(seg.log_ns, hi)
-            for j in range(first, last) if forward else range(last - 1, first - 1, -1):
-                if seg.log_service[j] in services and keep(seg.log_line[j]):
-                    out.append((seg.log_ns[j], seg.log_service[j], seg.log_line[j]))
-                    if len(out) >= limit:
-                        return out
+            out += stream_entries(seg.log_ns, seg.log_stream, seg.log_line, first, last, selects, keep,
+                                  limit - len(out), forward)
+            if len(out) >= limit:
+                return out
         return out
 
     def search(

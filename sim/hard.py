@@ -64,25 +64,29 @@ def apply_before_propagation(model: _Model) -> None:
 
 
 def apply_to_metrics(model: _Model, series: list[MetricSeries]) -> list[MetricSeries]:
-    """Twists on the sampled series: with low traffic, rates and ratios are counts of whole requests per scrape."""
+    """Twists on the sampled series: with low traffic, a scrape sees whole requests. Each step's requests are a
+    Poisson count; the rate is that count per second and the error ratio the failed share of it (a scrape without a
+    request has no ratio point, as 0/0 in Prometheus), so the counters behind both are whole numbers."""
     if "low_traffic" not in model.sc.twists:
         return series
     rng = _rng(model, "low_traffic_counts")
-    rates = {(s.signal, s.service, s.peer): s for s in series if s.signal in ("request_rate", "client_request_rate")}
-    out = []
+    ratio_of = {"request_rate": "error_ratio", "client_request_rate": "client_error_ratio"}
+    ratios = {(s.signal, s.service, s.peer): s for s in series if s.signal in ratio_of.values()}
+    counted: dict[tuple[str, str, str | None], MetricSeries] = {}
     for s in series:
-        rate_signal = {"error_ratio": "request_rate", "client_error_ratio": "client_request_rate"}.get(s.signal)
-        if rate_signal is None or (rate_signal, s.service, s.peer) not in rates:
-            out.append(s)
+        ratio = ratios.get((ratio_of.get(s.signal, ""), s.service, s.peer))
+        if ratio is None:
             continue
-        rate = dict(rates[(rate_signal, s.service, s.peer)].points)
-        points = []
-        for t, ratio in s.points:
-            count = _poisson(rng, rate.get(t, 0.0) * STEP_SECONDS)
-            if count:  # no request in the scrape: the ratio is 0/0, which Prometheus leaves out
-                points.append((t, sum(rng.random() < ratio for _ in range(count)) / count))
-        out.append(MetricSeries(s.signal, s.service, points, s.peer))
-    return out
+        failing = dict(ratio.points)
+        rates, shares = [], []
+        for t, rate in s.points:
+            count = _poisson(rng, rate * STEP_SECONDS)
+            rates.append((t, count / STEP_SECONDS))
+            if count:
+                shares.append((t, sum(rng.random() < failing.get(t, 0.0) for _ in range(count)) / count))
+        counted[(s.signal, s.service, s.peer)] = MetricSeries(s.signal, s.service, rates, s.peer)
+        counted[(ratio.signal, s.service, s.peer)] = MetricSeries(ratio.signal, s.service, shares, s.peer)
+    return [counted.get((s.signal, s.service, s.peer), s) for s in series]
 
 
 def _poisson(rng: random.Random, mean: float) -> int:

@@ -8,9 +8,10 @@ import bisect
 import itertools
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 from analysis.records import LogRecord
+from sim.fleet import StreamLabels, stream_entries
 from sim.tempo import SpanStore
 from sim.wire import FleetServer, _LokiHandler, _Server, _TempoHandler
 
@@ -21,8 +22,9 @@ class LogHistory:
 
     def __init__(self) -> None:
         self._ns: list[int] = []
-        self._service: list[str] = []
+        self._stream: list[Mapping[str, str]] = []
         self._line: list[str] = []
+        self._streams = StreamLabels()
         self._cases = 0
 
     def add(self, logs: Iterable[LogRecord]) -> None:
@@ -30,12 +32,12 @@ class LogHistory:
         since = max(len(self._ns) - 1, 0)
         for record in logs:
             self._ns.append(round(record.ts * 1e9))
-            self._service.append(record.service)
+            self._stream.append(self._streams.of(record))
             self._line.append(record.line)
         if any(a > b for a, b in itertools.pairwise(self._ns[since:])):
             order = sorted(range(len(self._ns)), key=self._ns.__getitem__)
             self._ns = [self._ns[j] for j in order]
-            self._service = [self._service[j] for j in order]
+            self._stream = [self._stream[j] for j in order]
             self._line = [self._line[j] for j in order]
         self._cases += 1
 
@@ -45,23 +47,17 @@ class LogHistory:
 
     def log_entries(
         self,
-        services: set[str],
+        selects: Callable[[Mapping[str, str]], bool],
         start_ns: int,
         end_ns: int,
         keep: Callable[[str], bool],
         limit: int,
         forward: bool,
-    ) -> list[tuple[int, str, str]]:
-        """Up to `limit` (ns, service, line) of the services in [start_ns, end_ns) that `keep` accepts: the
-        oldest first when `forward`, else the newest first."""
+    ) -> list[tuple[int, Mapping[str, str], str]]:
+        """Up to `limit` (ns, stream labels, line) in [start_ns, end_ns) of the streams `selects` accepts, that
+        `keep` accepts: the oldest first when `forward`, else the newest first."""
         first, last = bisect.bisect_left(self._ns, start_ns), bisect.bisect_left(self._ns, end_ns)
-        out: list[tuple[int, str, str]] = []
-        for j in range(first, last) if forward else range(last - 1, first - 1, -1):
-            if self._service[j] in services and keep(self._line[j]):
-                out.append((self._ns[j], self._service[j], self._line[j]))
-                if len(out) >= limit:
-                    break
-        return out
+        return stream_entries(self._ns, self._stream, self._line, first, last, selects, keep, limit, forward)
 
     def state(self) -> dict:
         """What is served: the number of cases and entries."""

@@ -7,18 +7,17 @@ from __future__ import annotations
 import json
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 from sim.export import format_sample
-from sim.fleet import FAMILIES, Fleet, Sample
+from sim.fleet import FAMILIES, LOKI_LABEL, Fleet, Sample
 from sim.generate import STEP
 from sim.tempo import TraceQLError, parse_traceql, search_json, trace_json
 from sim.topology import INTERNAL
 
-LOKI_LABEL = "service_name"
 MAX_ENTRIES = 5000  # Loki's default max_entries_limit_per_query
 JOB_NAME = "incident-copilot-sim"
 
@@ -82,7 +81,7 @@ def _compile(pattern: str) -> re.Pattern[str]:
         raise ValueError(f"invalid regex {pattern!r}: {exc}") from None
 
 
-def parse_logql(query: str) -> tuple[Callable[[dict[str, str]], bool], Callable[[str], bool]]:
+def parse_logql(query: str) -> tuple[Callable[[Mapping[str, str]], bool], Callable[[str], bool]]:
     """A log query `{label op "value", ...} |= "a" != "b" |~ "re" !~ "re"` -> (stream matcher over labels,
     line filter). Label matchers are =, !=, =~, !~ (regexes anchored, as in Loki); ValueError if malformed."""
     tokens = _tokens(query)
@@ -126,7 +125,7 @@ def parse_logql(query: str) -> tuple[Callable[[dict[str, str]], bool], Callable[
         else:
             line_tests.append(lambda line, x=value, neg=op == "!=": (x in line) != neg)
 
-    def streams(labels: dict[str, str]) -> bool:
+    def streams(labels: Mapping[str, str]) -> bool:
         return all(test(labels.get(name, "")) for name, test in label_tests)
 
     def lines(line: str) -> bool:
@@ -326,16 +325,15 @@ class FleetServer:
         direction = params.get("direction", "backward").lower()
         if direction not in ("forward", "backward"):
             raise ValueError(f"invalid direction {direction!r}")
-        services = {s for s in INTERNAL if streams({LOKI_LABEL: s})}
-        entries = self.fleet.log_entries(services, start_ns, end_ns, lines, limit, direction == "forward")
-        result: dict[str, list[list[str]]] = {}
-        for ns, service, line in entries:
-            result.setdefault(service, []).append([str(ns), line])
+        entries = self.fleet.log_entries(streams, start_ns, end_ns, lines, limit, direction == "forward")
+        grouped: dict[int, tuple[Mapping[str, str], list[list[str]]]] = {}  # Loki's streams: one per label set
+        for ns, labels, line in entries:
+            grouped.setdefault(id(labels), (labels, []))[1].append([str(ns), line])
         return {
             "status": "success",
             "data": {
                 "resultType": "streams",
-                "result": [{"stream": {LOKI_LABEL: s}, "values": values} for s, values in result.items()],
+                "result": [{"stream": dict(labels), "values": values} for labels, values in grouped.values()],
                 "stats": {"summary": {"totalEntriesReturned": len(entries)}},
             },
         }

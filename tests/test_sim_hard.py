@@ -119,8 +119,6 @@ def test_the_hard_suite_is_scored_apart_from_the_classic_eval():
     assert set(scores["per_scenario"]) == {"hard_traffic_surge_bursty", "hard_false_alarm_bursty_low_traffic"}
     refused = CliRunner().invoke(__import__("cli").cli, ["eval", "--hard", "--scenario", "disk_full"])
     assert refused.exit_code == 2 and "--hard runs the whole hard suite" in refused.output
-    over_wire = CliRunner().invoke(__import__("cli").cli, ["eval", "--scenario", "hard_disk_full_early", "--wire"])
-    assert over_wire.exit_code == 2 and "not served over the wire" in over_wire.output
 
 
 def test_the_classic_scenarios_are_unchanged_by_the_hard_suite():

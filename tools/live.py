@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import math
+import re
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 from datetime import UTC, datetime
@@ -129,7 +130,9 @@ class LiveTelemetry:
                 f"metrics: {len(failures)} of {len(tasks)} queries failed or were not sent; "
                 f"first: {failures[0]}"
             )
-        return _metric_series(found, answered)
+        windows = {signal: duration_seconds(prom.range_window) for signal, query in prom.queries.items()
+                   if "$range" in query}
+        return _metric_series(found, answered, windows)
 
     async def traces(self, services: list[str], start: datetime, end: datetime) -> list[Span]:
         """Spans of a bounded sample of the traces touching the services that start in [start, end], from Tempo
@@ -296,9 +299,11 @@ def version_changes(
 
 
 def _metric_series(
-    found: dict[tuple[str, str, str | None], list[tuple[float, float]]], answered: set[tuple[str, str]]
+    found: dict[tuple[str, str, str | None], list[tuple[float, float]]], answered: set[tuple[str, str]],
+    windows: dict[str, float] | None = None,
 ) -> list[MetricSeries]:
-    """Finite points only; ratios filled with 0 along their rate series where the ratio query answered."""
+    """Finite points only; ratios filled with 0 along their rate series where the ratio query answered; each series
+    with the rate window its query reads over (`windows` by signal)."""
     points_by_key: dict[tuple[str, str, str | None], list[tuple[float, float]]] = {}
     for (signal, service, peer), points in found.items():
         points_by_key[(signal, service, peer)] = [(t, v) for t, v in points if math.isfinite(v)]
@@ -311,10 +316,19 @@ def _metric_series(
             points_by_key[(ratio, service, peer)] = sorted(values.items())
     keys = sorted(points_by_key, key=lambda k: (SIGNAL_ORDER[k[0]], k[1], k[2] or ""))
     return [
-        MetricSeries(signal, service, points_by_key[(signal, service, peer)], peer)
+        MetricSeries(signal, service, points_by_key[(signal, service, peer)], peer, (windows or {}).get(signal, 0.0))
         for signal, service, peer in keys
         if points_by_key[(signal, service, peer)]
     ]
+
+
+def duration_seconds(text: str) -> float:
+    """A Prometheus duration (`1m`, `90s`, `1m30s`, `500ms`) in seconds."""
+    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|[smhdwy])", text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise ValueError(f"not a Prometheus duration: {text!r}")
+    return sum(float(n) * units[u] for n, u in parts)
 
 
 def _utc(at: datetime) -> datetime:

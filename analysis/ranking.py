@@ -47,6 +47,7 @@ class Facts:
     onset: datetime | None = None
     has_telemetry: bool = False
     trace_share: float = 0.0
+    own_trace_share: float = 0.0  # of failing traces, those whose deepest failing span is its own
     slow_share: float = 0.0
     cut_notes: list[str] = field(default_factory=list)  # traces: callers' requests that now end after calling it
 
@@ -88,7 +89,8 @@ def rank_candidates(evidence: Evidence) -> list[Hypothesis]:
             if off_path := _off_path(service, signature.fault, evidence.alerted_service, on_path, graph):
                 total -= TEMPERATURE * math.log(OFF_PATH_ODDS)
                 extra.append(off_path)
-            support = len(_independent(set(used) | (SYMPTOMS & set(established)))) + (f.trace_share >= 0.2)
+            traced = f.trace_share >= TRACE_SHARE and "errors_start_here" not in established  # counted once
+            support = len(_independent(set(used) | (SYMPTOMS & set(established)))) + traced
             evidence_count = (len(used), support)
             scored.append((round(total, 3), evidence_count, service, signature.fault, notes + location_notes + extra))
     # ties: the candidate with more facts behind it first (its signature's, then all independent ones); names last
@@ -171,6 +173,8 @@ def _collect(evidence: Evidence, graph: _Graph) -> dict[str, Facts]:
         total = evidence.traces.error_traces
         for service, count in evidence.traces.error_origins.items():
             facts[service].trace_share = count / total
+        for service, count in evidence.traces.own_error_origins.items():
+            facts[service].own_trace_share = count / total
     if evidence.traces and evidence.traces.slow_origins:
         total = sum(evidence.traces.slow_origins.values())
         for service, count in evidence.traces.slow_origins.items():
@@ -402,6 +406,10 @@ def _establish(service: str, f: Facts, facts: dict[str, Facts], graph: _Graph) -
     if f.cut_notes and not lat and not f.slow_inbound:
         fact("cuts_requests", 1, f.cut_notes[:2])
 
+    # errors that start in its own spans with nothing else of its own to explain them: its code fails
+    if f.own_trace_share >= TRACE_SHARE and not any(n in out for n in EXPLAINS_ERRORS):
+        share = f.own_trace_share
+        fact("errors_start_here", 1, [f"traces: {share:.0%} of failing traces end in {service}'s own spans"])
     own = [n for n in OWN_FAULT_FACTS if n in out]
     if own:
         fact("own_fault", 1, [f"{service} shows a fault of its own: {', '.join(own)}"])
@@ -412,6 +420,23 @@ def _establish(service: str, f: Facts, facts: dict[str, Facts], graph: _Graph) -
     return out
 
 
+# A service's share of failing traces that makes it a place where errors start (a fifth: one of a handful of origins).
+TRACE_SHARE = 0.2
+# Facts of a change or an exhausted resource: each explains errors where it holds better than "its code fails".
+EXPLAINS_ERRORS = (
+    "config_change",
+    "config_cue",
+    "memory_growth",
+    "memory_trend",
+    "oom_cue",
+    "cpu_high",
+    "pool_busy",
+    "pool_cue",
+    "disk_low",
+    "disk_exhaustion",
+    "disk_cue",
+    "cert_expired",
+)
 # Facts that say a service has a fault of its own (dependency_outage is then the wrong name for its trouble).
 OWN_FAULT_FACTS = (
     "error_ratio_up",
@@ -426,6 +451,7 @@ OWN_FAULT_FACTS = (
     "disk_exhaustion",
     "cert_expired",
     "cuts_requests",
+    "errors_start_here",
 )
 
 
@@ -553,7 +579,7 @@ def _location(
 ) -> tuple[float, list[str]]:
     """Bonus for where the trouble starts: trace error origins, earliest onset, an unexplained symptom."""
     score, notes = 0.0, []
-    if f.trace_share >= 0.2:
+    if f.trace_share >= TRACE_SHARE:
         score += 2 * f.trace_share
         notes.append(f"traces: {f.trace_share:.0%} of failing traces originate at {service}")
     if _symptomatic(f) and not explained:

@@ -52,6 +52,8 @@ FACTS: dict[str, str] = {
     "stack_frames": "stack traces in its own logs",
     "cuts_requests": "its callers' requests now end right after calling it, skipping the calls that used to follow "
     "(traces)",
+    "errors_start_here": "failing traces end in its own spans (not in calls it got no answer to), and no change of "
+    "configuration nor a resource running out explains them",
     "own_fault": "it shows a fault of its own (errors, new error templates, a change, a resource trend)",
 }
 
@@ -160,8 +162,17 @@ SIGNATURES: tuple[Signature, ...] = (
             ("code_deploy", "new_errors"),
             ("stack_frames", "error_ratio_up"),
             ("cuts_requests",),
+            # a share of a few failing traces proves nothing alone: its own error ratio must agree
+            ("errors_start_here", "error_ratio_up"),
         ),
-        weights={"code_deploy": 4, "error_ratio_up": 2, "stack_frames": 2, "new_errors": 1, "cuts_requests": 4},
+        weights={
+            "code_deploy": 4,
+            "error_ratio_up": 2,
+            "stack_frames": 2,
+            "new_errors": 1,
+            "cuts_requests": 4,
+            "errors_start_here": 2,
+        },
         fact="a bad change fails from its rollout on, with new errors (often stack traces) where the code runs, and "
         "its callers give up on its answers (fail fast)",
     ),

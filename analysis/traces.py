@@ -31,6 +31,7 @@ def summarize_traces(spans: list[Span], window: Window) -> TraceEvidence:
     incident = {tid: group for tid, group in traces.items() if start <= min(s.start for s in group) <= end}
 
     error_origins: Counter[str] = Counter()
+    own_origins: Counter[str] = Counter()
     slow_origins: Counter[str] = Counter()
     samples: list[str] = []
     error_traces = 0
@@ -43,6 +44,7 @@ def summarize_traces(spans: list[Span], window: Window) -> TraceEvidence:
         if failing:
             error_traces += 1
             error_origins.update({_blame(s) for s in failing})
+            own_origins.update({s.service for s in failing if _blame(s) == s.service})
             for s in failing:
                 if s.message and len(samples) < MAX_SAMPLES:
                     samples.append(_sample(s))
@@ -53,6 +55,7 @@ def summarize_traces(spans: list[Span], window: Window) -> TraceEvidence:
         cut_after=_cut_after(spans, start, end),
         error_traces=error_traces,
         error_origins=dict(error_origins.most_common()),
+        own_error_origins=dict(own_origins.most_common()),
         slow_origins=dict(slow_origins.most_common()),
         edges=sorted(_edges(spans)),
         samples=samples,

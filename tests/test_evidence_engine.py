@@ -457,3 +457,50 @@ def test_the_cut_test_holds_at_thousands_of_spans():
     # binomial coefficients of 10,000 trials overflow a float: the tail is summed in log space
     assert _more(6000, 10_000, 0.5)
     assert not _more(5050, 10_000, 0.5)
+
+
+def _chain(i, at, payments_fail):
+    """web -> checkout -> payments, each call a client span with its peer and the callee's server span below it;
+    payments' own server span fails when asked, and the failure rises to every span above it."""
+    from analysis.records import Span
+
+    t = f"x{i}"
+    return [
+        Span(t, f"{t}-w", None, "web", "GET /checkout", at, 50.0, error=payments_fail),
+        Span(t, f"{t}-wc", f"{t}-w", "web", "POST checkout", at, 40.0, error=payments_fail, peer="checkout"),
+        Span(t, f"{t}-c", f"{t}-wc", "checkout", "POST /orders", at, 38.0, error=payments_fail),
+        Span(t, f"{t}-cp", f"{t}-c", "checkout", "POST payments", at, 20.0, error=payments_fail, peer="payments"),
+        Span(t, f"{t}-p", f"{t}-cp", "payments", "POST /charges", at, 18.0, error=payments_fail),
+    ]
+
+
+def _failing_in_payments(config_change=False):
+    from analysis.traces import summarize_traces
+
+    spans = [s for i in range(40) for s in _chain(i, T0 + 45 * i, False)]
+    spans += [s for i in range(40, 80) for s in _chain(i, ONSET + 10 * (i - 40), i % 2 == 0)]
+    metrics = healthy("web", "checkout") + [
+        series("error_ratio", "payments", after(ONSET, 0.001, 0.5)),
+        series("request_rate", "payments", lambda t: 20.0),
+        series("cpu_usage", "payments", lambda t: 0.2),
+    ]
+    deploys = [DeployEvent(at=END - timedelta(minutes=8), service="payments", version="v2", kind="config")]
+    ev = Evidence(alerted_service="web", window=WINDOW, services=SERVICES, dependencies=DEPS,
+                  metrics=summarize_metrics(metrics, WINDOW), traces=summarize_traces(spans, WINDOW),
+                  deploys=deploys if config_change else [])
+    ev.onset = estimate_onset(ev)
+    ev.candidates = rank_candidates(ev)
+    return ev
+
+
+def test_errors_that_start_in_a_services_own_spans_with_nothing_else_to_explain_them_name_its_code():
+    # no deploy recorded, no resource running out, no caller-side error metrics: the traces say the errors start in
+    # payments' own server spans, below which nothing failed
+    ev = _failing_in_payments()
+    assert top(ev) == ("payments", "deployment_regression"), ev.candidates
+    assert any("own spans" in e for e in ev.candidates[0].evidence)
+
+
+def test_errors_that_start_in_a_services_own_spans_after_a_config_change_name_the_change():
+    ev = _failing_in_payments(config_change=True)
+    assert top(ev) == ("payments", "config_error"), ev.candidates

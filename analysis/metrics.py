@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from statistics import median
 
 from analysis.records import MetricSeries
-from analysis.statistics import excess_events, mann_kendall, pairwise_slopes
+from analysis.statistics import change_point, excess_events, mann_kendall, pairwise_slopes, running_median
 from state import MetricEvidence, MetricSignal, Window
 
 # Noise floors of the scale (absolute, relative to the baseline level): a deviation smaller than these is
@@ -76,7 +76,7 @@ def summarize_metrics(series: list[MetricSeries], window: Window, *, max_signals
         if s.signal == "cert_expiry_timestamp":
             signal = _cert_signal(s, base, incident, points)
         else:
-            signal = _score_series(s, base, incident, _sustain_steps(points, s.window))
+            signal = _score_series(s, base, points, len(points) - len(incident), _sustain_steps(points, s.window))
             denominator = by_key.get((RATIO_DENOMINATORS.get(s.signal), s.service, s.peer))
             if denominator and signal.direction == "up" and not _counts_agree(points, denominator, start_at, signal):
                 signal = signal.model_copy(update={"score": 0.0, "direction": "flat", "onset": None})
@@ -155,14 +155,59 @@ def sustained(z: list[float], k: int = SUSTAIN) -> tuple[float, int | None]:
 
 
 def first_sustained(z: list[float], threshold: float = ONSET_Z, k: int = SUSTAIN) -> int | None:
-    """Index where z first stays above threshold for k steps, moved back over the ramp leading to it."""
+    """Index where z first stays above threshold for k steps."""
     k = min(k, len(z))
-    for i in range(len(z) - k + 1):
-        if min(z[i : i + k]) >= threshold:
-            while i > 0 and z[i - 1] >= 1.5:
-                i -= 1
-            return i
-    return None
+    return next((i for i in range(len(z) - k + 1) if min(z[i : i + k]) >= threshold), None)
+
+
+def episode_onset(times: list[float], oriented: list[float], at: int, k: int = SUSTAIN) -> int:
+    """Where the episode holding sample `at` (oriented z >= ONSET_Z for k samples from there) began: the change that
+    brought its series to the level it holds at the episode's end (statistics.change_point), searched from the end
+    of the previous episode.
+
+    The episode's edge, its first sample past ONSET_Z / 2, is a threshold crossing that an early weak wobble pulls
+    back by minutes. A change point is believed when it is a change by the engine's own rule: the level at the end
+    (its last k samples) departs from the level just before the split (the k samples before it) by ONSET_Z scales.
+    A burst that came and went inside the episode is no such change (least squares weighs it heavily), so the search
+    goes on before it; with no change found, the edge stands. Spikes shorter than the k samples a deviation must hold
+    are smoothed away first (a running median of 2k - 1), and both segments hold k samples, as any deviation must;
+    the samples that only begin the change count as its. Never before the first sample of the series."""
+    first, end = at, at + k
+    while first > 0 and oriented[first - 1] >= ONSET_Z / 2:
+        first -= 1
+    while end < len(oriented) and oriented[end] >= ONSET_Z / 2:
+        end += 1
+    lo = _previous_episode_end(oriented, first, k)
+    smooth = running_median(oriented[lo:end], 2 * k - 1)
+    level = median(smooth[-k:])
+    hi = len(smooth)
+    while (split := change_point(times[lo : lo + hi], smooth[:hi], k)) is not None:
+        if level - median(smooth[split - k : split]) >= ONSET_Z:
+            break
+        hi = split
+    else:
+        return first
+    # The split falls after the samples that only begin the change: a step that a rate or quantile window smears
+    # into a ramp as long as the window, the first burst of a bursty fault (which the smoothing took for a spike).
+    # Samples just before it that already left the level before them (by an episode edge's ONSET_Z / 2) are its.
+    onset = lo + split
+    while onset - 1 > lo and oriented[onset - 1] - median(oriented[max(lo, onset - 1 - k) : onset - 1]) >= ONSET_Z / 2:
+        onset -= 1
+    return onset
+
+
+def _previous_episode_end(oriented: list[float], first: int, k: int) -> int:
+    """Index after the last earlier episode (|z| >= ONSET_Z for k samples, and its tail above ONSET_Z / 2) before
+    `first`, or 0: an earlier fault that recovered is kept apart from the one under way."""
+    run = 0
+    for i in range(first - 1, -1, -1):
+        run = run + 1 if abs(oriented[i]) >= ONSET_Z else 0
+        if run == k:
+            j = i + k
+            while j < first and abs(oriented[j]) >= ONSET_Z / 2:
+                j += 1
+            return j
+    return 0
 
 
 def _sustain_steps(points: list[tuple[float, float]], window: float = 0.0) -> int:
@@ -202,27 +247,30 @@ def _counts_agree(
 
 
 def _score_series(
-    s: MetricSeries, base: list[float], incident: list[tuple[float, float]], k: int = SUSTAIN
+    s: MetricSeries, base: list[float], points: list[tuple[float, float]], first: int, k: int = SUSTAIN
 ) -> MetricSignal:
+    """Score the samples from `first` on (the incident) against the baseline `base`; the onset may lie earlier."""
     center, scale = robust_scale(s.signal, base)
-    values = [v for _, v in incident]
-    z = [(v - center) / scale for v in values]
+    times = [t for t, _ in points]
+    values = [v for _, v in points]
+    z_all = [(v - center) / scale for v in values]
+    z = z_all[first:]
     up, _ = sustained(z, k)
     down, _ = sustained([-x for x in z], k)
     direction = "up" if up >= down else "down"
     score = max(up, down, 0.0)
-    oriented = z if direction == "up" else [-x for x in z]
-    onset = first_sustained(oriented, k=k) if score >= ONSET_Z else None
-    peak = max(values) if direction == "up" else min(values)
-    tail = values[-k:]
-    # Still deviating at the window's end? Then its onset is where the episode under way began: an earlier episode
-    # of the same series that recovered in between is an earlier fault, not this one's start.
+    oriented = z_all if direction == "up" else [-x for x in z_all]
+    incident = values[first:]
+    peak = max(incident) if direction == "up" else min(incident)
+    tail = incident[-k:]
+    # Still deviating at the window's end? Then the onset is that of the episode under way: an earlier episode of the
+    # same series that recovered in between is an earlier fault, not this one's start.
     active = score >= ONSET_Z and median(oriented[-k:]) >= ONSET_Z
-    if active:
-        i = len(oriented) - k
-        while i > 0 and oriented[i - 1] >= ONSET_Z / 2:
-            i -= 1
-        onset = i
+    onset = None
+    if score >= ONSET_Z:
+        # the episode under way at the window's end when there is one, else the window's first
+        at = max(first, len(oriented) - k) if active else first + (first_sustained(oriented[first:], k=k) or 0)
+        onset = episode_onset(times, oriented, at, k)
     return MetricSignal(
         service=s.service,
         signal=s.signal,
@@ -232,7 +280,7 @@ def _score_series(
         peak=_round(peak),
         score=round(min(score, MAX_SCORE), 2),
         direction=direction if score >= ONSET_Z else "flat",
-        onset=None if onset is None else datetime.fromtimestamp(incident[onset][0], UTC),
+        onset=None if onset is None else datetime.fromtimestamp(times[onset], UTC),
         active=active,
     )
 

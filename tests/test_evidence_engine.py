@@ -202,6 +202,21 @@ def test_onset_comes_from_the_strongest_sustained_signal():
     assert abs(ev.onset.timestamp() - ONSET) <= 60
 
 
+def test_a_config_reload_minutes_after_an_early_wobble_of_the_same_signal_is_near_the_onset():
+    # payments' error ratio wobbles (two noise floors) five minutes before the reload, then jumps at the reload
+    wobble = ONSET - 5 * 60
+    config = DeployEvent(
+        at=datetime.fromtimestamp(ONSET - 20, UTC), service="payments", version="cfg-43", kind="config"
+    )
+    metrics = callers_fail_towards("payments") + [
+        series("error_ratio", "payments", lambda t: 0.5 if t >= ONSET else 0.02 if t >= wobble else 0.001),
+        series("request_rate", "payments", lambda t: 40.0),
+    ]
+    ev = evidence(metrics, deploys=[config])
+    assert abs(ev.onset.timestamp() - ONSET) <= 30
+    assert top(ev) == ("payments", "config_error"), ev.candidates
+
+
 # --- faults before the alerted one ------------------------------------------------------------------------
 
 

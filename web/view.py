@@ -284,7 +284,7 @@ def timeline(state: dict[str, Any]) -> list[tuple[datetime, str]]:
     events: list[tuple[datetime, str]] = [(alert.starts_at, f"alert {alert.alertname} fired on {alert.service}")]
     if evidence is not None:
         if evidence.onset:
-            events.append((evidence.onset, "anomaly onset (earliest sustained deviation)"))
+            events.append((evidence.onset, "anomaly onset of the top candidate"))
         for d in evidence.deploys:
             what = "config change" if d.kind == "config" else "deploy"
             commit = f" (commit {d.commit[:10]})" if d.commit else ""

@@ -4,7 +4,7 @@ inside their changes, and read the top one in full."""
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from langgraph.runtime import Runtime
 from pydantic import BaseModel, Field
@@ -22,8 +22,10 @@ from nodes.common import error_record, llm_outcome
 from prompts.views import code_view
 from state import CodeFindings, DeployEvent, Detection, Evidence, FileExcerpt, IncidentState
 from tools.llm import spent_tokens, structured_call
-from tools.mcp_code import CodeReader, open_code_reader
 from tools.redact import redact_value
+
+if TYPE_CHECKING:  # annotations only: tools.mcp_code imports the MCP client (mcp, langchain_mcp_adapters)
+    from tools.mcp_code import CodeReader
 
 MAX_COMMITS = 15  # commits of the deployed range read per run
 WITHOUT_PREVIOUS = timedelta(days=7)  # when no deploy names the commit before: the week before the deploy
@@ -47,6 +49,10 @@ async def analyze_code(state: IncidentState, runtime: Runtime[Context]) -> dict[
     detection = state["detection"]
     repository = detection.repository  # the guard routes here only with one
     context = runtime.context
+    # imported here, not with this module: the MCP client costs ~0.2 s to import, and most investigations never
+    # reach analyze_code (it runs only for a deploy with a repository to read)
+    from tools.mcp_code import open_code_reader
+
     try:
         async with open_code_reader(repository, context.github_mcp, context.github_token) as reader:
             findings = await locate_change(reader, detection, state["evidence"])

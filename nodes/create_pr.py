@@ -14,7 +14,6 @@ from graph.context import Context
 from nodes.common import error_record
 from state import IncidentState, Patch, PullRequest
 from tools.git_repo import create_branch_with_patch
-from tools.github import PullRequestDraft, github_client, open_pull_request
 from tools.notify.config import load_notify_config
 from tools.redact import redact
 
@@ -65,6 +64,10 @@ async def create_pr(state: IncidentState, runtime: Runtime[Context]) -> dict[str
             detail = "GITHUB_TOKEN is not set: the approved pull request cannot be opened"
             return {"pr": PullRequest(backend="github", status="failed", branch=target.branch, detail=detail),
                     "errors": [error_record("create_pr", detail, source="github")]}
+        # imported here, not with this module: PyGithub costs ~0.1 s to import, and only an approved fix bound for
+        # GitHub needs it (an investigation stops at the gate)
+        from tools.github import PullRequestDraft, github_client, open_pull_request
+
         draft = PullRequestDraft(
             repository=target.repository, base_branch=target.base_branch, branch=target.branch,
             files=patch.files_to_modify, title=patch.title, body=pr_body(state, patch,

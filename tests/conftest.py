@@ -7,10 +7,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import mcp.client.stdio  # noqa: F401  (see below)
 import psycopg
 import pytest
 
 from tools.database import throwaway_database
+
+# mcp binds its stdio servers' stderr to sys.stderr as it is when mcp.client.stdio is first imported. The project
+# imports it only when code is read (tools.mcp_code, imported by analyze_code when it runs); were that first import
+# to happen inside a test that replaced sys.stderr (capsys: no file descriptor), every later test's MCP server would
+# fail to start. Imported here, it binds the real stderr, as the command line and the service do.
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"

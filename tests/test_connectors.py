@@ -697,3 +697,23 @@ def test_backend_clients_share_one_tls_context(monkeypatch) -> None:
                for i in range(4)]
     assert len(loads) == 1, loads
     assert len({id(c._client._transport._pool._ssl_context) for c in clients}) == 1
+
+
+def test_plain_http_backend_clients_load_no_ca_bundle(monkeypatch) -> None:
+    """A backend on plain http (Prometheus, Loki or Tempo inside the cluster) never makes a TLS handshake: its
+    client loads no CA bundle, and the context it holds verifies certificates against none (it fails closed)."""
+    import ssl
+
+    import tools.http_client as http_client
+    from tools.telemetry_config import HttpConfig
+
+    loads = []
+    real = ssl.SSLContext.load_verify_locations
+    monkeypatch.setattr(ssl.SSLContext, "load_verify_locations", lambda self, *a, **k: loads.append(1) or real(
+        self, *a, **k))
+    http_client.tls_context.cache_clear()
+    client = http_client.BackendClient("http://prometheus.monitoring:9090", None, 5.0, HttpConfig(), QueryBudget(10))
+    assert loads == []
+    context = client._client._transport._pool._ssl_context
+    assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
+    assert context.cert_store_stats()["x509_ca"] == 0

@@ -93,14 +93,14 @@ def _version(text: str) -> tuple[int, ...]:
 async def _apply_queue_schema(conn: AsyncConnection, done: set[str]) -> list[str]:
     """The run queue's tables (procrastinate's own schema, before our migrations, which refer to it): installed
     whole the first time, then upgraded with procrastinate's migration files when its version grows."""
+    current = importlib.metadata.version("procrastinate")
+    name = f"procrastinate {current}"
+    if name in done:  # up to date, as on every start but the first: procrastinate itself need not be imported
+        return []
     import procrastinate
     from procrastinate.schema import SchemaManager
 
-    current = importlib.metadata.version("procrastinate")
-    name = f"procrastinate {current}"
     installed = [_version(n.split()[1]) for n in done if n.startswith("procrastinate ")]
-    if name in done:
-        return []
     if not installed:
         await conn.execute(SchemaManager.get_schema(), prepare=False)
     else:

@@ -67,6 +67,14 @@ def tls_context() -> ssl.SSLContext:
     return httpx.create_ssl_context()
 
 
+@functools.cache
+def no_tls_context() -> ssl.SSLContext:
+    """The TLS context of a client whose base URL is plain http: its requests (paths under that URL, redirects not
+    followed) never make a TLS handshake, so it needs no CA bundle. It trusts no certificate, so a handshake, if
+    one were ever made, would fail rather than go unverified."""
+    return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+
+
 class BackendClient:
     """One backend's HTTP client: base URL, credentials, timeouts, retries and the run's query budget."""
 
@@ -81,7 +89,7 @@ class BackendClient:
             base_url=base_url.rstrip("/"),
             headers={"User-Agent": USER_AGENT, **auth_headers(credentials)},
             timeout=httpx.Timeout(timeout, connect=http.connect_timeout_seconds),
-            verify=tls_context(),
+            verify=tls_context() if base_url.lower().startswith("https:") else no_tls_context(),
         )
 
     async def __aenter__(self) -> Self:

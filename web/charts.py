@@ -115,7 +115,9 @@ def sparkline_png(chart: MetricChart, window_start: datetime, onset: datetime | 
             draw.line(points, fill=COLORS["line"], width=2 * k, joint="curve")
     if g.onset_x is not None:
         draw.line([(g.onset_x * k, 0), (g.onset_x * k, HEIGHT * k)], fill=COLORS["onset"], width=2 * k)
-    image = image.resize((WIDTH * scale, HEIGHT * scale), Image.Resampling.LANCZOS)
+    # each output pixel the mean of its supersample x supersample block (the box filter of supersampling); a
+    # windowed-sinc resize costs ten times more and only adds ringing at the band's and the line's edges
+    image = image.reduce(supersample)
     out = io.BytesIO()
-    image.save(out, format="PNG", optimize=True)
+    image.save(out, format="PNG")  # zlib's default level; optimize=True tried harder for ~6% fewer bytes, 4x the time
     return out.getvalue()

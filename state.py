@@ -186,7 +186,11 @@ class TraceEvidence(Model):
     traces_read: int = 0
     error_traces: int = 0
     error_origins: dict[str, int] = Field(default_factory=dict)
+    # failing traces whose deepest failing span is the service's own (not a call to a peer that got no answer)
+    own_error_origins: dict[str, int] = Field(default_factory=dict)
     slow_origins: dict[str, int] = Field(default_factory=dict)
+    # callee -> notes: operations that still call it but stopped making the calls that used to follow it
+    cut_after: dict[str, list[str]] = Field(default_factory=dict)
     edges: list[tuple[str, str]] = Field(default_factory=list)
     samples: list[str] = Field(default_factory=list)
 

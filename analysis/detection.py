@@ -79,8 +79,14 @@ def detect(evidence: Evidence, candidates: list[Hypothesis], *, alert_severity: 
             f"{len(templates)} new/spiking error log templates, e.g. '{t.template[:80]}' of {t.service}"
             f" ({t.incident_count} in incident window)"
         )
+    # requests cut short in traces passed a significance test of their own: a second source, like a log template
+    cut = sorted(evidence.traces.cut_after) if evidence.traces else []
+    if cut:
+        reasons.append(f"traces: requests now end right after calling {', '.join(cut)}")
     top = candidates[0] if candidates else None
-    corroborated = len(strong) >= 2 or (strong and templates) or len(signals) >= 3 and len(affected) >= 2
+    corroborated = (
+        len(strong) >= 2 or (strong and (templates or cut)) or len(signals) >= 3 and len(affected) >= 2
+    )
     traced = bool(evidence.traces and evidence.traces.traces_read)
     cutoff = MIN_CANDIDATE_SCORE if traced else MIN_CANDIDATE_SCORE - TRACE_BONUS_MAX
     named = bool(top and top.fault_type != "none")

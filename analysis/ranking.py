@@ -47,7 +47,9 @@ class Facts:
     onset: datetime | None = None
     has_telemetry: bool = False
     trace_share: float = 0.0
+    own_trace_share: float = 0.0  # of failing traces, those whose deepest failing span is its own
     slow_share: float = 0.0
+    cut_notes: list[str] = field(default_factory=list)  # traces: callers' requests that now end after calling it
 
     def sig(self, signal: str, peer: str | None = None) -> MetricSignal | None:
         return self.signals.get((signal, peer))
@@ -87,7 +89,8 @@ def rank_candidates(evidence: Evidence) -> list[Hypothesis]:
             if off_path := _off_path(service, signature.fault, evidence.alerted_service, on_path, graph):
                 total -= TEMPERATURE * math.log(OFF_PATH_ODDS)
                 extra.append(off_path)
-            support = len(_independent(set(used) | (SYMPTOMS & set(established)))) + (f.trace_share >= 0.2)
+            traced = f.trace_share >= TRACE_SHARE and "errors_start_here" not in established  # counted once
+            support = len(_independent(set(used) | (SYMPTOMS & set(established)))) + traced
             evidence_count = (len(used), support)
             scored.append((round(total, 3), evidence_count, service, signature.fault, notes + location_notes + extra))
     # ties: the candidate with more facts behind it first (its signature's, then all independent ones); names last
@@ -170,10 +173,15 @@ def _collect(evidence: Evidence, graph: _Graph) -> dict[str, Facts]:
         total = evidence.traces.error_traces
         for service, count in evidence.traces.error_origins.items():
             facts[service].trace_share = count / total
+        for service, count in evidence.traces.own_error_origins.items():
+            facts[service].own_trace_share = count / total
     if evidence.traces and evidence.traces.slow_origins:
         total = sum(evidence.traces.slow_origins.values())
         for service, count in evidence.traces.slow_origins.items():
             facts[service].slow_share = count / total
+    if evidence.traces:
+        for service, notes in evidence.traces.cut_after.items():
+            facts[service].cut_notes += notes
     for d in evidence.deploys:
         facts[d.service].deploys.append(d)
     for service, f in facts.items():
@@ -308,7 +316,10 @@ def _establish(service: str, f: Facts, facts: dict[str, Facts], graph: _Graph) -
     mem = f.sig("memory_bytes")
     load = _load_ratio(service, f, facts, graph)
 
-    if mem and mem.score >= ANOMALY and mem.direction == "up" and _active(mem) and _ratio(mem, mem.peak) >= 1.5:
+    # A leak holds what it took: memory still up 1.5x, or it grew that far and the process was killed for it (its
+    # level fell at once). A step that rises once and settles lower (an allocation spike, a tool's buffer) is no leak.
+    grown = mem and (_ratio(mem) >= 1.5 or mem.resets and _ratio(mem, mem.peak) >= 1.5)
+    if mem and grown and mem.score >= ANOMALY and mem.direction == "up" and _active(mem):
         fact("memory_growth", 1, [_describe(mem)])
     if mem and mem.trend and mem.trend > 0:
         fact("memory_trend", 1, [f"metric memory_bytes of {service} rising steadily ({_per_hour(mem)})"])
@@ -390,7 +401,15 @@ def _establish(service: str, f: Facts, facts: dict[str, Facts], graph: _Graph) -
         fact("new_errors", 1, [f"log template '{t.template[:90]}' of {service} {t.kind}: {t.incident_count}"])
     if f.frames:
         fact("stack_frames", 1, [f.frame_note])
+    # callers also give up on a callee that got slow (timeouts): a cut names its answers' content only when it
+    # answers as fast as before, else its slowness names the fault
+    if f.cut_notes and not lat and not f.slow_inbound:
+        fact("cuts_requests", 1, f.cut_notes[:2])
 
+    # errors that start in its own spans with nothing else of its own to explain them: its code fails
+    if f.own_trace_share >= TRACE_SHARE and not any(n in out for n in EXPLAINS_ERRORS):
+        share = f.own_trace_share
+        fact("errors_start_here", 1, [f"traces: {share:.0%} of failing traces end in {service}'s own spans"])
     own = [n for n in OWN_FAULT_FACTS if n in out]
     if own:
         fact("own_fault", 1, [f"{service} shows a fault of its own: {', '.join(own)}"])
@@ -401,6 +420,23 @@ def _establish(service: str, f: Facts, facts: dict[str, Facts], graph: _Graph) -
     return out
 
 
+# A service's share of failing traces that makes it a place where errors start (a fifth: one of a handful of origins).
+TRACE_SHARE = 0.2
+# Facts of a change or an exhausted resource: each explains errors where it holds better than "its code fails".
+EXPLAINS_ERRORS = (
+    "config_change",
+    "config_cue",
+    "memory_growth",
+    "memory_trend",
+    "oom_cue",
+    "cpu_high",
+    "pool_busy",
+    "pool_cue",
+    "disk_low",
+    "disk_exhaustion",
+    "disk_cue",
+    "cert_expired",
+)
 # Facts that say a service has a fault of its own (dependency_outage is then the wrong name for its trouble).
 OWN_FAULT_FACTS = (
     "error_ratio_up",
@@ -414,7 +450,11 @@ OWN_FAULT_FACTS = (
     "disk_low",
     "disk_exhaustion",
     "cert_expired",
+    "cuts_requests",
+    "errors_start_here",
 )
+
+
 def _independent(names: set[str]) -> set[str]:
     """Facts that count as independent evidence: an absence (quiet) proves nothing, and latency_origin is a reading
     of latency_up, not a second observation."""
@@ -507,19 +547,27 @@ def _deploy_note(d: DeployEvent) -> str:
 
 def _symptomatic(f: Facts) -> bool:
     return bool(
-        f.anomalous("error_ratio") or f.anomalous("latency_p99") or f.inbound or f.slow_inbound or f.new_errors
+        f.anomalous("error_ratio")
+        or f.anomalous("latency_p99")
+        or f.inbound
+        or f.slow_inbound
+        or f.new_errors
+        or f.cut_notes
     )
 
 
 def _explained_by(service: str, facts: dict[str, Facts], graph: _Graph) -> str | None:
-    """A callee whose own trouble explains this service's symptoms: failing calls to it, or it is anomalous
-    and started no later than this service."""
+    """A callee whose own trouble explains this service's symptoms: failing calls to it, calls to it that got slow
+    while it is slow itself (this service measured the time going there), or it is anomalous and started no later
+    than this service."""
     f = facts[service]
     for callee in sorted(graph.callees.get(service, ())):
         c = facts.get(callee)
         if c is None:
             continue
         if any(m.service == service for m in c.inbound + c.slow_inbound):  # failing or slow calls blamed on it
+            return callee
+        if _edge_slow(f, callee) and c.anomalous("latency_p99"):
             return callee
         if _symptomatic(c) and c.onset and f.onset and c.onset <= f.onset:
             return callee
@@ -531,7 +579,7 @@ def _location(
 ) -> tuple[float, list[str]]:
     """Bonus for where the trouble starts: trace error origins, earliest onset, an unexplained symptom."""
     score, notes = 0.0, []
-    if f.trace_share >= 0.2:
+    if f.trace_share >= TRACE_SHARE:
         score += 2 * f.trace_share
         notes.append(f"traces: {f.trace_share:.0%} of failing traces originate at {service}")
     if _symptomatic(f) and not explained:

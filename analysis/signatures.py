@@ -50,6 +50,10 @@ FACTS: dict[str, str] = {
     "error_ratio_up": "its own server error ratio up",
     "new_errors": "new or spiking error log templates of its own",
     "stack_frames": "stack traces in its own logs",
+    "cuts_requests": "its callers' requests now end right after calling it, skipping the calls that used to follow "
+    "(traces)",
+    "errors_start_here": "failing traces end in its own spans (not in calls it got no answer to), and no change of "
+    "configuration nor a resource running out explains them",
     "own_fault": "it shows a fault of its own (errors, new error templates, a change, a resource trend)",
 }
 
@@ -91,9 +95,11 @@ SIGNATURES: tuple[Signature, ...] = (
     ),
     Signature(
         "cpu_saturation",
-        needs=(("cpu_high",),),
-        weights={"cpu_high": 5, "latency_up": 1, "cpu_cue": 2},
-        fact="a starved CPU (contention or a hot loop) slows every request the process serves",
+        # a neighbour's contention or a throttled quota starves the process without raising its own CPU use: time
+        # spent inside a server whose callees are all fast is compute, and a starved CPU is its commonest cause
+        needs=(("cpu_high",), ("latency_origin",)),
+        weights={"cpu_high": 5, "latency_origin": 3, "latency_up": 1, "cpu_cue": 2},
+        fact="a starved CPU (contention or a hot loop) slows every request the process serves, inside the process",
     ),
     Signature(
         "db_connection_exhaustion",
@@ -120,21 +126,19 @@ SIGNATURES: tuple[Signature, ...] = (
             ("outbound_errors",),
             ("inbound_latency",),
             ("outbound_latency",),
-            ("latency_origin",),
         ),
         weights={
             "inbound_errors": 2,
             "outbound_errors": 4,
             "inbound_latency": 4,
             "outbound_latency": 3,
-            "latency_origin": 4,
             "peer_net_cue": 4,
             "down": 1.5,
             "rate_down": 1,
             "quiet": 0.5,
         },
-        fact="a lossy or slow network shows as timeouts and delay on the calls that cross it, not as errors of the "
-        "server itself",
+        fact="a lossy or slow network shows as timeouts and delay on the calls that cross it, not as errors or "
+        "slowness the server measures itself (its own p99 ends before the network)",
     ),
     Signature(
         "dependency_outage",
@@ -152,9 +156,25 @@ SIGNATURES: tuple[Signature, ...] = (
     ),
     Signature(
         "deployment_regression",
-        needs=(("code_deploy", "error_ratio_up"), ("code_deploy", "new_errors"), ("stack_frames", "error_ratio_up")),
-        weights={"code_deploy": 4, "error_ratio_up": 2, "stack_frames": 2, "new_errors": 1},
-        fact="a bad change fails from its rollout on, with new errors (often stack traces) where the code runs",
+        # a fault in its code shows where it is called even with no deploy recorded: callers fail fast on its answers
+        needs=(
+            ("code_deploy", "error_ratio_up"),
+            ("code_deploy", "new_errors"),
+            ("stack_frames", "error_ratio_up"),
+            ("cuts_requests",),
+            # a share of a few failing traces proves nothing alone: its own error ratio must agree
+            ("errors_start_here", "error_ratio_up"),
+        ),
+        weights={
+            "code_deploy": 4,
+            "error_ratio_up": 2,
+            "stack_frames": 2,
+            "new_errors": 1,
+            "cuts_requests": 4,
+            "errors_start_here": 2,
+        },
+        fact="a bad change fails from its rollout on, with new errors (often stack traces) where the code runs, and "
+        "its callers give up on its answers (fail fast)",
     ),
     Signature(
         "config_error",

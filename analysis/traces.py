@@ -1,18 +1,24 @@
-"""Trace summary: where errors and slowness originate, and which service calls were observed."""
+"""Trace summary: where errors and slowness originate, where requests are cut short, and which service calls were
+observed."""
 
 from __future__ import annotations
 
+import math
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from statistics import median
 
 from analysis.records import Span
 from analysis.secrets import redact
+from analysis.statistics import SIGNIFICANCE
 from state import TraceEvidence, Window
 
 SLOW_FACTOR = 3.0
 MAX_SAMPLES = 5
 SAMPLE_CHARS = 160
+# Alerting rules fire after a symptom held for one to a few minutes: the requests of the window's last minutes are the
+# ones an alert is about, while its earlier part may hold an earlier, finished episode.
+RECENT_SECONDS = 300.0
 
 
 def summarize_traces(spans: list[Span], window: Window) -> TraceEvidence:
@@ -25,6 +31,7 @@ def summarize_traces(spans: list[Span], window: Window) -> TraceEvidence:
     incident = {tid: group for tid, group in traces.items() if start <= min(s.start for s in group) <= end}
 
     error_origins: Counter[str] = Counter()
+    own_origins: Counter[str] = Counter()
     slow_origins: Counter[str] = Counter()
     samples: list[str] = []
     error_traces = 0
@@ -37,6 +44,7 @@ def summarize_traces(spans: list[Span], window: Window) -> TraceEvidence:
         if failing:
             error_traces += 1
             error_origins.update({_blame(s) for s in failing})
+            own_origins.update({s.service for s in failing if _blame(s) == s.service})
             for s in failing:
                 if s.message and len(samples) < MAX_SAMPLES:
                     samples.append(_sample(s))
@@ -44,8 +52,10 @@ def summarize_traces(spans: list[Span], window: Window) -> TraceEvidence:
         slow_origins.update({_blame(s) for s in slow})
     return TraceEvidence(
         traces_read=len(incident),
+        cut_after=_cut_after(spans, start, end),
         error_traces=error_traces,
         error_origins=dict(error_origins.most_common()),
+        own_error_origins=dict(own_origins.most_common()),
         slow_origins=dict(slow_origins.most_common()),
         edges=sorted(_edges(spans)),
         samples=samples,
@@ -97,3 +107,71 @@ def _edges(spans: list[Span]) -> set[tuple[str, str]]:
 def _sample(span: Span) -> str:
     text = redact(f"{span.service} {span.name}: {span.message}".split("\n", 1)[0])
     return text if len(text) <= SAMPLE_CHARS else text[: SAMPLE_CHARS - 3] + "..."
+
+
+def _cut_after(spans: list[Span], start: float, end: float) -> dict[str, list[str]]:
+    """Callees after whose answer requests now stop: callee -> notes.
+
+    Code handles a failed call by returning at once (fail fast): when a callee starts answering with errors or wrong
+    values, the requests calling it end right after that call and skip the calls that used to follow. Per operation
+    (service, span name), the share of its spans whose last call goes to each callee is compared between the
+    baseline and the window's last RECENT_SECONDS; a callee that now ends significantly more of them (binomial tail
+    under SIGNIFICANCE), while the operation makes fewer calls per span than before, is named."""
+    by_parent: dict[str | None, list[Span]] = defaultdict(list)
+    for span in spans:
+        by_parent[span.parent_id].append(span)
+    # per operation and period (False: baseline, True: recent): spans, calls, and spans ending after each callee
+    seen: dict[tuple[str, str], dict[bool, Counter[str]]] = defaultdict(lambda: {False: Counter(), True: Counter()})
+    for span in spans:
+        if span.start > end or start <= span.start < end - RECENT_SECONDS:
+            continue
+        calls = _calls(span, by_parent)
+        if not calls:
+            continue
+        counts = seen[(span.service, span.name)][span.start >= start]
+        counts["<spans>"] += 1
+        counts["<calls>"] += len(calls)
+        counts[max(calls)[1]] += 1
+    out: dict[str, list[str]] = defaultdict(list)
+    for (service, name), periods in sorted(seen.items()):
+        before, now = periods[False], periods[True]
+        n_before, n_now = before.pop("<spans>", 0), now.pop("<spans>", 0)
+        if not n_before or not n_now or now.pop("<calls>") / n_now >= before.pop("<calls>") / n_before:
+            continue
+        for callee in sorted(now):
+            share = (before[callee] + 0.5) / (n_before + 1)
+            if _more(now[callee], n_now, share):
+                out[callee].append(
+                    f"traces: {now[callee]} of {n_now} recent {service} {name} spans end right after calling "
+                    f"{callee} ({before[callee]} of {n_before} before), making fewer calls than before"
+                )
+    return dict(out)
+
+
+def _calls(span: Span, by_parent: dict[str | None, list[Span]]) -> list[tuple[float, str]]:
+    """(start, callee) of the calls a span makes: its first hops out of its own service, through its own client
+    spans."""
+    calls = []
+    todo = list(by_parent.get(span.span_id, []))
+    while todo:
+        child = todo.pop()
+        callee = child.service if child.service != span.service else child.peer
+        if callee and callee != span.service:
+            calls.append((child.start, callee))
+        else:
+            todo.extend(by_parent.get(child.span_id, []))
+    return calls
+
+
+def _more(observed: int, trials: int, share: float) -> bool:
+    """Are `observed` events in `trials` significantly more than a per-trial `share` predicts (binomial upper tail
+    under SIGNIFICANCE)? Summed in log space: thousands of spans overflow a float's binomial coefficients."""
+    if observed <= share * trials:
+        return False
+    log_p, log_q = math.log(share), math.log1p(-share)
+    head = math.lgamma(trials + 1)
+    above = sum(
+        math.exp(head - math.lgamma(k + 1) - math.lgamma(trials - k + 1) + k * log_p + (trials - k) * log_q)
+        for k in range(observed, trials + 1)
+    )
+    return above < SIGNIFICANCE

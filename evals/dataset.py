@@ -268,7 +268,8 @@ def score_answer(case: EvalCase, report: dict[str, Any], seconds: float) -> dict
         "answer": [root.get("service"), root.get("fault_type")],
         "ranked": ranked[:3],
         "confidence": float(root.get("confidence") or 0.0),
-        "ranked_top1_service": bool(ranked) and ranked[0][0] == case.expected_service,
+        # a "none" hypothesis is the placeholder of a dismissed alert (the alerted service), not a ranked cause
+        "ranked_top1_service": bool(ranked) and ranked[0][1] != "none" and ranked[0][0] == case.expected_service,
         "seconds": round(seconds, 3),
         "errors": [f"{e.get('source') or e.get('node')}: {e.get('message')}" for e in report.get("errors", [])],
         **score,

@@ -259,7 +259,10 @@ def test_failing_edge_blames_the_caller_when_the_callees_other_callers_are_healt
 # --- latency-only faults ------------------------------------------------------------------------------------
 
 
-def test_network_delay_shows_as_latency_only():
+def test_a_server_slow_by_its_own_measure_with_fast_callees_is_starved_not_delayed():
+    # CPU contention from a neighbour (or a throttled quota) shows in the p99 the server measures itself, not in its
+    # own CPU use; a network delay would not show there at all (Nezha's 16 pod delays: callers' latency only, the
+    # server's own p99 flat; its 4 contention faults with a flat CPU: the server's own p99 up)
     metrics = healthy("web", "checkout", "payments") + [
         series("latency_p99", "payments", after(ONSET, 0.05, 0.45)),
         series("latency_p99", "checkout", after(ONSET + 15, 0.2, 0.6)),
@@ -268,7 +271,38 @@ def test_network_delay_shows_as_latency_only():
         series("cpu_usage", "checkout", lambda t: 0.2),
     ]
     ev = evidence(metrics)
-    assert top(ev) == ("payments", "network_partition"), ev.candidates
+    assert top(ev) == ("payments", "cpu_saturation"), ev.candidates
+
+
+def test_a_caller_that_measured_its_time_going_to_a_slow_callee_is_explained_by_it():
+    # checkout's memory keeps rising (a warm-up after a restart) and its p99 rose a minute before the callee's did
+    # (one-minute samples blur the order), but it measured the time going into its calls to payments, whose own
+    # server is slow: payments is the origin
+    since = T0 - 3600
+    metrics = healthy("web", "checkout", "payments") + [
+        series("memory_bytes", "checkout", lambda t: 200e6 + 0.05e6 * (t - since), since=since),
+        series("latency_p99", "checkout", after(ONSET - 60, 0.2, 3.0)),
+        series("client_latency_p99", "checkout", after(ONSET, 0.05, 0.2), peer="payments"),
+        series("latency_p99", "payments", after(ONSET, 0.04, 0.65)),
+        series("cpu_usage", "payments", lambda t: 0.2),
+    ]
+    ev = evidence(metrics)
+    assert top(ev) == ("payments", "cpu_saturation"), ev.candidates
+
+
+def test_memory_that_stepped_up_once_and_settled_lower_is_no_leak():
+    # a stress tool (or any one-off allocation) lifts memory at once to 2.5x for a sample, then it settles at 1.25x;
+    # a leak holds what it took until the process is killed
+    metrics = healthy("web", "checkout", "payments") + [
+        series("memory_bytes", "payments", lambda t: 40e6 if t < ONSET else (100e6 if t < ONSET + 15 else 50e6)),
+        series("latency_p99", "payments", after(ONSET, 0.05, 0.6)),
+        series("latency_p99", "checkout", after(ONSET + 15, 0.2, 0.7)),
+        series("client_latency_p99", "checkout", after(ONSET + 15, 0.06, 0.62), peer="payments"),
+        series("cpu_usage", "payments", lambda t: 0.2),
+    ]
+    ev = evidence(metrics)
+    assert top(ev) == ("payments", "cpu_saturation"), ev.candidates
+    assert all(h.fault_type != "memory_leak" for h in ev.candidates), ev.candidates
 
 
 def test_slow_calls_to_a_service_whose_server_is_not_slow_name_its_network():
@@ -361,3 +395,127 @@ def test_confidence_separates_a_clear_answer_from_a_coin_toss():
         ]
     )
     assert toss.candidates[0].confidence <= 0.5
+
+
+# --- code faults seen only in traces --------------------------------------------------------------------------
+
+
+def _request(i, at, callees):
+    """One traced request of web's `GET /product`: a server span and one client span per callee, in call order."""
+    from analysis.records import Span
+
+    root = Span(f"t{i}", f"t{i}-root", None, "web", "GET /product", at, 60.0)
+    spans = [root]
+    for n, callee in enumerate(callees):
+        client = Span(f"t{i}", f"t{i}-c{n}", root.span_id, "web", f"call {callee}", at + 0.01 * n, 5.0, peer=callee)
+        server = Span(f"t{i}", f"t{i}-s{n}", client.span_id, callee, "serve", at + 0.01 * n + 0.001, 4.0)
+        spans += [client, server]
+    return spans
+
+
+def test_requests_cut_short_after_a_callee_name_its_code():
+    # no error status, no deploy, no error metric of its own: only web's requests, which now end right after their
+    # call to checkout and skip the calls that used to follow (fail fast on its answers)
+    from analysis.traces import summarize_traces
+
+    # baseline: every request calls all three, checkout first; the last minutes: most stop after checkout
+    traces = summarize_traces(_cut_after_checkout(), WINDOW)
+    assert list(traces.cut_after) == ["checkout"], traces.cut_after
+
+    metrics = healthy("checkout", "payments", "db-proxy") + [
+        series("error_ratio", "web", after(END.timestamp() - 240, 0.001, 0.4)),
+        series("request_rate", "web", lambda t: 50.0),
+    ]
+    ev = Evidence(alerted_service="web", window=WINDOW, services=SERVICES, dependencies=DEPS,
+                  metrics=summarize_metrics(metrics, WINDOW), traces=traces)
+    ev.candidates = rank_candidates(ev)
+    assert top(ev) == ("checkout", "deployment_regression"), ev.candidates
+    assert any("end right after calling checkout" in e for e in ev.candidates[0].evidence)
+    assert detect(ev, ev.candidates).is_incident
+
+
+def _cut_after_checkout():
+    usual = ["checkout", "payments", "db-proxy"]
+    spans = [s for i in range(40) for s in _request(i, T0 + 30 * i, usual)]
+    for i in range(40, 60):
+        spans += _request(i, END.timestamp() - 240 + 10 * (i - 40), usual[:1] if i % 5 else usual)
+    return spans
+
+
+def test_requests_cut_short_after_a_slow_callee_name_its_slowness():
+    # callers give up on a callee that got slow (timeouts) just as on one that answers badly: its slowness names it
+    from analysis.traces import summarize_traces
+
+    traces = summarize_traces(_cut_after_checkout(), WINDOW)
+    metrics = healthy("checkout", "payments", "db-proxy") + [
+        series("error_ratio", "web", after(END.timestamp() - 240, 0.001, 0.4)),
+        series("latency_p99", "checkout", after(END.timestamp() - 240, 0.1, 2.0)),
+        series("cpu_usage", "checkout", lambda t: 0.2),
+    ]
+    ev = Evidence(alerted_service="web", window=WINDOW, services=SERVICES, dependencies=DEPS,
+                  metrics=summarize_metrics(metrics, WINDOW), traces=traces)
+    ev.candidates = rank_candidates(ev)
+    assert top(ev) == ("checkout", "cpu_saturation"), ev.candidates
+
+
+def test_requests_that_keep_their_calls_cut_nothing():
+    from analysis.traces import summarize_traces
+
+    usual = ["checkout", "payments", "db-proxy"]
+    spans = [s for i in range(60) for s in _request(i, T0 + 45 * i, usual)]
+    assert summarize_traces(spans, WINDOW).cut_after == {}
+
+
+def test_the_cut_test_holds_at_thousands_of_spans():
+    from analysis.traces import _more
+
+    # binomial coefficients of 10,000 trials overflow a float: the tail is summed in log space
+    assert _more(6000, 10_000, 0.5)
+    assert not _more(5050, 10_000, 0.5)
+
+
+def _chain(i, at, payments_fail):
+    """web -> checkout -> payments, each call a client span with its peer and the callee's server span below it;
+    payments' own server span fails when asked, and the failure rises to every span above it."""
+    from analysis.records import Span
+
+    t = f"x{i}"
+    return [
+        Span(t, f"{t}-w", None, "web", "GET /checkout", at, 50.0, error=payments_fail),
+        Span(t, f"{t}-wc", f"{t}-w", "web", "POST checkout", at, 40.0, error=payments_fail, peer="checkout"),
+        Span(t, f"{t}-c", f"{t}-wc", "checkout", "POST /orders", at, 38.0, error=payments_fail),
+        Span(t, f"{t}-cp", f"{t}-c", "checkout", "POST payments", at, 20.0, error=payments_fail, peer="payments"),
+        Span(t, f"{t}-p", f"{t}-cp", "payments", "POST /charges", at, 18.0, error=payments_fail),
+    ]
+
+
+def _failing_in_payments(config_change=False):
+    from analysis.traces import summarize_traces
+
+    spans = [s for i in range(40) for s in _chain(i, T0 + 45 * i, False)]
+    spans += [s for i in range(40, 80) for s in _chain(i, ONSET + 10 * (i - 40), i % 2 == 0)]
+    metrics = healthy("web", "checkout") + [
+        series("error_ratio", "payments", after(ONSET, 0.001, 0.5)),
+        series("request_rate", "payments", lambda t: 20.0),
+        series("cpu_usage", "payments", lambda t: 0.2),
+    ]
+    deploys = [DeployEvent(at=END - timedelta(minutes=8), service="payments", version="v2", kind="config")]
+    ev = Evidence(alerted_service="web", window=WINDOW, services=SERVICES, dependencies=DEPS,
+                  metrics=summarize_metrics(metrics, WINDOW), traces=summarize_traces(spans, WINDOW),
+                  deploys=deploys if config_change else [])
+    ev.onset = estimate_onset(ev)
+    ev.candidates = rank_candidates(ev)
+    return ev
+
+
+def test_errors_that_start_in_a_services_own_spans_with_nothing_else_to_explain_them_name_its_code():
+    # no deploy recorded, no resource running out, no caller-side error metrics: the traces say the errors start in
+    # payments' own server spans, below which nothing failed
+    ev = _failing_in_payments()
+    assert top(ev) == ("payments", "deployment_regression"), ev.candidates
+    assert any("own spans" in e for e in ev.candidates[0].evidence)
+
+
+def test_errors_that_start_in_a_services_own_spans_after_a_config_change_name_the_change():
+    ev = _failing_in_payments(config_change=True)
+    assert top(ev) == ("payments", "config_error"), ev.candidates

@@ -76,3 +76,20 @@ def test_dataset_table_counts_as_at_k_misses_and_false_alarms() -> None:
         "cases": 2, "as1": 0.5, "as3": 1.0, "fault_accuracy": 1.0, "missed": 0}
     text = format_dataset_table(scores)
     assert "all faults" in text and "false alarms classified as no incident: 1/1" in text and "Brier" in text
+
+
+def test_a_dismissed_alerts_placeholder_is_not_a_ranked_cause() -> None:
+    """A not_an_incident report names the alerted service with fault "none": ignoring the verdict must not count
+    it as having ranked the right service first (it ranked nothing)."""
+    from datetime import UTC, datetime
+
+    from evals.dataset import EvalCase, score_answer
+
+    case = EvalCase(id="c", service="frontend", at=datetime(2022, 8, 22, tzinfo=UTC), alertname="HighLatency",
+                    expected_service="frontend", expected_fault="cpu_saturation", source_fault="cpu_consumed")
+    dismissed = {"is_incident": False, "outcome": "not_an_incident", "errors": [],
+                 "root_cause": {"service": "frontend", "fault_type": "none", "confidence": 0.0},
+                 "hypotheses": [{"service": "frontend", "fault_type": "none"}]}
+    assert score_answer(case, dismissed, 1.0)["ranked_top1_service"] is False
+    ranked = {**dismissed, "hypotheses": [{"service": "frontend", "fault_type": "cpu_saturation"}]}
+    assert score_answer(case, ranked, 1.0)["ranked_top1_service"] is True

@@ -109,3 +109,15 @@ def test_sandbox_overhead_with_two_runs():
 def test_code_reading_over_mcp():
     result = json.loads(bench("bench.code_reading", "--runs", "1", "--json"))
     assert result["top_is_the_bad_commit"] and result["tool_calls_per_run"] > 1
+
+
+def test_investigate_speed_counts_a_dismissed_false_alarm_as_right() -> None:
+    """A false alarm's expected answer is (None, "none"): right when the alert was dismissed, whatever service the
+    report names (it names the alerted one)."""
+    from bench.investigate_speed import is_right
+
+    dismissed = {"is_incident": False, "root_cause": {"service": "web-frontend", "fault_type": "none"}}
+    assert is_right(dismissed, (None, "none"))
+    assert not is_right({**dismissed, "is_incident": True}, (None, "none"))
+    found = {"is_incident": True, "root_cause": {"service": "catalog", "fault_type": "disk_full"}}
+    assert is_right(found, ("catalog", "disk_full")) and not is_right(found, ("inventory", "disk_full"))

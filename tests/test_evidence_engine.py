@@ -422,16 +422,20 @@ def test_requests_cut_short_after_a_callee_name_its_code():
     traces = summarize_traces(_cut_after_checkout(), WINDOW)
     assert list(traces.cut_after) == ["checkout"], traces.cut_after
 
-    metrics = healthy("checkout", "payments", "db-proxy") + [
-        series("error_ratio", "web", after(END.timestamp() - 240, 0.001, 0.4)),
-        series("request_rate", "web", lambda t: 50.0),
-    ]
-    ev = Evidence(alerted_service="web", window=WINDOW, services=SERVICES, dependencies=DEPS,
-                  metrics=summarize_metrics(metrics, WINDOW), traces=traces)
-    ev.candidates = rank_candidates(ev)
+    ev = _ranked_with_web_failing(traces, series("request_rate", "web", lambda t: 50.0))
     assert top(ev) == ("checkout", "deployment_regression"), ev.candidates
     assert any("end right after calling checkout" in e for e in ev.candidates[0].evidence)
     assert detect(ev, ev.candidates).is_incident
+
+
+def _ranked_with_web_failing(traces, *more_series):
+    """Evidence of web's error ratio rising in the last 4 minutes over healthy callees, with `traces`, ranked."""
+    metrics = healthy("checkout", "payments", "db-proxy") + [
+        series("error_ratio", "web", after(END.timestamp() - 240, 0.001, 0.4)), *more_series]
+    ev = Evidence(alerted_service="web", window=WINDOW, services=SERVICES, dependencies=DEPS,
+                  metrics=summarize_metrics(metrics, WINDOW), traces=traces)
+    ev.candidates = rank_candidates(ev)
+    return ev
 
 
 def _cut_after_checkout():
@@ -447,14 +451,8 @@ def test_requests_cut_short_after_a_slow_callee_name_its_slowness():
     from analysis.traces import summarize_traces
 
     traces = summarize_traces(_cut_after_checkout(), WINDOW)
-    metrics = healthy("checkout", "payments", "db-proxy") + [
-        series("error_ratio", "web", after(END.timestamp() - 240, 0.001, 0.4)),
-        series("latency_p99", "checkout", after(END.timestamp() - 240, 0.1, 2.0)),
-        series("cpu_usage", "checkout", lambda t: 0.2),
-    ]
-    ev = Evidence(alerted_service="web", window=WINDOW, services=SERVICES, dependencies=DEPS,
-                  metrics=summarize_metrics(metrics, WINDOW), traces=traces)
-    ev.candidates = rank_candidates(ev)
+    ev = _ranked_with_web_failing(traces, series("latency_p99", "checkout", after(END.timestamp() - 240, 0.1, 2.0)),
+                                  series("cpu_usage", "checkout", lambda t: 0.2))
     assert top(ev) == ("checkout", "cpu_saturation"), ev.candidates
 
 

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from analysis.metrics import summarize_metrics
 from analysis.records import MetricSeries
 from state import Window
-from tools.live import duration_seconds
+from tools.telemetry_config import duration_seconds, load_config
 
 END = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 WINDOW = Window(start=END - timedelta(minutes=15), end=END, baseline_start=END - timedelta(minutes=45))
@@ -38,3 +40,9 @@ def test_a_sustained_fault_through_a_rate_window_still_scores() -> None:
 
 def test_prometheus_durations() -> None:
     assert [duration_seconds(d) for d in ("1m", "90s", "1m30s", "500ms", "2h")] == [60, 90, 90, 0.5, 7200]
+
+
+def test_a_bad_rate_window_is_refused_when_the_config_loads() -> None:
+    with pytest.raises(ValueError, match="prometheus.range_window: not a Prometheus duration: '1 minute'"):
+        load_config(None, {"prometheus": {"range_window": "1 minute"}})
+    assert load_config(None, {"prometheus": {"range_window": "90s"}}).prometheus.range_window == "90s"

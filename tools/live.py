@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import math
-import re
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 from datetime import UTC, datetime
@@ -19,7 +18,7 @@ from tools.http_client import BackendError, QueryBudget, QueryBudgetExceeded
 from tools.loki import LogReadStats, LokiClient
 from tools.prometheus import PrometheusClient, PromResult, render_query
 from tools.spans import TraceReadStats
-from tools.telemetry_config import TelemetryConfig, load_config
+from tools.telemetry_config import TelemetryConfig, duration_seconds, load_config
 
 if TYPE_CHECKING:
     from graph.context import Context
@@ -320,15 +319,6 @@ def _metric_series(
         for signal, service, peer in keys
         if points_by_key[(signal, service, peer)]
     ]
-
-
-def duration_seconds(text: str) -> float:
-    """A Prometheus duration (`1m`, `90s`, `1m30s`, `500ms`) in seconds."""
-    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
-    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|[smhdwy])", text)
-    if not parts or "".join(n + u for n, u in parts) != text:
-        raise ValueError(f"not a Prometheus duration: {text!r}")
-    return sum(float(n) * units[u] for n, u in parts)
 
 
 def _utc(at: datetime) -> datetime:

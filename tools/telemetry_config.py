@@ -71,6 +71,12 @@ class PrometheusConfig:
     timeout_seconds: float = 15.0
     queries: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_QUERIES))
 
+    def __post_init__(self) -> None:
+        try:  # a bad window fails at load, not in every run's metrics read
+            duration_seconds(self.range_window)
+        except ValueError as exc:
+            raise ValueError(f"prometheus.range_window: {exc}") from None
+
 
 @dataclass(frozen=True)
 class LokiConfig:
@@ -140,6 +146,15 @@ class TelemetryConfig:
 
     def __post_init__(self) -> None:
         _validate(self)
+
+
+def duration_seconds(text: str) -> float:
+    """A Prometheus duration (`1m`, `90s`, `1m30s`, `500ms`) in seconds."""
+    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|[smhdwy])", text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise ValueError(f"not a Prometheus duration: {text!r}")
+    return sum(float(n) * units[u] for n, u in parts)
 
 
 def load_config(path: str | None, tables: dict[str, Any] | None = None) -> TelemetryConfig:

@@ -5,7 +5,6 @@ Pure: no I/O. Every rejection is a `PayloadError` with a stable `code` and a mes
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import math
@@ -208,7 +207,7 @@ def _group_alert(
         fingerprint=_fingerprint(item, f"{at}.fingerprint") or fingerprint_of(alertname, service),
         labels=labels,
         annotations=annotations,
-        raw=copy.deepcopy({**group, **item}),
+        raw=_copy_json({**group, **item}),
     )
 
 
@@ -235,7 +234,7 @@ def _generic_alert(body: dict[str, Any], received_at: datetime) -> Alert:
         fingerprint=fingerprint_of(alertname, service),
         labels=labels,
         lookup_window_seconds=_window(body.get("lookup_window_seconds")),
-        raw=copy.deepcopy(body),
+        raw=_copy_json(body),
     )
 
 
@@ -312,19 +311,37 @@ def _timestamp(value: Any, at: str) -> datetime | None:
 def _check_values(body: dict[str, Any]) -> None:
     """Reject a body nested deeper than MAX_DEPTH levels, or holding an integer beyond 64 bits, which no checkpoint
     can keep (NaN and infinities are refused as JSON already); iteratively: no recursion on untrusted input."""
-    stack: list[tuple[Any, int, str]] = [(body, 1, "body")]
+    # A container's path is kept as (parent path, key) and spelled out only for an error: this runs on every alert.
+    stack: list[tuple[Any, int, Any]] = [(body, 1, None)]
     while stack:
         value, depth, at = stack.pop()
         if depth > MAX_DEPTH:
             raise PayloadError("invalid_field", "body", f"nested deeper than {MAX_DEPTH} levels")
-        items = value.items() if isinstance(value, dict) else enumerate(value)
-        for key, child in items:
-            path = f"{at}.{_cap(str(key))}" if isinstance(value, dict) else f"{at}[{key}]"
+        for key, child in value.items() if isinstance(value, dict) else enumerate(value):
             if isinstance(child, dict | list):
-                stack.append((child, depth + 1, path))
-            elif isinstance(child, int) and not isinstance(child, bool) and not INT_MIN <= child <= INT_MAX:
-                raise PayloadError("invalid_field", path.removeprefix("body."),
+                stack.append((child, depth + 1, (at, key)))
+            elif type(child) is int and not INT_MIN <= child <= INT_MAX:
+                raise PayloadError("invalid_field", _path((at, key)),
                                    f"{_cap(str(child))} is beyond the 64-bit integer range and cannot be stored")
+
+
+def _path(at: Any) -> str:
+    """`alerts[0].labels.x` from the nested (parent, key) pairs of _check_values."""
+    keys = []
+    while at is not None:
+        at, key = at
+        keys.append(f"[{key}]" if isinstance(key, int) else f".{_cap(str(key))}")
+    return "".join(reversed(keys)).removeprefix(".")
+
+
+def _copy_json(value: Any) -> Any:
+    """A deep copy of decoded JSON (dicts, lists and immutable scalars), several times cheaper than copy.deepcopy;
+    recursive, which is safe only after _check_values has bounded the depth."""
+    if isinstance(value, dict):
+        return {key: _copy_json(child) for key, child in value.items()}
+    if isinstance(value, list):
+        return [_copy_json(child) for child in value]
+    return value
 
 
 def _text_map(value: Any, at: str) -> dict[str, str]:
@@ -337,15 +354,14 @@ def _text_map(value: Any, at: str) -> dict[str, str]:
             raise PayloadError(
                 "invalid_field", at, f"names must be strings, got {_kind(key)} {_show(str(key))}"
             )
-        path = f"{at}.{_cap(key)}"
-        _check_size(key, path, "name")
+        _check_size(key, at, "name", key)
         if isinstance(item, bool):
             item = "true" if item else "false"
         elif isinstance(item, int | float):
             item = str(item)
         elif not isinstance(item, str):
-            raise PayloadError("invalid_field", path, f"expected a string, got {_kind(item)}")
-        _check_size(item, path, "value")
+            raise PayloadError("invalid_field", f"{at}.{_cap(key)}", f"expected a string, got {_kind(item)}")
+        _check_size(item, at, "value", key)
         out[key] = item
     return out
 
@@ -385,11 +401,14 @@ def _number(value: Any) -> str:
     return format(value, ".6g") if isinstance(value, float) else str(value)
 
 
-def _check_size(text: str, at: str, what: str) -> None:
-    """Reject a text longer than MAX_TEXT_BYTES in UTF-8 rather than cut it silently."""
+def _check_size(text: str, at: str, what: str, key: str | None = None) -> None:
+    """Reject a text longer than MAX_TEXT_BYTES in UTF-8 rather than cut it silently (`key`: the field of `at`)."""
+    if len(text) <= MAX_TEXT_BYTES // 4:  # no character takes more than 4 bytes: short texts need no encoding
+        return
     size = len(text.encode("utf-8", "surrogatepass"))
     if size > MAX_TEXT_BYTES:
-        raise PayloadError("invalid_field", at, f"{what} is {size} bytes, at most {MAX_TEXT_BYTES}")
+        raise PayloadError("invalid_field", at if key is None else f"{at}.{_cap(key)}",
+                           f"{what} is {size} bytes, at most {MAX_TEXT_BYTES}")
 
 
 def _cap(text: str) -> str:

@@ -97,5 +97,4 @@ def requires(action: Action):
 Reader = Annotated[Principal, Depends(requires("read"))]
 Decider = Annotated[Principal, Depends(requires("decide"))]
 Operator = Annotated[Principal, Depends(requires("operate"))]
-AlertSender = Annotated[Principal, Depends(requires("post_alerts"))]
 Caller = Reader  # any caller who may read

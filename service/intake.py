@@ -71,13 +71,18 @@ SELECT payload.id AS payload_id, incident.id,
 FROM payload LEFT JOIN incident ON true"""
 
 
+def _as_is(text: str) -> str:
+    """The JSON dumps for a text that pydantic already serialised (several times faster than dict + json.dumps)."""
+    return text
+
+
 def _statement(alert: Alert, telemetry: TelemetrySpec, new_id: Any, payload: dict[str, Any]) -> tuple[str, dict]:
     """The one statement for an alert, with its parameters; `payload` holds the body or the stored payload id."""
-    params = {**payload, "fingerprint": alert.fingerprint, "alert": Jsonb(alert.model_dump(mode="json"))}
+    params = {**payload, "fingerprint": alert.fingerprint, "alert": Jsonb(alert.model_dump_json(), dumps=_as_is)}
     if alert.status == "firing":
         sql = _FIRING
         params.update(new_id=new_id(), service=alert.service, alertname=alert.alertname, source=alert.source,
-                      telemetry=Jsonb(telemetry.model_dump(mode="json")))
+                      telemetry=Jsonb(telemetry.model_dump_json(), dumps=_as_is))
     else:
         sql, params["resolved_by"] = _RESOLVED, f"source:{alert.source}"
     return (_STORED_PAYLOAD if "payload_id" in payload else _NEW_PAYLOAD) + sql, params

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import secrets
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -54,7 +54,7 @@ class HistoryEntry:
 def new_incident_id(now: datetime | None = None) -> str:
     """inc-YYYYMMDD-HHMMSS-xxxxxx: sortable by time, unique."""
     now = now or datetime.now(UTC)
-    return f"inc-{now:%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
+    return f"inc-{now:%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
 
 
 def thread_config(incident_id: str, checkpoint_id: str | None = None) -> dict[str, Any]:

@@ -114,3 +114,15 @@ async def test_database_outage_is_a_fast_503_with_retry_after(database_url, tmp_
             time.sleep(0.2)
         assert r.status_code == 202, r.text
     assert count(database_url, "alert_payloads") == 2
+
+
+@pytest.mark.parametrize("encoded", [b'"\\ud800"', b'"\xed\xa0\x80"'], ids=["escape", "utf8-bytes"])
+async def test_an_unpaired_surrogate_is_bad_json_however_it_is_written(database_url, tmp_path, encoded):
+    """A lone UTF-16 surrogate, as a \\u escape or as its three UTF-8 bytes (which Python's decoder lets through),
+    is text no database column can hold: a 400 that says so, nothing stored."""
+    body = json.dumps(alertmanager({"note": "X"})).encode().replace(b'"X"', encoded)
+    async with client(database_url, tmp_path) as c:
+        r = await c.post("/alerts", content=body, headers={**AUTH, "Content-Type": "application/json"})
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["code"] == "invalid_json" and "surrogate" in r.json()["error"]["message"]
+    assert count(database_url, "alert_payloads") == 0

@@ -1,8 +1,9 @@
 """Is it an incident, how bad, is it a code regression: rules over the evidence and the ranked candidates.
 
 Three outcomes: an incident; not an incident, only when logs and metrics were both read and show nothing sustained;
-inconclusive, when a primary source could not be read or history is too short to tell abnormal from normal: not
-having looked is never reported as having looked and seen nothing.
+inconclusive, when a primary source could not be read or history is too short to tell abnormal from normal, or when
+the alert's own symptom is measured and still standing but no cause stands out: not having looked is never reported
+as having looked and seen nothing, and a measured symptom is never called a false alarm.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ TRACE_BONUS_MAX = 1.5  # what trace evidence adds to a candidate's score at most
 CONFIDENT = 0.75
 REGRESSION_WINDOW = (timedelta(minutes=10), timedelta(minutes=2))  # deploy before / after the onset
 PRIMARY_SOURCES = ("logs", "metrics")  # traces and deploys are optional: many fleets have neither
+SYMPTOMS = ("error_ratio", "latency_p99")  # what users of the alerted service feel
 # The usual words of alerting rules' `severity` label, by the incident priority they mean.
 ALERT_SEVERITY_WORDS: dict[str, Severity] = {
     "critical": "P1", "page": "P1", "emergency": "P1", "fatal": "P1", "disaster": "P1",
@@ -52,6 +54,14 @@ def blind_spots(evidence: Evidence) -> list[str]:
         gaps.append(f"history too short: {metrics.short_history} of {metrics.series_read} metric series begin too"
                     " close to the window for a baseline")
     return gaps
+
+
+def standing_symptom(evidence: Evidence, strong) -> list[str]:
+    """The alerted service's own errors or p99, a strong anomaly still deviating at the alert's time: the alert is
+    confirmed by measurement even when no cause is named, so the gate cannot dismiss it as a false alarm."""
+    return [f"{_fact(m)} and still so at the alert, but no cause stands out" for m in strong
+            if m.service == evidence.alerted_service and m.peer is None and m.signal in SYMPTOMS
+            and m.direction == "up" and m.active][:1]
 
 
 def detect(evidence: Evidence, candidates: list[Hypothesis], *, alert_severity: str | None = None) -> Detection:
@@ -93,7 +103,7 @@ def detect(evidence: Evidence, candidates: list[Hypothesis], *, alert_severity: 
     confident = named and top.confidence >= CONFIDENT
     is_incident = confident or named and top.score >= cutoff and corroborated
     if not is_incident:
-        gaps = blind_spots(evidence)
+        gaps = blind_spots(evidence) + standing_symptom(evidence, strong)
         if gaps:
             severity = severity_of_alert(alert_severity)
             guess = f"; best guess {top.fault_type} at {top.service} ({top.confidence:.0%})" if named else ""

@@ -21,7 +21,7 @@ from graph.context import Context
 from graph.summary import incident_report
 from nodes.detect import DetectVerdict, merge_verdict
 from service.alert_payloads import fingerprint_of
-from state import Alert, Evidence, Hypothesis, LogEvidence, MetricEvidence, TelemetrySpec, Window
+from state import Alert, Evidence, Hypothesis, LogEvidence, MetricEvidence, MetricSignal, TelemetrySpec, Window
 from tests.live_server import start_server
 from tools.database import checkpoint_serializer
 from tools.net import free_port
@@ -143,6 +143,22 @@ def test_a_top_candidate_at_075_or_more_is_never_dismissed_by_the_gate():
     yes = DetectVerdict(is_incident=True, severity="P1", code_regression=False)
     merged = merge_verdict(unsure, yes, 0.45)
     assert (merged.outcome, merged.severity) == ("inconclusive", "P1")
+
+
+def test_the_alerted_services_own_symptom_still_active_is_never_dismissed_as_a_false_alarm():
+    """Real faults whose cause the evidence does not name (a callee's code answering errors, no deploy, no logs):
+    the alerted service's own error ratio jumped and still stands at the alert. Calling that a P4 false alarm
+    contradicts the measurement; without a cause, the honest outcome is inconclusive at the alert's severity."""
+    def errors(score: float, active: bool) -> MetricEvidence:
+        return MetricEvidence(series_read=12, signals=[MetricSignal(
+            service="checkout", signal="error_ratio", baseline=0.0, current=0.15, peak=0.17, score=score,
+            direction="up", active=active)])
+    detection = detect(_quiet_evidence([], errors(13.0, active=True)), [], alert_severity="critical")
+    assert (detection.outcome, detection.severity) == ("inconclusive", "P1"), detection.reasons
+    assert any("error_ratio of checkout" in r and "still" in r for r in detection.reasons), detection.reasons
+    # the same jump over by the alert's time, or too weak to be a strong anomaly: dismissed as before
+    assert detect(_quiet_evidence([], errors(13.0, active=False)), []).outcome == "not_an_incident"
+    assert detect(_quiet_evidence([], errors(5.0, active=True)), []).outcome == "not_an_incident"
 
 
 # --- the command and the service ---------------------------------------------------------------------------

@@ -249,14 +249,15 @@ def partition_alert(group: int, n: int) -> dict[str, Any]:
 def test_intake_answers_503_while_a_partition_drops_packets(database_url, tmp_path: Path):
     """A partition that drops packets leaves the server's pooled connections open and silent: a statement on one
     would wait for the network to come back. Intake answers 503 with Retry-After while the blackhole lasts, /readyz
-    says not ready, and once the network is back every alert acknowledged is stored. A 503 given after a statement
+    says not ready, the run workers and the notification outbox wait without a traceback, and once the network is
+    back every alert acknowledged is stored. A 503 given after a statement
     was sent does not say that nothing was stored: the statement may still reach the database (here: when the proxy
     resumes, as TCP retransmits); the sender's retry then stores the alert twice, and the alert group keeps it to
     one incident."""
     target = conninfo_to_dict(database_url)
     with TcpProxy(target.get("host", "127.0.0.1"), int(target.get("port", 5432))) as proxy:
         through_proxy = make_conninfo(database_url, host="127.0.0.1", port=str(proxy.port))
-        server = start_server(through_proxy, tmp_path / "work", run_workers=False, telemetry="live")
+        server = start_server(through_proxy, tmp_path / "work", telemetry="live")
         backstop = threading.Timer(BLACKHOLE_LIMIT, proxy.resume)
         try:
             with httpx.Client(base_url=server.url, headers=server.headers, timeout=BLACKHOLE_LIMIT + 30) as api:

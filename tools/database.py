@@ -121,6 +121,10 @@ async def _apply_queue_schema(conn: AsyncConnection, done: set[str]) -> list[str
 # embedded PostgreSQL). connect_timeout bounds making a connection (libpq's default waits as long as the OS does).
 TCP_PARAMETERS = {"connect_timeout": "10", "keepalives": "1", "keepalives_idle": "10", "keepalives_interval": "5",
                   "keepalives_count": "3", "tcp_user_timeout": "30000"}
+# psycopg_pool retries a failed connection with a doubling wait until reconnect_timeout (5 min by default): after
+# a minute's outage its next try could come half a minute after the database is back. Given up after 10 s, the
+# attempt starts afresh at the next request that waits, so a try comes at most ~5 s apart while requests come.
+RECONNECT_SECONDS = 10.0
 # A new connection to a database that answers takes milliseconds, a busy one's included; one that takes a second
 # is not coming (psycopg's own connect_timeout cannot go under 2 s).
 PROBE_SECONDS = 1.0
@@ -251,6 +255,7 @@ async def open_database(url: str | None = None, *, max_size: int = 10,
         outage_timeout=acquire_timeout,
         min_size=1,
         max_size=max_size,
+        reconnect_timeout=RECONNECT_SECONDS,
         open=False,
         kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row,
                 **connection_parameters(conninfo)},

@@ -190,3 +190,22 @@ async def test_a_statement_past_the_deadline_answers_503_and_its_retry_joins_the
         assert c._transport.app.state.db.pool.get_stats()["returns_bad"] == 2
     assert count(database_url, "incidents") == 1
     assert count(database_url, "alerts") == stored
+
+
+async def test_a_database_refusing_connections_for_too_many_clients_still_answers(database_url, monkeypatch):
+    """At max_connections the database is busy, not gone: a slow statement waits for it instead of being cut short,
+    and a request waiting for a pooled connection waits on."""
+    from tools import database
+
+    async def refused(error: psycopg.Error):
+        async def connect(*args, **kwargs):
+            raise error
+        monkeypatch.setattr(database.AsyncConnection, "connect", connect)
+        pool._probed_at = float("-inf")  # probe again now
+        return await pool.database_answers()
+
+    async with database.open_database(database_url, max_size=2) as db:
+        pool = db.pool
+        assert await refused(psycopg.errors.TooManyConnections("sorry, too many clients already"))
+        assert not await refused(psycopg.OperationalError("connection refused"))
+        assert not await refused(psycopg.errors.CannotConnectNow("the database system is shutting down"))

@@ -111,10 +111,12 @@ def install_error_handlers(app: FastAPI) -> None:
             # a program limit (an index row, a statement too large): the caller's input, not an outage
             log.warning("refused data over a limit on %s %s: %s", request.method, request.url.path, exc)
             return error_response(422, "invalid_field", "a value in the request is too large to store")
-        # no connection in time, or the connection broke: nothing was stored; the sender tries again later
         log.warning("database unavailable on %s %s: %s", request.method, request.url.path, exc)
-        return error_response(503, "database_unavailable", "the database is unreachable; nothing was stored, "
-                              "try again", {"Retry-After": str(RETRY_AFTER_SECONDS)})
+        if isinstance(exc, PoolTimeout):  # no connection in time: nothing was sent
+            message = "the database is unreachable; nothing was stored, try again"
+        else:  # the connection broke, or was cut for not answering, after sending: it may have been carried out
+            message = "the database did not answer; the request may have been stored, send it again"
+        return error_response(503, "database_unavailable", message, {"Retry-After": str(RETRY_AFTER_SECONDS)})
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -6,6 +6,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
+from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
@@ -89,7 +90,7 @@ def _statement(alert: Alert, telemetry: TelemetrySpec, new_id: Any, payload: dic
 
 
 async def accept_alerts(
-    pool: AsyncConnectionPool,
+    conn: AsyncConnection,
     path: str,
     fmt: str,
     body: Any,
@@ -104,7 +105,7 @@ async def accept_alerts(
     """
     first, *rest = sorted(range(len(alerts)), key=lambda i: (alerts[i][0].fingerprint, i))
     new_payload = {"path": path, "format": fmt, "body": Jsonb(body)}
-    async with pool.connection() as conn, conn.transaction() if rest else nullcontext():
+    async with conn.transaction() if rest else nullcontext():
         cur = await conn.execute(*_statement(*alerts[first], new_id, new_payload))
         rows = {first: await cur.fetchone()}
         if rest:

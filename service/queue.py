@@ -128,13 +128,12 @@ class QueueLimit:
         self.cap, self.max_age = cap, max_age
         self._count, self._at = 0, float("-inf")
 
-    async def check(self, pool: AsyncConnectionPool, new_runs: int) -> None:
+    async def check(self, conn: AsyncConnection, new_runs: int) -> None:
         """QueueFull when `new_runs` more would take the waiting runs over the cap."""
         if new_runs == 0:
             return
         now = time.monotonic()
         if now - self._at > self.max_age:
-            async with pool.connection() as conn:
-                self._count, self._at = await queued_runs(conn), now
+            self._count, self._at = await queued_runs(conn), now
         if self._count + new_runs > self.cap:
             raise QueueFull(f"{self._count} runs are waiting, at most {self.cap}")

@@ -129,9 +129,13 @@ class ServerSection(Section):
     telemetry: Literal["live", "sim"] = setting("live", "INCIDENT_COPILOT_TELEMETRY",
                                                 "live backends, or the simulator (alert labels scenario, seed)", "live")
     db_acquire_timeout: float = setting(0.5, "INCIDENT_COPILOT_DB_ACQUIRE_TIMEOUT", "seconds a request waits for a "
-                                        "database connection before asking whether the database answers at all "
-                                        "(no: 503 at once; yes: it waits on)",
+                                        "database connection, or an alert's statement for its answer, before "
+                                        "asking whether the database answers at all (a new connection, 1 s; no: "
+                                        "503 at once; yes: it waits on)",
                                         "0.5", gt=0, le=60)
+    db_deadline: float = setting(10.0, "INCIDENT_COPILOT_DB_DEADLINE", "seconds an alert's database work may take "
+                                 "before it answers 503, even while the database answers (a connection gone "
+                                 "silent alone)", "10", gt=0, le=300)
 
     @field_validator("api_keys", mode="before")
     @classmethod
@@ -379,7 +383,7 @@ class Settings(BaseSettings):
             workers=self.server.workers, run_workers=self.server.run_workers, telemetry=self.server.telemetry,
             output_dir=str(self.run.output_dir), group_ttl_seconds=self.server.group_ttl_seconds,
             max_queued_runs=self.server.max_queued_runs, run_attempts=self.server.run_attempts,
-            db_acquire_timeout=self.server.db_acquire_timeout,
+            db_acquire_timeout=self.server.db_acquire_timeout, db_deadline=self.server.db_deadline,
             roles=roles, public_url=self.server.public_url, session_hours=self.server.session_hours,
             login_attempts=self.server.login_attempts,
         )
@@ -613,6 +617,7 @@ class ServerSettings:
     max_queued_runs: int = 1000
     run_attempts: int = 5
     db_acquire_timeout: float = 0.5
+    db_deadline: float = 10.0
     public_url: str | None = None
     session_hours: float = 8.0
     login_attempts: int = 5

@@ -33,7 +33,7 @@ from service.queue import HEARTBEAT_SECONDS, QUEUE, STALLED_SECONDS, TASK
 from service.runs import IncidentRunner, RunResult, thread_config
 from service.settings import ServerSettings
 from state import Alert, TelemetrySpec
-from tools.database import Database
+from tools.database import RECONNECT_SECONDS, Database, connection_parameters
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +140,8 @@ class RunWorkers:
         self.on_finished = on_finished
         self.name = f"{socket.gethostname()}:{os.getpid()}"
         self.connector = OutageTolerantConnector(conninfo=db.url, min_size=1, max_size=concurrency + 3,
-                                                 kwargs={"prepare_threshold": 0})
+                                                 reconnect_timeout=RECONNECT_SECONDS,
+                                                 kwargs={"prepare_threshold": 0, **connection_parameters(db.url)})
         self.app = App(connector=self.connector)
         self.app.task(name=TASK, queue=QUEUE, pass_context=True, retry=RunRetry(attempts))(self._run_job)
         self._tasks: list[asyncio.Task] = []

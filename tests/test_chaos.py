@@ -2,6 +2,9 @@
 again (pg_terminate_backend), and PostgreSQL unreachable for seconds (a TCP proxy between the server and the
 database that the test cuts). Every alert acknowledged with 202 is stored, every run finishes once the database is
 back without restarting the server, no side effect happens twice, and /readyz says not ready while it lasts.
+
+And a partition that drops packets instead of resetting connections (the same proxy, blackholed): intake answers
+503 with Retry-After while it lasts, instead of waiting for the network to come back.
 """
 
 from __future__ import annotations
@@ -34,12 +37,17 @@ CUT_SECONDS = 4.0
 
 class TcpProxy:
     """A loopback TCP proxy to PostgreSQL that can be cut: then every open connection is dropped and new ones are
-    closed as soon as they are accepted, as when the network to the database is gone."""
+    closed as soon as they are accepted, as when the network to the database is gone. Or blackholed: then no byte
+    goes either way and no connection is closed, as when a partition drops packets; what was sent meanwhile
+    arrives once it resumes, as TCP's retransmissions deliver it when the network comes back."""
 
     def __init__(self, target_host: str, target_port: int):
         self.target = (target_host, target_port)
         self.port = free_port()
         self.is_cut = False
+        self.is_blackholed = False
+        self._flowing = asyncio.Event()
+        self._flowing.set()
         self._open: set[asyncio.StreamWriter] = set()
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
@@ -60,6 +68,14 @@ class TcpProxy:
     def heal(self) -> None:
         self.is_cut = False
 
+    def blackhole(self) -> None:
+        self.is_blackholed = True
+        self._loop.call_soon_threadsafe(self._flowing.clear)
+
+    def resume(self) -> None:
+        self._loop.call_soon_threadsafe(self._flowing.set)
+        self.is_blackholed = False
+
     def _drop_all(self) -> None:
         self.is_cut = True
         for writer in list(self._open):
@@ -72,6 +88,7 @@ class TcpProxy:
         self._loop.run_forever()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await self._flowing.wait()
         if self.is_cut:
             writer.transport.abort()
             return
@@ -84,7 +101,8 @@ class TcpProxy:
 
         async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
             try:
-                while data := await source.read(65536):
+                while await self._flowing.wait() and (data := await source.read(65536)):
+                    await self._flowing.wait()  # bytes read just before a blackhole wait for its end too
                     sink.write(data)
                     await sink.drain()
             except (ConnectionError, OSError):
@@ -217,3 +235,92 @@ def test_alert_storm_through_terminated_connections_and_a_database_cut(database_
     assert sorted(branches) == sorted(f"incident-copilot/{i}" for i in regressions)
     output = tmp_path / "work" / "output"
     assert sorted(p.parent.name for p in output.rglob("brief.md")) == sorted(i for i, *_ in incidents)
+
+
+BLACKHOLE_LIMIT = 30.0  # the network comes back by itself after this long, should the test's own resume not come
+
+
+def partition_alert(group: int, n: int) -> dict[str, Any]:
+    return {"status": "firing", "fingerprint": f"partition-{group}", "startsAt": STARTS_AT,
+            "labels": {"alertname": "HighErrorRate", "service": f"svc-{group}"},
+            "annotations": {"summary": f"partition {group} #{n}"}}
+
+
+def test_intake_answers_503_while_a_partition_drops_packets(database_url, tmp_path: Path):
+    """A partition that drops packets leaves the server's pooled connections open and silent: a statement on one
+    would wait for the network to come back. Intake answers 503 with Retry-After while the blackhole lasts, /readyz
+    says not ready, the run workers and the notification outbox wait without a traceback, and once the network is
+    back every alert acknowledged is stored. A 503 given after a statement
+    was sent does not say that nothing was stored: the statement may still reach the database (here: when the proxy
+    resumes, as TCP retransmits); the sender's retry then stores the alert twice, and the alert group keeps it to
+    one incident."""
+    target = conninfo_to_dict(database_url)
+    with TcpProxy(target.get("host", "127.0.0.1"), int(target.get("port", 5432))) as proxy:
+        through_proxy = make_conninfo(database_url, host="127.0.0.1", port=str(proxy.port))
+        server = start_server(through_proxy, tmp_path / "work", telemetry="live")
+        backstop = threading.Timer(BLACKHOLE_LIMIT, proxy.resume)
+        try:
+            with httpx.Client(base_url=server.url, headers=server.headers, timeout=BLACKHOLE_LIMIT + 30) as api:
+                acknowledged = set()
+                first = api.post("/alerts", json=alertmanager([partition_alert(0, 0)]))
+                assert first.status_code == 202, first.text
+                acknowledged.add("partition 0 #0")
+
+                proxy.blackhole()
+                backstop.start()
+                refused, took = [], []
+
+                def send(alerts: list[dict[str, Any]]) -> None:
+                    started = time.monotonic()
+                    answer = api.post("/alerts", json=alertmanager(alerts))
+                    took.append(round(time.monotonic() - started, 2))
+                    assert proxy.is_blackholed, f"answered only once the network was back ({took[-1]} s)"
+                    assert answer.status_code == 503, answer.text
+                    assert answer.json()["error"]["code"] == "database_unavailable"
+                    assert int(answer.headers["Retry-After"]) >= 1
+                    refused.append(alerts)
+
+                # one after another (a batch among them): the pool's silent connections, then no connection
+                send([partition_alert(1, 1), partition_alert(0, 1)])
+                for n in range(2, 4):
+                    send([partition_alert(n % 2, n)])
+                threads = [threading.Thread(target=send, args=([partition_alert(2 + n % 3, n)],)) for n in range(4, 10)]
+                for thread in threads:
+                    thread.start()
+                for thread in threads:
+                    thread.join()
+                started = time.monotonic()
+                ready = httpx.get(f"{server.url}/readyz", timeout=BLACKHOLE_LIMIT + 30)
+                took_ready = round(time.monotonic() - started, 2)
+                assert proxy.is_blackholed, f"/readyz answered only once the network was back ({took_ready} s)"
+                assert ready.status_code == 503 and ready.json()["error"]["code"] == "not_ready", ready.text
+                assert len(refused) == 9, took
+                print("503 after (s):", sorted(took), "/readyz 503 after (s):", took_ready)
+
+                proxy.resume()
+                backstop.cancel()
+                for alerts in refused:  # the sender tries again, as Retry-After asks
+                    deadline = time.monotonic() + 60
+                    while (answer := api.post("/alerts", json=alertmanager(alerts))).status_code != 202:
+                        assert answer.status_code == 503 and time.monotonic() < deadline, answer.text
+                        time.sleep(float(answer.headers["Retry-After"]))
+                    acknowledged.update(alert["annotations"]["summary"] for alert in alerts)
+                assert httpx.get(f"{server.url}/readyz", timeout=10).status_code == 200
+        finally:
+            backstop.cancel()
+            proxy.resume()
+            server.stop()
+            print(server.log()[-4000:])
+
+    stored = [summary for (summary,) in rows(database_url, "SELECT alert->'annotations'->>'summary' FROM alerts")]
+    assert acknowledged <= set(stored), f"acknowledged but not stored: {sorted(acknowledged - set(stored))}"
+    # A statement sent before its 503 may have been stored as well: the retry is then a second alert of its group,
+    # not a second incident. A group has a new incident only after the one before concluded (a run ended, which
+    # closes the group; tests/test_intake_edges.py shows the retry deduplicated without runs).
+    groups = rows(database_url, "SELECT DISTINCT dedup_key FROM incidents")
+    assert sorted(groups) == [(f"partition-{group}",) for group in range(5)], groups
+    overlapping = rows(database_url, """SELECT a.id, b.id FROM incidents a JOIN incidents b
+                                        ON a.dedup_key = b.dedup_key AND a.created_at < b.created_at
+                                        WHERE a.closed_at IS NULL OR a.closed_at > b.created_at""")
+    assert overlapping == [], overlapping
+    assert "Traceback" not in server.log(), server.log()[-4000:]

@@ -5,9 +5,11 @@ once per few seconds, however many scrapers there are."""
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 
 import httpx
+import pytest
 
 from service.metrics import DATABASE_GAUGE_SECONDS, RENDER_SECONDS
 from tests.live_server import start_server
@@ -74,3 +76,33 @@ async def test_processes_starting_together_on_a_fresh_database_do_not_wait_for_e
 
     async with AsyncExitStack() as first, AsyncExitStack() as second, AsyncExitStack() as third:
         await asyncio.wait_for(asyncio.gather(opened(first), opened(second), opened(third)), timeout=60)
+
+
+async def test_pooled_connections_carry_tcp_keepalives_and_unix_sockets_still_work(database_url):
+    """A connection to a peer gone silent is closed by the OS (keepalives, tcp_user_timeout), not trusted for
+    hours; libpq ignores those settings on a Unix socket, as the embedded PostgreSQL uses, and the URL's own
+    values win."""
+    import socket
+
+    import psycopg
+    from psycopg.conninfo import make_conninfo
+
+    from tests.conftest import ADMIN_URL
+    from tools.database import TCP_PARAMETERS, connection_parameters, open_database
+
+    assert "keepalives_idle" not in connection_parameters(make_conninfo(database_url, keepalives_idle="60"))
+    async with open_database(database_url, max_size=2) as db, db.pool.connection() as conn:
+        with socket.socket(fileno=os.dup(conn.pgconn.socket)) as sock:
+            assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == int(TCP_PARAMETERS["keepalives_idle"])
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT) == int(
+                TCP_PARAMETERS["tcp_user_timeout"])
+
+    with psycopg.connect(ADMIN_URL) as admin:
+        directory = admin.execute("SHOW unix_socket_directories").fetchone()[0].split(",")[0].strip()
+        port = admin.info.port
+    if not os.path.exists(os.path.join(directory, f".s.PGSQL.{port}")):
+        pytest.skip(f"no Unix socket of the test server in {directory}")
+    over_socket = make_conninfo(database_url, host=directory)
+    async with open_database(over_socket, max_size=2) as db, db.pool.connection() as conn:
+        assert (await (await conn.execute("SELECT 1 AS one")).fetchone())["one"] == 1

@@ -199,7 +199,8 @@ async def test_a_resolved_alert_and_its_notice_commit_together(database_url):
     telemetry = TelemetrySpec(kind="sim", scenario="memory_leak", seed=1, end=END)
 
     async def send(alert):
-        [accepted] = await accept_alerts(db.pool, "/alerts", "generic", {}, [(alert, telemetry)], lambda: "inc-r")
+        async with db.pool.connection() as conn:
+            [accepted] = await accept_alerts(conn, "/alerts", "generic", {}, [(alert, telemetry)], lambda: "inc-r")
         return accepted.status
 
     async with open_database(database_url) as db:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import importlib.metadata
 import os
+import socket
 import stat
 import time
 import uuid
@@ -17,7 +18,7 @@ import psycopg
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from psycopg import AsyncConnection
-from psycopg.conninfo import make_conninfo
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
@@ -113,11 +114,46 @@ async def _apply_queue_schema(conn: AsyncConnection, done: set[str]) -> list[str
     return [name]
 
 
+# Every connection's TCP settings, unless the URL sets them itself. A connection whose peer fell silent (a partition
+# that drops packets, a host gone without a word) is otherwise trusted for hours: keepalive probes after 10 s idle,
+# every 5 s, and data left unacknowledged for 30 s (a statement sent into the void) make the OS close it within
+# about half a minute, for the run workers' long-lived connections too. libpq ignores them on a Unix socket (the
+# embedded PostgreSQL). connect_timeout bounds making a connection (libpq's default waits as long as the OS does).
+TCP_PARAMETERS = {"connect_timeout": "10", "keepalives": "1", "keepalives_idle": "10", "keepalives_interval": "5",
+                  "keepalives_count": "3", "tcp_user_timeout": "30000"}
+# psycopg_pool retries a failed connection with a doubling wait until reconnect_timeout (5 min by default): after
+# a minute's outage its next try could come half a minute after the database is back. Given up after 10 s, the
+# attempt starts afresh at the next request that waits, so a try comes at most ~5 s apart while requests come.
+RECONNECT_SECONDS = 10.0
+# A new connection to a database that answers takes milliseconds, a busy one's included; one that takes a second
+# is not coming (psycopg's own connect_timeout cannot go under 2 s).
+PROBE_SECONDS = 1.0
+
+
+def connection_parameters(conninfo: str) -> dict[str, str]:
+    """The TCP_PARAMETERS that `conninfo` does not set itself."""
+    given = conninfo_to_dict(conninfo)
+    return {name: value for name, value in TCP_PARAMETERS.items() if name not in given}
+
+
+class DatabaseTimeout(psycopg.OperationalError):
+    """The database did not answer a statement in time; the statement may have been carried out all the same."""
+
+
+def cut_connection(conn: AsyncConnection) -> None:
+    """Shut the connection's socket down (the descriptor stays libpq's), so that whatever waits on it fails now."""
+    try:
+        with socket.socket(fileno=os.dup(conn.pgconn.socket)) as sock:
+            sock.shutdown(socket.SHUT_RDWR)
+    except (psycopg.Error, OSError):
+        pass  # closed already
+
+
 class OutageAwarePool(AsyncConnectionPool):
     """A pool that tells an outage from a busy moment: a caller that got no connection within `outage_timeout`
     asks the database directly (one probe a second, shared by every waiter) and gives up (PoolTimeout) when it
     does not answer; when it does, the pool's connections are merely all in use, and the caller waits up to the
-    usual timeout."""
+    usual timeout. `connection_within()` applies the same rule to the statements of a request."""
 
     def __init__(self, *args: Any, outage_timeout: float, **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -126,23 +162,68 @@ class OutageAwarePool(AsyncConnectionPool):
         self._probed_at, self._answers = float("-inf"), True
 
     async def getconn(self, timeout: float | None = None) -> Any:
-        if timeout is not None or self.outage_timeout >= self.timeout:
+        timeout = self.timeout if timeout is None else timeout
+        if self.outage_timeout >= timeout:
             return await super().getconn(timeout)
+        started = time.monotonic()
         try:
             return await super().getconn(self.outage_timeout)
         except PoolTimeout:
             if not await self.database_answers():
                 raise
-        return await super().getconn(self.timeout - self.outage_timeout)
+        left = timeout - (time.monotonic() - started)
+        if left <= 0:
+            raise PoolTimeout(f"couldn't get a connection after {timeout:.2f} sec")
+        return await super().getconn(left)
+
+    @asynccontextmanager
+    async def connection_within(self, deadline: float) -> AsyncIterator[AsyncConnection]:
+        """A connection for work that must be done within `deadline` seconds. A statement still unanswered after
+        `outage_timeout` while the database does not answer a new connection (a partition: the pooled connection
+        went silent), or at the deadline whatever the probes say, has its connection cut: the work fails with
+        DatabaseTimeout at once and the pool discards the connection, instead of waiting for the network."""
+        ends = time.monotonic() + deadline
+        conn = await self.getconn(deadline)
+        watchdog: asyncio.Task | None = None
+
+        def watch() -> None:
+            nonlocal watchdog
+            watchdog = asyncio.create_task(self._cut_when_silent(conn, ends))
+
+        # a timer, not a task, until the work is slow: the usual request, answered in a millisecond, then costs
+        # about a tenth of the CPU a task would (3 us, not 30)
+        timer = asyncio.get_running_loop().call_later(max(0.0, min(self.outage_timeout, ends - time.monotonic())),
+                                                      watch)
+        try:
+            yield conn
+        except psycopg.Error as exc:
+            if watchdog is not None and watchdog.done() and not watchdog.cancelled():
+                raise DatabaseTimeout("the database did not answer in time") from exc
+            raise
+        finally:
+            timer.cancel()
+            if watchdog is not None:
+                watchdog.cancel()
+            await self.putconn(conn)
+
+    async def _cut_when_silent(self, conn: AsyncConnection, ends: float) -> None:
+        """Cut `conn` as soon as the database does not answer a probe, or at `ends`."""
+        while time.monotonic() < ends and await self.database_answers():
+            await asyncio.sleep(min(1.0, max(0.0, ends - time.monotonic())))
+        cut_connection(conn)
 
     async def database_answers(self) -> bool:
-        """Whether a new connection to the database can be made now (probed at most once a second)."""
+        """Whether a new connection to the database can be made now (probed at most once a second). A server
+        that refuses it for having too many clients answers all the same: it is busy, not gone."""
         async with self._probe_lock:
             if time.monotonic() - self._probed_at >= 1.0:
                 try:
-                    await (await AsyncConnection.connect(self.conninfo, connect_timeout=2)).close()
+                    probe = await asyncio.wait_for(AsyncConnection.connect(self.conninfo, **self.kwargs), PROBE_SECONDS)
+                    await probe.close()
                     self._answers = True
-                except psycopg.Error:
+                except psycopg.Error as exc:
+                    self._answers = exc.sqlstate == "53300"  # too_many_connections
+                except TimeoutError:
                     self._answers = False
                 self._probed_at = time.monotonic()
             return self._answers
@@ -174,8 +255,10 @@ async def open_database(url: str | None = None, *, max_size: int = 10,
         outage_timeout=acquire_timeout,
         min_size=1,
         max_size=max_size,
+        reconnect_timeout=RECONNECT_SECONDS,
         open=False,
-        kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row},
+        kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row,
+                **connection_parameters(conninfo)},
     )
     await pool.open(wait=True, timeout=30)
     try:

@@ -101,10 +101,14 @@ def intake_router() -> APIRouter:
         pairs = [(alert, telemetry_for(settings, alert)) for alert in parsed.alerts]
         # each firing group may open an incident and queue its run
         groups = len({alert.fingerprint for alert in parsed.alerts if alert.status == "firing"})
-        await queue_or_429(app.state.queue_limit.check(app.state.db.pool, groups))
-        accepted = await intake.accept_alerts(
-            app.state.db.pool, request.scope["path"], parsed.format, body, pairs, new_incident_id
-        )
+        # Within the deadline, or 503: a partition must not hold the sender until the network is back. A 503 that
+        # cut a statement short cannot say whether it was stored; the sender's retry is then a second alert of
+        # its group, which opens no second incident.
+        async with app.state.db.pool.connection_within(settings.db_deadline) as conn:
+            await queue_or_429(app.state.queue_limit.check(conn, groups))
+            accepted = await intake.accept_alerts(
+                conn, request.scope["path"], parsed.format, body, pairs, new_incident_id
+            )
         app.state.metrics.alerts_accepted(parsed.format, accepted)
         first = accepted[0]
         # IntakeResponse's shape, built as plain data: a model per alert costs every request for nothing

@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import Any
 
 import httpx
+from psycopg import OperationalError
 from psycopg.types.json import Jsonb
 
 from tools.notify import gmail, pagerduty, slack, smtp, webhook
@@ -198,6 +199,8 @@ class OutboxDispatcher:
                 await self.run_once()
             except asyncio.CancelledError:
                 raise
+            except OperationalError as exc:  # the database away (no connection, one broken): expected, one line
+                log.warning("notification dispatch waits for the database: %s", exc)
             except Exception:
                 log.exception("notification dispatch failed")
             await asyncio.sleep(poll_seconds)

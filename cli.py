@@ -100,15 +100,17 @@ def settings_of(ctx: click.Context) -> Settings:
     root = ctx.find_root()
     root.ensure_object(dict)
     if "settings" not in root.obj:
+        # checking the settings imports what they name (the LLM adapter, with LangChain's messages; psycopg's
+        # conninfo; the notification routes), so they load with the collector paused too
         with loading():
             from graph.context import ConfigError
             from service.settings import SettingsError, load_settings
 
-        try:
-            root.obj["settings"] = load_settings(root.obj.get("config_file"))
-            root.obj["settings"].run_context()  # run settings that cannot work (LLM provider, notification routes)
-        except (SettingsError, ConfigError) as exc:
-            raise ConfigProblem(str(exc)) from None
+            try:
+                root.obj["settings"] = load_settings(root.obj.get("config_file"))
+                root.obj["settings"].run_context()  # run settings that cannot work (LLM provider, notification routes)
+            except (SettingsError, ConfigError) as exc:
+                raise ConfigProblem(str(exc)) from None
         home = root.obj["settings"].database.home
         if home is not None:  # the adapters and child processes read the data directory from the environment
             os.environ.setdefault("INCIDENT_COPILOT_HOME", str(home))

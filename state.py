@@ -61,7 +61,7 @@ def check_incident_id(incident_id: Any) -> str:
 class Model(BaseModel):
     """Base for state models: forbid unknown fields so bad input fails at the edge."""
 
-    model_config = {"extra": "forbid"}
+    model_config = {"extra": "forbid", "defer_build": True}
 
 
 # --- input -------------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from typing import Any
 from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
+from pydantic_core import to_json
 
 from service import incidents
 from service.queue import JOB_FOR_RUN, enqueue_run
@@ -104,7 +105,7 @@ async def accept_alerts(
     one each), so the incident rows of a big batch stay locked for a short time.
     """
     first, *rest = sorted(range(len(alerts)), key=lambda i: (alerts[i][0].fingerprint, i))
-    new_payload = {"path": path, "format": fmt, "body": Jsonb(body)}
+    new_payload = {"path": path, "format": fmt, "body": Jsonb(body, dumps=to_json)}
     async with conn.transaction() if rest else nullcontext():
         cur = await conn.execute(*_statement(*alerts[first], new_id, new_payload))
         rows = {first: await cur.fetchone()}

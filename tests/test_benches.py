@@ -59,6 +59,12 @@ def test_intake_storm_with_a_worker_process():
     assert (row["workers"], row["stored_alerts"], row["ok"]) == ("1 proc", 100, True) and row["incidents"] >= 3
 
 
+def test_intake_cpu_in_the_app():
+    _require_postgres()
+    result = json.loads(bench("bench.intake_cpu", "--requests", "50", "--rounds", "2", "--json"))
+    assert len(result["rounds_us"]) == 2 and result["median_us"] > 0
+
+
 def test_alert_to_brief_on_a_healthy_fleet():
     """The whole stack once, briefly: a false alarm must raise no alert (the alert path itself is covered by
     tests/test_e2e_alerting.py)."""

@@ -36,6 +36,7 @@ _RFC3339 = re.compile(
 )
 # Go's zero time: Alertmanager and Grafana send it as endsAt while an alert still fires.
 _ZERO_TIME = datetime(1, 1, 1, tzinfo=UTC)
+_ZERO_TIME_TEXT = "0001-01-01T00:00:00Z"
 # Telemetry backends count time from the Unix epoch, and a run reaches up to a day (window and baseline) around
 # the alert: a time outside these bounds names no window anyone can read, and its arithmetic overflows.
 EARLIEST = datetime(1970, 1, 2, tzinfo=UTC)
@@ -286,7 +287,7 @@ def _window(value: Any) -> int | None:
 
 def _timestamp(value: Any, at: str) -> datetime | None:
     """An RFC 3339 time in UTC, fractions past microseconds cut; None when absent, empty or Go's zero time."""
-    if value is None or value == "":
+    if value is None or value == "" or value == _ZERO_TIME_TEXT:  # the last: every firing alert's endsAt
         return None
     if not isinstance(value, str):
         raise PayloadError("invalid_field", at, f"expected an RFC 3339 timestamp string, got {_kind(value)}")

@@ -90,7 +90,12 @@ CUES: tuple[Cue, ...] = (
 CUE_NAMES: tuple[str, ...] = tuple(cue.name for cue in CUES)
 
 
+_PHRASES: tuple[tuple[str, str], ...] = tuple((phrase, cue.name) for cue in CUES for phrase in cue.phrases)
+
+
 def cue_hits(text: str) -> tuple[str, ...]:
     """Names of the cues the text shows (a phrase of the cue occurs in it, in any case), in table order."""
     lowered = text.lower()
-    return tuple(cue.name for cue in CUES if any(phrase in lowered for phrase in cue.phrases))
+    # one flat pass: most texts hit no cue, and a generator per cue costs more than the searches
+    found = {name for phrase, name in _PHRASES if phrase in lowered}
+    return tuple(name for name in CUE_NAMES if name in found) if found else ()

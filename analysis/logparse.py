@@ -153,6 +153,7 @@ _FIELD_FORMS = tuple(form for form in LEVEL_FORMS if form.where == "field")
 _LINE_FORMS = tuple(form for form in LEVEL_FORMS if form.where == "line")
 _LABEL_FORMS = tuple(form for form in LEVEL_FORMS if form.where == "label")
 _LEVEL_KEYS = tuple(dict.fromkeys(key for form in _FIELD_FORMS for key in form.keys))
+_LABEL_KEYS = frozenset(key for form in _LABEL_FORMS for key in form.keys)
 _MESSAGE_KEYS = ("msg", "message", "event", "log", "@m", "body")
 _TS_KEYS = ("ts", "time", "timestamp", "@timestamp", "t", "@t")
 # Fields holding a stack trace (a dotted key also matches nested objects: pino's err.stack, ECS error.stack_trace).
@@ -184,7 +185,7 @@ class ParsedLog:
 
 def level_of_labels(labels: Mapping[str, str] | None) -> str | None:
     """The level the stream labels of an entry give (Loki's `level`, `detected_level`, ...), or None."""
-    if labels:
+    if labels and not labels.keys().isdisjoint(_LABEL_KEYS):
         for form in _LABEL_FORMS:
             for key in form.keys:
                 if key in labels and (level := form.read(labels[key])):

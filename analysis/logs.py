@@ -28,7 +28,9 @@ MAX_FRAMES = 24
 BUCKETS = 30
 SPIKE_RATIO = 3.0
 PRUNE_AT = 20_000  # (service, template) counters kept before dropping those of templates the miner forgot
-_DIGIT = re.compile(r"[0-9]")
+# the next digits outside strings (possessive: no backtracking); an unterminated string runs to the end
+_OUTSIDE_DIGITS = re.compile(rb'(?:[^"0-9]++|"[^"]*+")*+([0-9]+)')
+_NOT_INTEGER = (b".", b"e", b"E", b"x", b"X")  # after a digit outside strings: a float, or no JSON (0x1f)
 _LETTER_WORD = re.compile(rb"(?<![0-9A-Za-z])[A-Za-z][0-9A-Za-z]*")
 _ZERO = ord("0")
 _PRI = re.compile(r"<\d{1,3}>")
@@ -227,21 +229,45 @@ def _line_shape(line: str, label_level: str | None = None) -> bytes | None:
     same shape), or None.
 
     Not keyed: multi-line entries (a trace's line numbers matter), escapes (a newline or a digit can hide in
-    one), a leading blank, and JSON with a digit outside its strings (JSON's syntax tells 0 from 1-9). Without
-    escapes, a JSON parser reads only the text before the 1st quote, between the 2nd and 3rd, ... outside strings.
-    The key holds what else decides the level: the labels' level, and the digits of a syslog <PRI> header.
+    one), and a leading blank. The key holds what else decides the level: the labels' level, the digits of a
+    syslog <PRI> header, and JSON's numbers (see _json_numbers).
     """
     first = line[:1]
     if "\n" in line or "\\" in line or first.isspace():
         return None
-    if first == "{" and _DIGIT.search("".join(line.split('"')[::2])):
-        return None
     key = shape_key(line)
     if key is None:
         return None
-    if first == "<" and (pri := _PRI.match(line)):
+    if first == "{":
+        key = _json_numbers(line, key)
+        if key is None:
+            return None
+    elif first == "<" and (pri := _PRI.match(line)):
         key = pri[0].encode() + _SEP + key
     return label_level.encode() + _SEP + key if label_level else key
+
+
+def _json_numbers(line: str, key: bytes) -> bytes | None:
+    """The shape key with what JSON's numbers (digits outside strings) decide put back; None unless they are
+    all integers.
+
+    Without escapes, a JSON parser reads only the text before the 1st quote, between the 2nd and 3rd, ... as
+    outside strings. There an integer of up to 3 digits may be a level (syslog 0-7, pino 10-60, Monolog 100-600),
+    so it stays as it is; a longer one never is (every level scale ends below 1000), and only its first digit
+    matters to JSON's syntax (a leading 0 is invalid). An integer reads back as the same digits in messages and
+    fields; a float may not (1.50 is 1.5), nor convert to a level alike (699.99999999999999999 is 700).
+    """
+    raw = line.encode("utf-8", "surrogatepass")
+    out: bytearray | None = None
+    at = 0
+    while number := _OUTSIDE_DIGITS.match(raw, at):
+        start, at = number.span(1)
+        if raw[at : at + 1] in _NOT_INTEGER:
+            return None
+        out = out if out is not None else bytearray(key)
+        kept = at if at - start <= 3 else start + 1  # a level's digits, or a longer integer's first one
+        out[start:kept] = raw[start:kept]
+    return key if out is None else bytes(out)
 
 
 class _Known(NamedTuple):

@@ -126,6 +126,67 @@ def test_summarizer_sees_each_line_as_an_uncached_parse_would():
     assert summarizer._miner.templates() == reference.templates()
 
 
+# JSON entries with numbers outside their strings: numeric levels on each scale and out of them, numbers inside
+# strings, nested objects and lists, a number as the message, floats, exponents, leading zeros, hex, escapes.
+_JSON_NUMBER_SHAPES = (
+    '{{"level": {lvl}, "time": {ms}, "pid": {d}, "hostname": "web-{d}", "msg": "request {n} took {n}ms"}}',
+    '{{"level":{lvl},"time":{ms},"msg":"api v{d} returned {n} errors"}}',
+    '{{"severity_number": {lvl}, "body": "disk {d} full: No space left on device"}}',
+    '{{"levelno": {lvl}, "msg": "retry {d} of {d}"}}',
+    '{{"ctx": {{"level": {lvl}, "ids": [{n}, {d}, {ms}]}}, "level": "info", "msg": "batch {n} done"}}',
+    '{{"level": {lvl}, "msg": "level {lvl} and code {n} inside a string", "code": {n}}}',
+    '{{"level": {lvl}, "msg": "said \\"level {d}\\" twice", "n": {n}}}',
+    '{{"msg": {ms}, "level": {lvl}}}',
+    '{{"level": {lvl}, "Level": {lvl}, "msg": "two level keys"}}',
+    '{{"level": {lvl}, "elapsed": {d}.{n}, "msg": "a float"}}',
+    '{{"level": {lvl}, "size": {d}e{d}, "msg": "an exponent"}}',
+    '{{"level": {lvl}, "t": {t}, "msg": "maybe a leading zero"}}',
+    '{{"level": 0{d}, "msg": "a leading zero"}}',
+    '{{"level": {lvl}, "ptr": 0x{d}f, "msg": "hex"}}',
+    '{{"level": -{lvl}, "delta": -{ms}, "msg": "negative"}}',
+)
+_LEVEL_NUMBERS = ("0", "3", "7", "10", "20", "30", "40", "50", "60", "69", "70", "100", "300", "600", "699", "700",
+                  "999", "1000", "9999", "30.0", "3e1", "50.9", "1000e-2", "5000e-2", "699.90000000000000000",
+                  "699.99999999999999999")  # the last two: 699.0 and 700.0 as floats
+
+
+def _json_number_line(rng: random.Random) -> str:
+    shape = rng.choice(_JSON_NUMBER_SHAPES)
+    lvl = rng.choice(_LEVEL_NUMBERS)
+    out = shape.format(lvl=lvl, ms="{ms}", d="{d}", n="{n}", t="{t}")
+    draws = {"{ms}": lambda: rng.randint(10**12, 10**13 - 1), "{d}": lambda: rng.randint(0, 9),
+             "{n}": lambda: rng.randint(0, 99999), "{t}": lambda: f"{rng.randint(0, 1)}{rng.randint(0, 99999):05d}"}
+    for kind, draw in draws.items():
+        while kind in out:
+            out = out.replace(kind, str(draw()), 1)
+    return out
+
+
+def test_json_numbers_are_keyed_as_an_uncached_parse_reads_them():
+    rng = random.Random(11)
+    lines = [_json_number_line(rng) for _ in range(6000)]
+    summarizer = LogSummarizer(WINDOW)
+    reference = TemplateMiner(extra_masks=[(r"(?!)", "NEVER")])
+    for line in lines:
+        for label_level in (None, "warn"):
+            level, template_id, got, cues = summarizer._mine(line, label_level)
+            parsed = parse_line(line, label_level)
+            assert (level, template_id) == (parsed.level, reference.add(parsed.message)[0]), line
+            assert cues == cue_hits(cue_text(parsed)), line
+            assert (got.frames if got else []) == parsed.frames, line
+    assert summarizer._miner.templates() == reference.templates()
+
+
+def test_json_integers_key_the_line_and_keep_the_level():
+    pino = '{{"level": {}, "time": 1795245300012, "pid": 1, "msg": "request completed status=200"}}'
+    assert logs_module._line_shape(pino.format(30)) is not None
+    assert logs_module._line_shape(pino.format(30)) != logs_module._line_shape(pino.format(50))
+    assert logs_module._line_shape(pino.format(30)) == logs_module._line_shape(pino.format(30).replace("1795", "1895"))
+    assert logs_module._line_shape(pino.format(30)) != logs_module._line_shape(pino.format(30).replace("1795", "0795"))
+    assert logs_module._line_shape(pino.format("30.5")) is None and logs_module._line_shape(pino.format("3e1")) is None
+    assert logs_module._line_shape(pino.format("0x1e")) is None
+
+
 def test_digits_kept_by_masking_stay_apart():
     summarizer = LogSummarizer(WINDOW)
     lines = [f'ts=2026-11-21T11:15:0{i}Z level=warn msg="api v7 returned {i}ab errors"' for i in (6, 3, 6)]

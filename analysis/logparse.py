@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -27,8 +28,11 @@ def _word(value: object) -> str | None:
 
 
 def _number(value: object) -> int | None:
-    # JSON numbers only: a digit inside a string or a plain line is shape-blind to the summary's caches
-    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+    # JSON numbers only: a digit inside a string or a plain line is shape-blind to the summary's caches. Python's
+    # decoder reads 1e999 as infinity and takes NaN: no level, and no int() of them either
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return int(value) if isinstance(value, int) or math.isfinite(value) else None
 
 
 def _word_or_number(value: object) -> str | None:

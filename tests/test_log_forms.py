@@ -79,6 +79,15 @@ def test_level_forms(line, level, message):
         assert parsed.message == message
 
 
+@pytest.mark.parametrize("number", ["1e999", "-1e999", "NaN", "Infinity"])
+def test_a_level_number_past_any_range_is_no_level_not_a_crash(number):
+    """Python's JSON decoder reads 1e999 as infinity and takes NaN: neither is a level, and neither may end the
+    run (int() of them raised)."""
+    for key in ("level", "severity_number", "levelno"):
+        parsed = parse_line(f'{{"{key}":{number},"msg":"odd level"}}')
+        assert (parsed.level, parsed.message) == ("info", "odd level")
+
+
 def test_logfmt_is_still_logfmt():
     parsed = parse_line('time="2024-01-01T00:00:00Z" level=error msg="write failed" path=/data')
     assert (parsed.level, parsed.message, parsed.fields) == ("error", "write failed", {"path": "/data"})

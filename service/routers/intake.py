@@ -88,8 +88,8 @@ def intake_router() -> APIRouter:
     router = APIRouter(tags=["intake"])
 
     async def receive(request: Request) -> JSONResponse:
-        # The role check called directly, not as a route dependency: FastAPI's dependency
-        # resolution cost every alert about a tenth of the intake's CPU.
+        # The role check called directly, not as a route dependency: resolving it took about 6% of the intake's CPU
+        # per alert (py-spy, solve_dependencies).
         allowed(authenticate(request), "post_alerts")
         app = request.app
         settings: ServerSettings = app.state.settings

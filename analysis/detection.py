@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
-from state import Detection, Evidence, Hypothesis, Severity
+from state import Detection, Evidence, Hypothesis, MetricSignal, Severity
 
 ANOMALY = 4.0
 STRONG = 8.0
@@ -56,7 +56,7 @@ def blind_spots(evidence: Evidence) -> list[str]:
     return gaps
 
 
-def standing_symptom(evidence: Evidence, strong) -> list[str]:
+def standing_symptom(evidence: Evidence, strong: list[MetricSignal]) -> list[str]:
     """The alerted service's own errors or p99, a strong anomaly still deviating at the alert's time: the alert is
     confirmed by measurement even when no cause is named, so the gate cannot dismiss it as a false alarm."""
     return [f"{_fact(m)} and still so at the alert, but no cause stands out" for m in strong

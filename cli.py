@@ -74,7 +74,11 @@ class Failure(click.ClickException):
 def loading() -> Iterator[None]:
     """Import a command's heavy modules: their hundreds of thousands of long-lived objects would make the cyclic
     collector run full passes that free nothing, so it pauses while they load and skips them afterwards (frozen);
-    about a sixth of the import time of an investigation."""
+    about a sixth of the import time of an investigation. Library code no command here uses is imported when first
+    read, or not at all (tools/deferred_imports.py)."""
+    from tools.deferred_imports import defer_heavy_imports
+
+    defer_heavy_imports()
     enabled = gc.isenabled()
     gc.disable()
     try:

@@ -3,7 +3,7 @@ process per incident, process start included, against real backends; medians.
 
 Usage (from the repository root):
     python -m bench.investigate_speed [--scenarios memory_leak,disk_full] [--seeds 3] [--dataset .data/nezha-ob]
-                                      [--cases 10] [--admin-url URL] [--json]
+                                      [--cases 10] [--admin-url URL] [--python PATH] [--json]
 
 Two sets, each served the way `incident-copilot eval` serves it:
 - the simulated fleet (`eval --wire`, evals/wire.py): each (scenario, seed) case's 45 minutes backfilled into a real
@@ -13,7 +13,9 @@ Two sets, each served the way `incident-copilot eval` serves it:
   `python -m evals.nezha`: its first `--cases` cases, each with the set's own window, metrics step and
   telemetry.toml.
 
-Every investigation is a new `python cli.py investigate ...` process (imports are never warm in the interpreter;
+Every investigation is a new `python cli.py investigate ...` process, run by this interpreter or by `--python` (say,
+a venv with only the runtime dependencies, as users install them: the test extras add trio, which selenium needs
+and httpcore imports whenever it is installed), (imports are never warm in the interpreter;
 the OS file cache, Python's bytecode and Jinja's template cache are, as for anyone running the command twice) on
 one throwaway database (admin URL from --admin-url, else $BENCH_POSTGRES_URL, else the local server), the offline
 LLM, no notification routes. Untimed runs first create the database's tables and investigate each set's first case
@@ -82,9 +84,10 @@ def timed(argv: list[str], env: dict[str, str]) -> tuple[float, float, subproces
     return wall, after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime, done
 
 
-def run_set(name: str, investigations: list[Investigation], database_url: str, workdir: Path) -> dict[str, Any]:
+def run_set(name: str, investigations: list[Investigation], database_url: str, workdir: Path,
+            python: str) -> dict[str, Any]:
     """Time every investigation of a set: medians, the slowest, exit codes, top-1 right."""
-    cli = [sys.executable, str(ROOT / "cli.py")]
+    cli = [python, str(ROOT / "cli.py")]
     first = investigations[0]
     timed([*cli, *first.argv], environment(database_url, workdir, first.env))  # untimed: bytecode, template cache
     rows = []
@@ -108,11 +111,11 @@ def run_set(name: str, investigations: list[Investigation], database_url: str, w
             "top1_right": round(sum(r["right"] for r in rows) / len(rows), 3), "rows": rows}
 
 
-def startup(runs: int, database_url: str, workdir: Path) -> dict[str, float]:
+def startup(runs: int, database_url: str, workdir: Path, python: str) -> dict[str, float]:
     """Wall medians of a bare interpreter and of `cli.py --version` (click and the command line's own imports)."""
     env = environment(database_url, workdir, {})
-    bare = [timed([sys.executable, "-c", "pass"], env)[0] for _ in range(runs)]
-    version = [timed([sys.executable, str(ROOT / "cli.py"), "--version"], env)[0] for _ in range(runs)]
+    bare = [timed([python, "-c", "pass"], env)[0] for _ in range(runs)]
+    version = [timed([python, str(ROOT / "cli.py"), "--version"], env)[0] for _ in range(runs)]
     return {"python_s": round(statistics.median(bare), 3), "cli_version_s": round(statistics.median(version), 3)}
 
 
@@ -158,7 +161,7 @@ def recorded(path: Path, count: int, workdir: Path) -> Iterator[list[Investigati
 
 
 def measure(scenarios: list[str], seeds: int, dataset: Path | None, cases: int, admin_url: str,
-            startup_runs: int = 5) -> dict[str, Any]:
+            startup_runs: int = 5, python: str = sys.executable) -> dict[str, Any]:
     """Both sets (the eval set when given) on one throwaway database, with the start-up medians."""
     from tools.database import throwaway_database
 
@@ -166,13 +169,15 @@ def measure(scenarios: list[str], seeds: int, dataset: Path | None, cases: int, 
             throwaway_database(admin_url, prefix="bench_speed") as database_url:
         workdir = Path(tmp)
         warm = environment(database_url, workdir, {})
-        timed([sys.executable, str(ROOT / "cli.py"), "db", "migrate"], warm)  # tables once, untimed
-        result: dict[str, Any] = {"startup": startup(startup_runs, database_url, workdir), "sets": []}
+        timed([python, str(ROOT / "cli.py"), "db", "migrate"], warm)  # tables once, untimed
+        result: dict[str, Any] = {"python": python, "startup": startup(startup_runs, database_url, workdir, python),
+                                  "sets": []}
         with simulated(scenarios, seeds, workdir) as items:
-            result["sets"].append(run_set("simulated fleet, 15 min windows", items, database_url, workdir))
+            result["sets"].append(run_set("simulated fleet, 15 min windows", items, database_url, workdir, python))
         if dataset is not None:
             with recorded(dataset, cases, workdir) as items:
-                result["sets"].append(run_set(f"{dataset.name}, its own windows", items, database_url, workdir))
+                result["sets"].append(run_set(f"{dataset.name}, its own windows", items, database_url, workdir,
+                                              python))
     return result
 
 
@@ -186,10 +191,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cases", type=int, default=10, help="cases of the eval set (default 10)")
     parser.add_argument("--startup-runs", type=int, default=5, help="processes for the start-up medians")
     parser.add_argument("--admin-url", default=os.environ.get("BENCH_POSTGRES_URL", DEFAULT_ADMIN_URL))
+    parser.add_argument("--python", default=sys.executable,
+                        help="the interpreter that runs cli.py (default: this one), e.g. .venv-run/bin/python")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     args = parser.parse_args(argv)
     result = measure(args.scenarios.split(","), args.seeds, args.dataset, args.cases, args.admin_url,
-                     args.startup_runs)
+                     args.startup_runs, args.python)
     if args.json:
         print(json.dumps(result, indent=2))
         return 0

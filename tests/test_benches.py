@@ -100,10 +100,11 @@ def test_investigate_speed_over_the_wire_with_one_case():
             pytest.fail(f"Prometheus is required under CI: {missing}")
         pytest.skip(f"missing {missing}")
     result = json.loads(bench("bench.investigate_speed", "--scenarios", "disk_full", "--seeds", "1",
-                              "--startup-runs", "1", "--json", timeout=600))
+                              "--startup-runs", "1", "--python", sys.executable, "--json", timeout=600))
     (only,) = result["sets"]
     assert only["cases"] == 1 and only["median_s"] > 0 and only["median_cpu_s"] > 0
     assert only["rows"][0]["exit"] in (0, 3, 4) and result["startup"]["python_s"] > 0
+    assert result["python"] == sys.executable
 
 
 @pytest.mark.usefixtures("sandbox")

@@ -13,9 +13,7 @@ Two sets, each served the way `incident-copilot eval` serves it:
   `python -m evals.nezha`: its first `--cases` cases, each with the set's own window, metrics step and
   telemetry.toml.
 
-Every investigation is a new `python cli.py investigate ...` process, run by this interpreter or by `--python` (say,
-a venv with only the runtime dependencies, as users install them: the test extras add trio, which selenium needs
-and httpcore imports whenever it is installed), (imports are never warm in the interpreter;
+Every investigation is a new `python cli.py investigate ...` process (imports are never warm in the interpreter;
 the OS file cache, Python's bytecode and Jinja's template cache are, as for anyone running the command twice) on
 one throwaway database (admin URL from --admin-url, else $BENCH_POSTGRES_URL, else the local server), the offline
 LLM, no notification routes. Untimed runs first create the database's tables and investigate each set's first case
@@ -24,6 +22,10 @@ CPU seconds of the investigate process (user + system: what the machine's other 
 of `python -c pass` and of `cli.py --version` on the same machine in the same run (what process start and the
 command line's own imports cost), and the share of cases whose top candidate is the expected one (a check that the
 runs did real work, not a score).
+
+The processes run on this interpreter unless `--python` names another: say, a venv with only the runtime
+dependencies, as users install them (the test extras add trio, which selenium needs and httpcore imports whenever it
+is installed).
 """
 
 from __future__ import annotations
@@ -192,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--startup-runs", type=int, default=5, help="processes for the start-up medians")
     parser.add_argument("--admin-url", default=os.environ.get("BENCH_POSTGRES_URL", DEFAULT_ADMIN_URL))
     parser.add_argument("--python", default=sys.executable,
-                        help="the interpreter that runs cli.py (default: this one), e.g. .venv-run/bin/python")
+                        help="the interpreter that runs cli.py (default: this one), e.g. /tmp/run-venv/bin/python")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     args = parser.parse_args(argv)
     result = measure(args.scenarios.split(","), args.seeds, args.dataset, args.cases, args.admin_url,

@@ -90,6 +90,62 @@ def test_a_submodule_imported_first_is_not_run_again_by_the_init(tmp_path):
     assert done.returncode == 0, done.stderr
 
 
+def test_another_threads_read_waits_for_the_init_and_a_read_by_the_init_itself_fails_as_half_done(tmp_path):
+    (tmp_path / "slow_pkg").mkdir()
+    (tmp_path / "slow_pkg" / "__init__.py").write_text(textwrap.dedent("""
+        import sys, threading, time
+        import slow_pkg
+        try:
+            slow_pkg.READY
+        except AttributeError as exc:
+            SELF_READ = str(exc)
+        sys.modules["deferred_pkg_log"].append("init started")
+        time.sleep(0.3)  # the other thread reads meanwhile
+        READY = "ready"
+    """))
+    done = run_python(tmp_path, """
+        import threading, time
+        defer_package_init("slow_pkg")
+        import slow_pkg
+        seen = []
+        reader = threading.Thread(target=lambda: seen.append(slow_pkg.READY))
+        first = threading.Thread(target=lambda: seen.append(slow_pkg.SELF_READ))
+        first.start()
+        while not log:
+            time.sleep(0.01)
+        reader.start()
+        first.join(); reader.join()
+        assert seen[1] == "ready" and "partially initialized module 'slow_pkg'" in seen[0], seen
+    """)
+    assert done.returncode == 0, done.stderr
+
+
+def test_an_init_that_fails_raises_and_the_next_import_tries_again(tmp_path):
+    (tmp_path / "failing_pkg").mkdir()
+    (tmp_path / "failing_pkg" / "__init__.py").write_text(textwrap.dedent("""
+        import sys
+        log = sys.modules["deferred_pkg_log"]
+        log.append("init")
+        if len(log) == 1:
+            raise RuntimeError("first try fails")
+        VALUE = 2
+    """))
+    done = run_python(tmp_path, """
+        defer_package_init("failing_pkg")
+        import failing_pkg
+        try:
+            failing_pkg.VALUE
+        except RuntimeError:
+            pass
+        else:
+            raise AssertionError("the init's error must reach the reader")
+        assert "failing_pkg" not in sys.modules
+        import failing_pkg
+        assert failing_pkg.VALUE == 2 and log == ["init", "init"], log
+    """)
+    assert done.returncode == 0, done.stderr
+
+
 def test_nothing_changes_for_an_imported_package_a_plain_module_or_a_missing_one():
     before = sys.modules["json"]
     assert defer_package_init("json") is False  # imported already

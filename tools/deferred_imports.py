@@ -14,13 +14,14 @@ One optional module is not imported at all: httpx's own command line (`httpx._ma
 consoles and pygments' lexers), which httpx imports when those are installed and otherwise replaces with a stub that
 says they are missing. No process of ours runs httpx's command line.
 
-Measured in bench/README.md ("Imports deferred").
+Measured in bench/README.md ("Library imports deferred").
 """
 
 from __future__ import annotations
 
 import importlib.util
 import sys
+import threading
 import types
 from typing import Any
 
@@ -42,11 +43,25 @@ def defer_package_init(name: str) -> bool:
     package = types.ModuleType(name)
     package.__spec__, package.__loader__, package.__file__ = spec, spec.loader, spec.origin
     package.__package__, package.__path__ = name, list(spec.submodule_search_locations)
+    lock = threading.RLock()
+    loading = False
 
     def load_package(attribute: str) -> Any:
-        # removed first: a read while the real `__init__` runs sees what a normal, half-done import would
-        del package.__getattr__
-        spec.loader.exec_module(package)
+        nonlocal loading
+        with lock:  # another thread's read waits here while `__init__` runs, as it would on a normal import
+            if loading:  # a read by `__init__` itself, in this thread: what a half-done import shows
+                raise AttributeError(f"partially initialized module {name!r} has no attribute {attribute!r}")
+            if "__getattr__" in vars(package):
+                loading = True
+                try:
+                    spec.loader.exec_module(package)
+                except BaseException:
+                    if sys.modules.get(name) is package:  # as a failed import: the next import tries again
+                        del sys.modules[name]
+                    raise
+                finally:
+                    loading = False
+                    del package.__getattr__
         return getattr(package, attribute)
 
     package.__getattr__ = load_package

@@ -90,21 +90,28 @@ def test_cli_startup_with_two_runs():
     assert [r["command"] for r in rows][0] == "incident-copilot --help" and all(r["median_s"] > 0 for r in rows)
 
 
-def test_investigate_speed_over_the_wire_with_one_case():
+def test_investigate_speed_over_the_wire_with_one_case(tmp_path):
     """One simulated case as a fresh `investigate` process against a backfilled Prometheus and the Loki and Tempo
-    APIs (the Nezha set is not built in tests: its source is the mirrored repository)."""
+    APIs (the Nezha set is not built in tests: its source is the mirrored repository), run by the interpreter that
+    `--python` names: a wrapper that logs each process it starts."""
     _require_postgres()
     missing = [tool for tool in ("prometheus", "promtool") if shutil.which(tool) is None]
     if missing:
         if os.environ.get("CI") == "true":
             pytest.fail(f"Prometheus is required under CI: {missing}")
         pytest.skip(f"missing {missing}")
+    started = tmp_path / "started.log"
+    wrapper = tmp_path / "python"
+    wrapper.write_text(f'#!/bin/sh\necho "$@" >> {started}\nexec {sys.executable} "$@"\n')
+    wrapper.chmod(0o755)
     result = json.loads(bench("bench.investigate_speed", "--scenarios", "disk_full", "--seeds", "1",
-                              "--startup-runs", "1", "--python", sys.executable, "--json", timeout=600))
+                              "--startup-runs", "1", "--python", str(wrapper), "--json", timeout=600))
     (only,) = result["sets"]
     assert only["cases"] == 1 and only["median_s"] > 0 and only["median_cpu_s"] > 0
     assert only["rows"][0]["exit"] in (0, 3, 4) and result["startup"]["python_s"] > 0
-    assert result["python"] == sys.executable
+    # db migrate, python -c pass, --version, the untimed first case and the timed one
+    runs = started.read_text().splitlines()
+    assert result["python"] == str(wrapper) and sum(" investigate " in f" {r} " for r in runs) == 2, runs
 
 
 @pytest.mark.usefixtures("sandbox")

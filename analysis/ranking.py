@@ -26,6 +26,15 @@ TEMPERATURE = 2.0
 # concurrent, unrelated incident: it stays in the list, its odds lowered by OFF_PATH_ODDS, the chance we give an
 # observed graph of missing a real causal path (1 in 100). On the score scale above that is T * ln(odds) points.
 OFF_PATH_ODDS = 100.0
+# An effect cannot begin before its cause. A candidate whose anomaly under way began more than ONSET_SLACK after every
+# anomaly under way at the alerted service is a fault that came later: it stays in the list, its odds lowered by
+# LATE_ODDS, the chance we give two onset estimates of being misordered by more than the slack (1 in 20). The slack
+# covers what delays an onset estimate: the minute a deviation must hold (analysis/metrics.py SUSTAIN_SECONDS) and a
+# minute of timeouts and rate windows before callers see it. A trend that began before the history read (a leak, a
+# filling disk) started long before its anomalies show, so it is never judged by them.
+ONSET_SLACK = timedelta(minutes=2)
+LATE_ODDS = 20.0
+PRIOR_TRENDS = ("memory_trend", "disk_exhaustion")
 
 @dataclass
 class Facts:
@@ -89,6 +98,11 @@ def rank_candidates(evidence: Evidence) -> list[Hypothesis]:
             if off_path := _off_path(service, signature.fault, evidence.alerted_service, on_path, graph):
                 total -= TEMPERATURE * math.log(OFF_PATH_ODDS)
                 extra.append(off_path)
+            elif (late := _began_later(service, f, facts, evidence.alerted_service)) and not any(
+                name in used for name in PRIOR_TRENDS
+            ):
+                total -= TEMPERATURE * math.log(LATE_ODDS)
+                extra.append(late)
             traced = f.trace_share >= TRACE_SHARE and "errors_start_here" not in established  # counted once
             support = len(_independent(set(used) | (SYMPTOMS & set(established)))) + traced
             evidence_count = (len(used), support)
@@ -537,6 +551,21 @@ def _off_path(service: str, fault: str, alerted: str, on_path: set[str] | None, 
         return None  # load flows from callers down to the alerted service
     return (f"{service} is not on the dependency paths of {alerted} in the observed call graph: "
             "a concurrent, unrelated fault, not the cause of the alert")
+
+
+def _began_later(service: str, f: Facts, facts: dict[str, Facts], alerted: str) -> str | None:
+    """The note demoting a candidate whose fault (the onset of its strongest anomaly under way, _onset) began more
+    than ONSET_SLACK after the last of the alerted service's anomalies under way began: it came later, so it started
+    none of them. None for the alerted service itself, or when either onset is unknown."""
+    if service == alerted or f.onset is None or alerted not in facts:
+        return None
+    a = facts[alerted]
+    onsets = [m.onset for m in list(a.signals.values()) + a.inbound + a.slow_inbound
+              if m.score >= ANOMALY and m.onset and _active(m)]
+    if not onsets or f.onset <= max(onsets) + ONSET_SLACK:
+        return None
+    return (f"{service}'s anomalies began at {f.onset:%H:%M:%S}, after every anomaly of {alerted} (the last at"
+            f" {max(onsets):%H:%M:%S}): a later fault, not what started the alert")
 
 
 def _deploy_note(d: DeployEvent) -> str:

@@ -1,5 +1,6 @@
 """Ranking by the alerted service's dependency paths: a fault the observed call graph shows off them is a
-concurrent, unrelated incident, ranked below the faults on them; an unknown topology changes nothing."""
+concurrent, unrelated incident, ranked below the faults on them; an unknown topology changes nothing. And by time: a
+fault that began after everything the alerted service shows did not start the alert."""
 
 from __future__ import annotations
 
@@ -62,3 +63,49 @@ def test_a_surge_upstream_of_the_alerted_service_stays_on_its_paths() -> None:
     # load flows down from the gateway to checkout; catalog's load does not reach checkout
     assert not any(off_path in note for note in ranked[("gateway", "traffic_surge")].evidence)
     assert any(off_path in note for note in ranked[("catalog", "traffic_surge")].evidence)
+
+
+# checkout calls payments and inventory; both are on its paths
+FAN_OUT = [("gateway", "checkout"), ("checkout", "payments"), ("checkout", "inventory")]
+
+
+def later_leak(*, trend: float | None = None) -> list[MetricSignal]:
+    """checkout slow since 10 min ago with inventory's CPU saturated since then; payments' memory grew and its
+    process restarted, but only from 4 min ago."""
+    return [
+        signal("checkout", "latency_p99", 0.2, 1.8, 10),
+        signal("inventory", "cpu_usage", 0.3, 2.0, 10.25),
+        signal("inventory", "latency_p99", 0.1, 0.75, 10.25),
+        signal("payments", "memory_bytes", 2.5e8, 4.3e8, 4, resets=1, trend=trend),
+        signal("payments", "latency_p99", 0.17, 0.25, 4),
+    ]
+
+
+def test_a_fault_that_began_after_the_alerted_services_anomalies_ranks_below_the_one_that_started_them() -> None:
+    ranked = rank_candidates(evidence(FAN_OUT, later_leak()))
+    assert (ranked[0].service, ranked[0].fault_type) == ("inventory", "cpu_saturation")
+    leak = next(h for h in ranked if h.service == "payments")  # demoted, not dropped: it is a fault too
+    assert leak.fault_type == "memory_leak" and leak.confidence < ranked[0].confidence / 4
+    assert any("a later fault, not what started the alert" in note for note in leak.evidence)
+
+
+def test_a_later_fault_is_kept_when_the_alerted_service_shows_an_anomaly_it_started() -> None:
+    """checkout got slow 10 min ago (inventory's CPU) and began failing 4 min ago, when payments' bad deploy went
+    out: the deploy started one of checkout's anomalies, so it is not demoted for coming after the other."""
+    signals = [
+        *later_leak()[:3],
+        signal("checkout", "error_ratio", 0.01, 0.2, 3.75),
+        signal("payments", "error_ratio", 0.01, 0.4, 4),
+    ]
+    deploy = DeployEvent(at=END - timedelta(minutes=4, seconds=20), service="payments", kind="code", version="2.1.0")
+    ranked = rank_candidates(evidence(FAN_OUT, signals, [deploy]))
+    regression = next(h for h in ranked if h.service == "payments")
+    assert regression.fault_type == "deployment_regression"
+    assert not any("a later fault" in note for note in regression.evidence)
+    assert regression in ranked[:2]
+
+
+def test_a_trend_begun_before_the_history_is_not_judged_by_when_its_anomalies_show() -> None:
+    ranked = rank_candidates(evidence(FAN_OUT, later_leak(trend=2e4)))
+    leak = next(h for h in ranked if (h.service, h.fault_type) == ("payments", "memory_leak"))
+    assert not any("a later fault" in note for note in leak.evidence)

@@ -308,9 +308,14 @@ def _cue(f: Facts, cue: str, own: bool = True) -> tuple[float, list[str]]:
 
 
 def _near_onset(f: Facts, kind: str) -> DeployEvent | None:
-    if f.onset is None:
-        return None
-    hits = [d for d in f.deploys if d.kind == kind and f.onset - DEPLOY_BEFORE <= d.at <= f.onset + DEPLOY_AFTER]
+    """The last change of this kind near where the service's trouble began: its onset, or the first line of an error
+    template it never logged before. A bad change fails from its rollout on, and that first line marks the moment to
+    the second (one event, no rate window, no deviation that must hold), where a ratio over a few requests a second
+    takes minutes to show."""
+    marks = [f.onset] if f.onset else []
+    marks += [t.first_seen for t in f.new_errors if t.kind == "new" and t.first_seen]
+    hits = [d for d in f.deploys
+            if d.kind == kind and any(at - DEPLOY_BEFORE <= d.at <= at + DEPLOY_AFTER for at in marks)]
     return hits[-1] if hits else None
 
 

@@ -217,6 +217,24 @@ def test_a_config_reload_minutes_after_an_early_wobble_of_the_same_signal_is_nea
     assert top(ev) == ("payments", "config_error"), ev.candidates
 
 
+def test_a_config_reload_is_tied_to_the_first_line_of_a_new_error_when_a_few_requests_a_second_delay_the_onset():
+    # payments serves a request every few seconds: its error ratio needs minutes of failures to hold as a deviation,
+    # so the metric onset lags the reload; its first 'invalid configuration' line came a second after the reload
+    lag = 7 * 60
+    config = DeployEvent(at=datetime.fromtimestamp(ONSET, UTC), service="payments", version="cfg-44", kind="config")
+    records = [LogRecord(T0 + i, "payments", "level=info msg=charged") for i in range(0, 2700, 20)]
+    records += [LogRecord(ONSET + 1 + i, "payments",
+                          "level=error msg=\"invalid configuration: key 'provider.timeout' must be a duration\"")
+                for i in range(0, 480, 10)]
+    metrics = callers_fail_towards("payments", onset=ONSET + lag) + [
+        series("error_ratio", "payments", after(ONSET + lag, 0.001, 0.5)),
+        series("request_rate", "payments", lambda t: 0.3),
+    ]
+    ev = evidence(metrics, logs=summarize_logs(records, WINDOW), deploys=[config])
+    assert top(ev) == ("payments", "config_error"), ev.candidates
+    assert any("config change payments cfg-44" in note for note in ev.candidates[0].evidence)
+
+
 # --- faults before the alerted one ------------------------------------------------------------------------
 
 

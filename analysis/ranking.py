@@ -36,6 +36,7 @@ ONSET_SLACK = timedelta(minutes=2)
 LATE_ODDS = 20.0
 PRIOR_TRENDS = ("memory_trend", "disk_exhaustion")
 
+
 @dataclass
 class Facts:
     """What the evidence says about one service; `notes` are the evidence strings per fact."""
@@ -77,13 +78,14 @@ def rank_candidates(evidence: Evidence) -> list[Hypothesis]:
     graph = _Graph(evidence)
     facts = _collect(evidence, graph)
     on_path = _dependency_paths(evidence.alerted_service, graph)
+    measured = evidence.metrics.measured if evidence.metrics else {}
     # (score, (facts the signature used, independent facts), service, fault, evidence lines)
     scored: list[tuple[float, tuple[int, int], str, str, list[str]]] = []
     for service in sorted(facts):
         f = facts[service]
         established = _establish(service, f, facts, graph)
         strengths = {name: strength for name, (strength, _) in established.items()}
-        explained = _explained_by(service, facts, graph)
+        explained = _explained_by(service, facts, graph, measured)
         location, location_notes = _location(service, f, facts, graph, explained)
         for signature in SIGNATURES:
             score = signature.score(strengths)
@@ -590,10 +592,11 @@ def _symptomatic(f: Facts) -> bool:
     )
 
 
-def _explained_by(service: str, facts: dict[str, Facts], graph: _Graph) -> str | None:
+def _explained_by(service: str, facts: dict[str, Facts], graph: _Graph, measured: dict[str, list[str]]) -> str | None:
     """A callee whose own trouble explains this service's symptoms: failing calls to it, calls to it that got slow
     while it is slow itself (this service measured the time going there), or it is anomalous and started no later
-    than this service."""
+    than this service, unless this service's calls to it were measured and are fine: trouble reaches a caller only
+    through its calls."""
     f = facts[service]
     for callee in sorted(graph.callees.get(service, ())):
         c = facts.get(callee)
@@ -603,9 +606,20 @@ def _explained_by(service: str, facts: dict[str, Facts], graph: _Graph) -> str |
             return callee
         if _edge_slow(f, callee) and c.anomalous("latency_p99"):
             return callee
-        if _symptomatic(c) and c.onset and f.onset and c.onset <= f.onset:
+        earlier = _symptomatic(c) and c.onset and f.onset and c.onset <= f.onset
+        if earlier and not _calls_fine(f, callee, c, measured.get(service, [])):
             return callee
     return None
+
+
+def _calls_fine(f: Facts, callee: str, c: Facts, measured: list[str]) -> bool:
+    """Were this service's calls to the callee measured and fine: not failing, and not slow (by their own latency
+    when measured, else by the callee's server p99)?"""
+    if f"client_error_ratio->{callee}" not in measured or _edge_fails(f, callee):
+        return False
+    if f"client_latency_p99->{callee}" in measured:
+        return not _edge_slow(f, callee)
+    return not c.anomalous("latency_p99")
 
 
 def _location(

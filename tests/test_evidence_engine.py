@@ -235,6 +235,28 @@ def test_a_config_reload_is_tied_to_the_first_line_of_a_new_error_when_a_few_req
     assert any("config change payments cfg-44" in note for note in ev.candidates[0].evidence)
 
 
+def test_a_callee_whose_calls_are_measured_fine_does_not_explain_its_callers_errors():
+    # checkout fails from a config reload; seconds earlier db-proxy began logging an error of its own (a log shipper
+    # dropping events), but checkout's calls to db-proxy were measured and never failed
+    config = DeployEvent(at=datetime.fromtimestamp(ONSET, UTC), service="checkout", version="cfg-45", kind="config")
+    records = [LogRecord(T0 + i, s, "level=info msg=served")
+               for i in range(0, 2700, 20) for s in ("checkout", "db-proxy")]
+    records += [LogRecord(ONSET - 20 + i, "db-proxy", 'level=error msg="audit log shipper: dropped 12 events"')
+                for i in range(0, 480, 60)]
+    records += [LogRecord(ONSET + 1 + i, "checkout", "level=error msg=\"invalid configuration: key 'tax' is required\"")
+                for i in range(0, 480, 5)]
+    metrics = [
+        series("error_ratio", "web", after(ONSET + 30, 0.001, 0.2)),
+        series("client_error_ratio", "web", after(ONSET + 30, 0.0, 0.3), peer="checkout"),
+        series("error_ratio", "checkout", after(ONSET + 15, 0.001, 0.3)),
+        series("client_error_ratio", "checkout", lambda t: 0.001, peer="db-proxy"),
+        series("client_error_ratio", "checkout", lambda t: 0.001, peer="payments"),
+    ]
+    ev = evidence(metrics, logs=summarize_logs(records, WINDOW), deploys=[config])
+    assert top(ev) == ("checkout", "config_error"), ev.candidates
+    assert not any("explained by anomalous dependency" in note for note in ev.candidates[0].evidence)
+
+
 # --- faults before the alerted one ------------------------------------------------------------------------
 
 

@@ -423,8 +423,9 @@ def _establish(service: str, f: Facts, facts: dict[str, Facts], graph: _Graph) -
     if f.frames:
         fact("stack_frames", 1, [f.frame_note])
     # callers also give up on a callee that got slow (timeouts): a cut names its answers' content only when it
-    # answers as fast as before, else its slowness names the fault
-    if f.cut_notes and not lat and not f.slow_inbound:
+    # answers as fast as before, else its slowness names the fault; and its code only when no change of
+    # configuration nor a resource running out explains the bad answers (as for errors_start_here below)
+    if f.cut_notes and not lat and not f.slow_inbound and not any(n in out for n in EXPLAINS_ERRORS):
         fact("cuts_requests", 1, f.cut_notes[:2])
 
     # errors that start in its own spans with nothing else of its own to explain them: its code fails

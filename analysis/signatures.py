@@ -51,7 +51,8 @@ FACTS: dict[str, str] = {
     "new_errors": "new or spiking error log templates of its own",
     "stack_frames": "stack traces in its own logs",
     "cuts_requests": "its callers' requests now end right after calling it, skipping the calls that used to follow "
-    "(traces)",
+    "(traces), while it answers as fast as before and no change of configuration nor a resource running out explains "
+    "the bad answers",
     "errors_start_here": "failing traces end in its own spans (not in calls it got no answer to), and no change of "
     "configuration nor a resource running out explains them",
     "own_fault": "it shows a fault of its own (errors, new error templates, a change, a resource trend)",

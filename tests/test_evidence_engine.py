@@ -468,12 +468,13 @@ def test_requests_cut_short_after_a_callee_name_its_code():
     assert detect(ev, ev.candidates).is_incident
 
 
-def _ranked_with_web_failing(traces, *more_series):
+def _ranked_with_web_failing(traces, *more_series, deploys=()):
     """Evidence of web's error ratio rising in the last 4 minutes over healthy callees, with `traces`, ranked."""
-    metrics = healthy("checkout", "payments", "db-proxy") + [
+    replaced = {(s.signal, s.service) for s in more_series}
+    metrics = [s for s in healthy("checkout", "payments", "db-proxy") if (s.signal, s.service) not in replaced] + [
         series("error_ratio", "web", after(END.timestamp() - 240, 0.001, 0.4)), *more_series]
     ev = Evidence(alerted_service="web", window=WINDOW, services=SERVICES, dependencies=DEPS,
-                  metrics=summarize_metrics(metrics, WINDOW), traces=traces)
+                  metrics=summarize_metrics(metrics, WINDOW), traces=traces, deploys=list(deploys))
     ev.candidates = rank_candidates(ev)
     return ev
 
@@ -494,6 +495,19 @@ def test_requests_cut_short_after_a_slow_callee_name_its_slowness():
     ev = _ranked_with_web_failing(traces, series("latency_p99", "checkout", after(END.timestamp() - 240, 0.1, 2.0)),
                                   series("cpu_usage", "checkout", lambda t: 0.2))
     assert top(ev) == ("checkout", "cpu_saturation"), ev.candidates
+
+
+def test_requests_cut_short_after_a_config_change_name_the_change():
+    # the same cut, but checkout's configuration was reloaded as its errors began: its bad answers come from the
+    # reload (as errors starting in its own spans do), not from its code
+    from analysis.traces import summarize_traces
+
+    began = END.timestamp() - 240
+    reload = DeployEvent(at=datetime.fromtimestamp(began - 10, UTC), service="checkout", version="cfg-9", kind="config")
+    traces = summarize_traces(_cut_after_checkout(), WINDOW)
+    ev = _ranked_with_web_failing(traces, series("error_ratio", "checkout", after(began, 0.001, 0.3)),
+                                  deploys=[reload])
+    assert top(ev) == ("checkout", "config_error"), ev.candidates
 
 
 def test_requests_that_keep_their_calls_cut_nothing():

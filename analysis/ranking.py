@@ -641,15 +641,17 @@ def _location(
 
 
 def _hypotheses(picked: list[tuple[float, tuple[int, int], str, str, list[str]]]) -> list[Hypothesis]:
-    """Confidence = the candidate's share of a softmax over the scores (its margin over the others) times the support
-    of its evidence count, 1 - 2^-n: one fact alone leaves even odds, each further independent fact halves the doubt."""
+    """Confidence = the candidate's share of a softmax over the scores (its margin over the others, and over the
+    hypothesis that none of them is at fault, which no evidence supports: score 0) times the support of its evidence
+    count, 1 - 2^-n: one fact alone leaves even odds, each further independent fact halves the doubt."""
     if not picked:
         return []
     best = picked[0][0]
     weights = [math.exp((score - best) / TEMPERATURE) for score, *_ in picked]
+    total = sum(weights) + math.exp(-best / TEMPERATURE)
     result = []
     for (score, (_, support), service, fault, notes), weight in zip(picked, weights, strict=True):
-        confidence = round(weight / sum(weights) * (1 - 0.5**support), 3)
+        confidence = round(weight / total * (1 - 0.5**support), 3)
         lead = notes[0] if notes else "no direct evidence"
         result.append(
             Hypothesis(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from analysis.detection import detect
 from analysis.ranking import rank_candidates
 from state import DeployEvent, Evidence, MetricEvidence, MetricSignal, Window
 
@@ -45,6 +46,18 @@ def test_a_fault_off_the_alerted_services_paths_ranks_below_the_one_on_them() ->
     leak = next(h for h in ranked if h.service == "catalog")  # demoted, not dropped: a concurrent incident
     assert leak.fault_type == "memory_leak" and leak.confidence < ranked[0].confidence
     assert any("not on the dependency paths of checkout" in note for note in leak.evidence)
+
+
+def test_a_lone_candidate_off_the_paths_is_not_confident_for_lack_of_rivals() -> None:
+    """Confidence weighs a candidate against the others and against 'none of them' (no evidence, score 0): a lone
+    leak elsewhere, demoted below zero, is no confident incident of the alerted service just because nothing else
+    was found."""
+    leak = [signal("catalog", "memory_bytes", 2e8, 8e8, 12, resets=1)]
+    ev = evidence(EDGES, leak)
+    ev.candidates = rank_candidates(ev)
+    assert [(h.service, h.fault_type) for h in ev.candidates][:1] == [("catalog", "memory_leak")]
+    assert ev.candidates[0].score < 0 and ev.candidates[0].confidence < 0.25
+    assert detect(ev, ev.candidates).is_incident is not True
 
 
 def test_unknown_topology_changes_nothing() -> None:

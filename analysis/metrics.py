@@ -261,7 +261,9 @@ def _score_series(
     score = max(up, down, 0.0)
     oriented = z_all if direction == "up" else [-x for x in z_all]
     incident = values[first:]
-    peak = max(incident) if direction == "up" else min(incident)
+    # `up` is read by its worst scrape: one failed scrape is a restart or a crash whatever the others said (a dip
+    # too short to score still ties with the flat rest, which would read the series as rising)
+    peak = min(incident) if direction == "down" or s.signal == "up" else max(incident)
     tail = incident[-k:]
     # Still deviating at the window's end? Then the onset is that of the episode under way: an earlier episode of the
     # same series that recovered in between is an earlier fault, not this one's start.

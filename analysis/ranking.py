@@ -338,13 +338,15 @@ def _establish(service: str, f: Facts, facts: dict[str, Facts], graph: _Graph) -
     load = _load_ratio(service, f, facts, graph)
 
     # A leak holds what it took: memory still up 1.5x, or it grew that far and the process was killed for it (its
-    # level fell at once). A step that rises once and settles lower (an allocation spike, a tool's buffer) is no leak.
-    grown = mem and (_ratio(mem) >= 1.5 or mem.resets and _ratio(mem, mem.peak) >= 1.5)
+    # level fell at once, or a scrape failed: a scraper sees no memory while the process restarts, then its level
+    # at start). A step that rises once and settles lower (an allocation spike, a tool's buffer) is no leak.
+    restarted = bool(up and up.peak < 0.5 or mem and mem.resets)  # both read in the incident window only
+    grown = mem and (_ratio(mem) >= 1.5 or restarted and _ratio(mem, mem.peak) >= 1.5)
     if mem and grown and mem.score >= ANOMALY and mem.direction == "up" and _active(mem):
         fact("memory_growth", 1, [_describe(mem)])
     if mem and mem.trend and mem.trend > 0:
         fact("memory_trend", 1, [f"metric memory_bytes of {service} rising steadily ({_per_hour(mem)})"])
-    if (up and up.peak < 0.5) or (mem and mem.resets):  # both read in the incident window only
+    if restarted:
         fact("restarts", 1, [f"{service} restarted in the window (`up` dipped to 0 or memory fell by half at once)"])
     if (cpu := f.anomalous("cpu_usage")) and _ratio(cpu) >= 1.8:
         if _ratio(cpu) / load >= 1.8:

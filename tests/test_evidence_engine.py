@@ -153,6 +153,38 @@ def test_memory_leak_that_began_before_the_baseline_and_restarted_in_the_window(
     assert any("restart" in e for e in ev.candidates[0].evidence)
 
 
+def test_a_leak_killed_every_few_minutes_is_found_as_a_scraper_sees_it():
+    # a Node service leaks from 10 min before the alert and is OOM-killed every 3 min, last a minute before the
+    # alert: a scrape while it restarts fails (up 0, no memory sample), the next reads its memory at start, where
+    # it was before the leak began, so at the alert it is only 1.4x up
+    began = END.timestamp() - 615
+    kills = [began + 180 * k for k in (1, 2, 3)]
+
+    def memory(t):
+        since = max([began, *[k for k in kills if k <= t]]) if t >= began else t
+        return 500e6 + (4e6 * (t - since) if t >= began else 0)
+
+    def scraped(t):
+        return any(k <= t < k + 15 for k in kills)
+
+    memory_series = series("memory_bytes", "payments", memory)
+    memory_series.points[:] = [(t, v) for t, v in memory_series.points if not scraped(t)]
+    up_series = series("up", "payments", lambda t: 1.0)
+    up_series.points[:] = [(t, 0.0 if scraped(t) else 1.0) for t, _ in up_series.points]  # `up` is exact
+    metrics = [
+        memory_series,
+        up_series,
+        series("latency_p99", "payments", after(began + 60, 0.2, 0.8)),
+        series("error_ratio", "payments", lambda t: 0.001),
+        series("request_rate", "payments", lambda t: 30.0),
+    ] + callers_fail_towards("payments", onset=began + 120)
+    ev = evidence(metrics)
+    up = next(m for m in ev.metrics.signals if (m.service, m.signal) == ("payments", "up"))
+    assert up.peak == 0.0  # one failed scrape is a restart, though too short to score
+    assert top(ev) == ("payments", "memory_leak"), ev.candidates
+    assert any("memory_bytes of payments up" in e for e in ev.candidates[0].evidence)
+
+
 def test_a_disk_filling_since_before_the_baseline_is_found_by_its_time_to_exhaustion():
     since = T0 - 3600
 

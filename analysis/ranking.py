@@ -87,6 +87,7 @@ def rank_candidates(evidence: Evidence) -> list[Hypothesis]:
         strengths = {name: strength for name, (strength, _) in established.items()}
         explained = _explained_by(service, facts, graph, measured)
         location, location_notes = _location(service, f, facts, graph, explained)
+        late = _began_later(service, f, facts, evidence.alerted_service)
         for signature in SIGNATURES:
             score = signature.score(strengths)
             if score <= 0:
@@ -100,9 +101,7 @@ def rank_candidates(evidence: Evidence) -> list[Hypothesis]:
             if off_path := _off_path(service, signature.fault, evidence.alerted_service, on_path, graph):
                 total -= TEMPERATURE * math.log(OFF_PATH_ODDS)
                 extra.append(off_path)
-            elif (late := _began_later(service, f, facts, evidence.alerted_service)) and not any(
-                name in used for name in PRIOR_TRENDS
-            ):
+            elif late and not any(name in used for name in PRIOR_TRENDS):
                 total -= TEMPERATURE * math.log(LATE_ODDS)
                 extra.append(late)
             traced = f.trace_share >= TRACE_SHARE and "errors_start_here" not in established  # counted once

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from collections.abc import Iterable
+from datetime import datetime, timedelta
 
-from state import DeployEvent, DeployEvidence, Window
+from state import DeployEvent, DeployEvidence, LogTemplate, Window
 
 MAX_DEPLOYS = 20
+MIN_ERROR_LINES = 3  # lines of an error template in the window that make it a service's new errors, not a stray line
 
 
 def summarize_deploys(deploys: list[DeployEvent], window: Window) -> DeployEvidence:
@@ -36,3 +38,17 @@ def summarize_deploys(deploys: list[DeployEvent], window: Window) -> DeployEvide
         )
     events = sorted(merged.values(), key=lambda d: (d.at, d.service, d.version))
     return DeployEvidence(deploys=events[-MAX_DEPLOYS:])
+
+
+def new_error_starts(templates: Iterable[LogTemplate]) -> list[datetime]:
+    """When each error template never logged before (at least MIN_ERROR_LINES lines in the window) first appeared. A
+    bad change fails from its rollout on, and that first line dates it to the second: one event, no rate window, no
+    deviation that must hold, where a ratio over a few requests a second takes minutes to show."""
+    return [t.first_seen for t in templates
+            if t.kind == "new" and t.level == "error" and t.incident_count >= MIN_ERROR_LINES and t.first_seen]
+
+
+def changes_near(deploys: Iterable[DeployEvent], marks: list[datetime], before: timedelta,
+                 after: timedelta) -> list[DeployEvent]:
+    """The deploys from `before` ahead of any mark to `after` past it, in their order."""
+    return [d for d in deploys if any(at - before <= d.at <= at + after for at in marks)]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
+from analysis.deploys import changes_near, new_error_starts
 from state import Detection, Evidence, Hypothesis, MetricSignal, Severity
 
 ANOMALY = 4.0
@@ -158,16 +159,13 @@ def _severity(evidence: Evidence, signals) -> tuple[str, str]:
 
 
 def _regression_commit(evidence: Evidence, top: Hypothesis) -> str | None:
+    """The commit of the top candidate's last code deploy near its onset or the first line of a new error of its own
+    (as the ranking ties a deploy), any such deploy when neither is known."""
     if top.fault_type != "deployment_regression":
         return None
-    onset = evidence.onset
-    before, after = REGRESSION_WINDOW
-    deploys = [
-        d
-        for d in evidence.deploys
-        if d.service == top.service
-        and d.kind == "code"
-        and d.commit
-        and (onset is None or onset - before <= d.at <= onset + after)
-    ]
+    templates = [t for t in evidence.logs.templates if t.service == top.service] if evidence.logs else []
+    marks = ([evidence.onset] if evidence.onset else []) + new_error_starts(templates)
+    deploys = [d for d in evidence.deploys if d.service == top.service and d.kind == "code" and d.commit]
+    if marks:
+        deploys = changes_near(deploys, marks, *REGRESSION_WINDOW)
     return deploys[-1].commit if deploys else None

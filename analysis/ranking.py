@@ -8,6 +8,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from analysis.deploys import MIN_ERROR_LINES, changes_near, new_error_starts
 from analysis.signatures import SIGNATURES
 from state import DeployEvent, Evidence, Hypothesis, LogTemplate, MetricSignal
 
@@ -270,7 +271,7 @@ def _add_template(facts: dict[str, Facts], graph: _Graph, t: LogTemplate) -> Non
         return
     f = facts[t.service]
     text = f"{t.template} {t.sample}"
-    if t.level == "error" and t.incident_count >= 3:
+    if t.level == "error" and t.incident_count >= MIN_ERROR_LINES:
         f.new_errors.append(t)
     peers = [s for s in graph.callees.get(t.service, ()) if graph.name_re[s].search(text)]
     for cue, count in t.cues.items():  # matched on whole messages by analysis/logs.py (see analysis/log_cues.py)
@@ -310,13 +311,9 @@ def _cue(f: Facts, cue: str, own: bool = True) -> tuple[float, list[str]]:
 
 def _near_onset(f: Facts, kind: str) -> DeployEvent | None:
     """The last change of this kind near where the service's trouble began: its onset, or the first line of an error
-    template it never logged before. A bad change fails from its rollout on, and that first line marks the moment to
-    the second (one event, no rate window, no deviation that must hold), where a ratio over a few requests a second
-    takes minutes to show."""
-    marks = [f.onset] if f.onset else []
-    marks += [t.first_seen for t in f.new_errors if t.kind == "new" and t.first_seen]
-    hits = [d for d in f.deploys
-            if d.kind == kind and any(at - DEPLOY_BEFORE <= d.at <= at + DEPLOY_AFTER for at in marks)]
+    template it never logged before (analysis/deploys.py new_error_starts)."""
+    marks = ([f.onset] if f.onset else []) + new_error_starts(f.new_errors)
+    hits = changes_near((d for d in f.deploys if d.kind == kind), marks, DEPLOY_BEFORE, DEPLOY_AFTER)
     return hits[-1] if hits else None
 
 

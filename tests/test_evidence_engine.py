@@ -267,6 +267,27 @@ def test_a_config_reload_is_tied_to_the_first_line_of_a_new_error_when_a_few_req
     assert any("config change payments cfg-44" in note for note in ev.candidates[0].evidence)
 
 
+def test_a_code_deploy_tied_by_the_first_line_of_a_new_error_names_its_commit():
+    # payments' p99 rose 6 min before a bad deploy (its onset), then the deploy's first exceptions: the ranking
+    # ties the deploy by that first line, and the detection names the same deploy's commit for the code path
+    deployed = ONSET + 5 * 60
+    deploy = DeployEvent(at=datetime.fromtimestamp(deployed, UTC), service="payments", version="2.4.0", kind="code",
+                         commit="9f1c2ab")
+    records = [LogRecord(T0 + i, "payments", "level=info msg=charged") for i in range(0, 2700, 20)]
+    records += [LogRecord(deployed + 1 + i, "payments", 'level=error msg="unhandled exception: KeyError currency"')
+                for i in range(0, 170, 5)]
+    metrics = callers_fail_towards("payments", onset=deployed) + [
+        series("latency_p99", "payments", after(ONSET - 60, 0.1, 2.0)),
+        series("error_ratio", "payments", after(deployed, 0.001, 0.05)),
+        series("request_rate", "payments", lambda t: 30.0),
+    ]
+    ev = evidence(metrics, logs=summarize_logs(records, WINDOW), deploys=[deploy])
+    assert top(ev) == ("payments", "deployment_regression"), ev.candidates
+    assert ev.onset.timestamp() < deployed - 2 * 60, ev.onset  # the onset alone would not reach the deploy
+    detection = detect(ev, ev.candidates)
+    assert detection.code_regression and detection.suspect_commit == "9f1c2ab", detection.reasons
+
+
 def test_a_callee_whose_calls_are_measured_fine_does_not_explain_its_callers_errors():
     # checkout fails from a config reload; seconds earlier db-proxy began logging an error of its own (a log shipper
     # dropping events), but checkout's calls to db-proxy were measured and never failed

@@ -146,6 +146,20 @@ def test_an_init_that_fails_raises_and_the_next_import_tries_again(tmp_path):
     assert done.returncode == 0, done.stderr
 
 
+def test_a_package_whose_init_defines_its_own_getattr_keeps_it(tmp_path):
+    # module-level __getattr__ (PEP 562) is how many libraries load attributes lazily: the hook must not remove it
+    done = run_python(tmp_path, """
+        from pathlib import Path
+        init = Path(sys.path[0]) / "deferred_pkg" / "__init__.py"
+        init.write_text(init.read_text() + "\\ndef __getattr__(name):\\n    return 'lazy ' + name\\n")
+        assert defer_package_init("deferred_pkg")
+        import deferred_pkg
+        assert deferred_pkg.VERSION == "1.0"
+        assert deferred_pkg.anything == "lazy anything", vars(deferred_pkg).get("__getattr__")
+    """)
+    assert done.returncode == 0, done.stderr
+
+
 def test_nothing_changes_for_an_imported_package_a_plain_module_or_a_missing_one():
     before = sys.modules["json"]
     assert defer_package_init("json") is False  # imported already

@@ -51,7 +51,7 @@ def defer_package_init(name: str) -> bool:
         with lock:  # another thread's read waits here while `__init__` runs, as it would on a normal import
             if loading:  # a read by `__init__` itself, in this thread: what a half-done import shows
                 raise AttributeError(f"partially initialized module {name!r} has no attribute {attribute!r}")
-            if "__getattr__" in vars(package):
+            if vars(package).get("__getattr__") is load_package:
                 loading = True
                 try:
                     spec.loader.exec_module(package)
@@ -61,7 +61,8 @@ def defer_package_init(name: str) -> bool:
                     raise
                 finally:
                     loading = False
-                    del package.__getattr__
+                    if vars(package).get("__getattr__") is load_package:  # not one `__init__` defined (PEP 562)
+                        del package.__getattr__
         return getattr(package, attribute)
 
     package.__getattr__ = load_package

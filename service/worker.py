@@ -33,6 +33,7 @@ from service.queue import HEARTBEAT_SECONDS, QUEUE, STALLED_SECONDS, TASK
 from service.runs import IncidentRunner, RunResult, thread_config
 from service.settings import ServerSettings
 from state import Alert, TelemetrySpec
+from tools.background import stop_task
 from tools.database import RECONNECT_SECONDS, Database, connection_parameters
 
 log = logging.getLogger(__name__)
@@ -161,10 +162,7 @@ class RunWorkers:
         """Stop the worker: in-flight runs are cancelled and queued again (they resume from their checkpoints)."""
         self.connector.closing = True
         for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+            await stop_task(task)
         self._tasks = []
         with contextlib.suppress(Exception):
             await self.app.close_async()

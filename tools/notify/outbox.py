@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import logging
 import random
 from collections.abc import Awaitable, Callable
@@ -22,6 +21,7 @@ import httpx
 from psycopg import OperationalError
 from psycopg.types.json import Jsonb
 
+from tools.background import stop_task
 from tools.notify import gmail, pagerduty, slack, smtp, webhook
 from tools.notify.config import Channel, NotifyConfig
 from tools.notify.delivery import Delivery, DeliveryError
@@ -212,9 +212,7 @@ class OutboxDispatcher:
     async def stop(self) -> None:
         """Stop; a message being sent is finished by the next start (its lease expires)."""
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await stop_task(self._task)
             self._task = None
 
 

@@ -2,6 +2,8 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
+# pytest-xdist processes for the tests (0: all in this one); two halve the run's time on a 2-core machine
+PYTEST_WORKERS ?= 2
 export LANGSMITH_TRACING = false
 
 .PHONY: demo test install install-test system-deps eval clean
@@ -24,7 +26,7 @@ demo: install
 
 test: install-test
 	$(BIN)/ruff check .
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(PYTEST_WORKERS)
 
 eval: install
 	$(BIN)/incident-copilot eval --seeds 10

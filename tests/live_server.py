@@ -38,8 +38,9 @@ class LiveServer:
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {API_KEY}"}
 
-    def stop(self, kill: bool = False) -> None:
-        """SIGKILL (a crash) or SIGTERM (a clean stop), then wait."""
+    def stop(self, kill: bool = False) -> int | None:
+        """SIGKILL (a crash) or SIGTERM (a clean stop), then wait; the exit code, or None when a clean stop hung for
+        30 s and the process had to be killed."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
             try:
@@ -47,6 +48,8 @@ class LiveServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout=10)
+                return None
+        return self.process.returncode
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

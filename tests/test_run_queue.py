@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import signal
 import time
 
 import httpx
@@ -128,6 +129,10 @@ def test_run_workers_outlive_ten_terminations_of_their_connections(database_url,
         assert time.monotonic() < deadline, f"the run never finished: {rows(database_url, 'SELECT * FROM runs')}"
         time.sleep(0.2)
     assert server.process.poll() is None
+    # a clean stop: uvicorn's graceful shutdown (the lifespan stopping the run workers and the dispatcher) ends by
+    # raising the signal it caught again, and the run worker unregistered
+    assert server.stop() == -signal.SIGTERM, "serve did not stop on SIGTERM"
+    assert rows(database_url, "SELECT count(*) FROM procrastinate_workers") == [(0,)]
 
 
 def test_a_worker_process_runs_what_an_intake_only_server_accepts(database_url, tmp_path, server_of):

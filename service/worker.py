@@ -159,7 +159,9 @@ class RunWorkers:
         return bool(self._tasks) and not any(task.done() for task in self._tasks)
 
     async def stop(self) -> None:
-        """Stop the worker: in-flight runs are cancelled and queued again (they resume from their checkpoints)."""
+        """Stop the worker: in-flight runs are cancelled and queued again (they resume from their checkpoints). A run
+        whose queuing the database does not answer within stop_task's wait is left running in the database; a sweep
+        (of any process, or of this one's next start) queues it again, its worker being gone."""
         self.connector.closing = True
         for task in self._tasks:
             await stop_task(task)

@@ -6,7 +6,7 @@ import operator
 import re
 import sys
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NotRequired
 
 from pydantic import BaseModel, Field
 from typing_extensions import TypedDict
@@ -178,6 +178,8 @@ class MetricEvidence(Model):
     # the signals read per service (an edge as "signal->peer"): what is not among `signals` was read and found flat
     measured: dict[str, list[str]] = Field(default_factory=dict)
     short_history: int = 0  # series read whose history covers less than half their baseline window
+    # callers whose requests stopped making calls they used to make: {caller: {callee: note}} (analysis/metrics.py)
+    dropped_calls: dict[str, dict[str, str]] = Field(default_factory=dict)
 
 
 class TraceEvidence(Model):
@@ -594,6 +596,7 @@ class CollectTask(TypedDict):
     window: Window
     services: list[str]
     alerted_service: str
+    dependencies: NotRequired[list[tuple[str, str]]]  # the call graph collect read (absent in older checkpoints)
 
 
 def checkpoint_types() -> list[tuple[str, str]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections import defaultdict
 from datetime import UTC, datetime
 from statistics import median
 
@@ -25,6 +26,7 @@ FLOORS: dict[str, tuple[float, float]] = {
     "db_pool_max": (1.0, 0.0),
     "disk_free_bytes": (1e6, 0.02),
     "up": (0.1, 0.0),
+    "calls_per_request": (1e-9, 0.10),
 }
 # A deviation must hold for SUSTAIN samples (a minute at the usual 15 s scrape: a 1-2 step blip never scores), or for
 # a minute when samples are sparser, but never for fewer than two: at one sample a minute one odd sample never
@@ -47,10 +49,18 @@ TREND_Z = 3.1  # Mann-Kendall z of a one-sided p < 0.001
 TREND_SHARE = 0.2  # a change of a fifth of the level over the history read: caches and heaps settle by less
 # A ratio is read with the rate of what it divides: its count of events decides whether it means anything.
 RATIO_DENOMINATORS = {"error_ratio": "request_rate", "client_error_ratio": "client_request_rate"}
+# A caller's calls per request to a callee are set by its code and the mix of its requests, not by its load (a
+# surge or a slowdown moves both rates together). Fewer than half of them, held at the window's end while it still
+# serves at least half its usual requests, is no drift of the mix: its requests end before those calls.
+FANOUT_SHARE = 0.5
 
 
-def summarize_metrics(series: list[MetricSeries], window: Window, *, max_signals: int = MAX_SIGNALS) -> MetricEvidence:
-    """Score each series against its baseline; keep the anomalous ones (and restart dips), strongest first."""
+def summarize_metrics(
+    series: list[MetricSeries], window: Window, *, max_signals: int = MAX_SIGNALS,
+    dependencies: list[tuple[str, str]] | None = None,
+) -> MetricEvidence:
+    """Score each series against its baseline; keep the anomalous ones (and restart dips), strongest first; with the
+    call graph, also the callers whose requests stopped making calls (dropped_calls)."""
     start, base_start, end = (
         window.start.timestamp(),
         window.baseline_start.timestamp(),
@@ -62,14 +72,9 @@ def summarize_metrics(series: list[MetricSeries], window: Window, *, max_signals
     short_history = 0
     for s in series:
         points = [(t, v) for t, v in s.points if base_start <= t <= end and not math.isnan(v)]
-        base = [v for t, v in points if t < start]
+        base, start_at = baseline_of(points, start)
         short = not base or points[0][0] > base_start + (start - base_start) / 2
         short_history += bool(points) and short
-        if len(base) < MIN_BASELINE <= len(points) // 2:
-            base = [v for _, v in points[:MIN_BASELINE]]
-            start_at = points[MIN_BASELINE][0]
-        else:
-            start_at = start
         incident = [(t, v) for t, v in points if t >= start_at]
         if not base or not incident:
             continue
@@ -99,7 +104,68 @@ def summarize_metrics(series: list[MetricSeries], window: Window, *, max_signals
     for s in series:
         measured.setdefault(s.service, []).append(s.signal + (f"->{s.peer}" if s.peer else ""))
     return MetricEvidence(signals=kept, series_read=len(series), measured={k: sorted(v) for k, v in measured.items()},
-                          short_history=short_history)
+                          short_history=short_history, dropped_calls=dropped_calls(series, dependencies or [], window))
+
+
+def baseline_of(points: list[tuple[float, float]], start: float) -> tuple[list[float], float]:
+    """The baseline values of a series' points and where its incident part begins: the points before `start`, or,
+    with fewer than MIN_BASELINE of them, the first MIN_BASELINE points when the series has twice as many."""
+    base = [v for t, v in points if t < start]
+    if len(base) < MIN_BASELINE <= len(points) // 2:
+        return [v for _, v in points[:MIN_BASELINE]], points[MIN_BASELINE][0]
+    return base, start
+
+
+def dropped_calls(
+    series: list[MetricSeries], dependencies: list[tuple[str, str]], window: Window
+) -> dict[str, dict[str, str]]:
+    """Callers whose requests stopped making calls they used to make: {caller: {callee: note}}.
+
+    The calls are the edge's client_request_rate, else the callee's own request_rate when the call graph shows this
+    caller as its only one (all its requests are the caller's calls). Per sample, calls per request of the caller;
+    a drop counts when each of the last samples a deviation must hold is under FANOUT_SHARE of the baseline's and
+    ANOMALY_SCORE robust scales below it, while the caller still serves FANOUT_SHARE of its baseline requests."""
+    by_key = {(s.signal, s.service, s.peer): s for s in series}
+    callers: dict[str, set[str]] = defaultdict(set)
+    for caller, callee in dependencies:
+        callers[callee].add(caller)
+    out: dict[str, dict[str, str]] = defaultdict(dict)
+    for caller, callee in sorted({(a, b) for a, b in dependencies if a != b}):
+        requests = by_key.get(("request_rate", caller, None))
+        calls = by_key.get(("client_request_rate", caller, callee))
+        if calls is None and callers[callee] == {caller}:
+            calls = by_key.get(("request_rate", callee, None))
+        if requests is not None and calls is not None and (note := _fanout_drop(caller, callee, requests, calls,
+                                                                                  window)):
+            out[caller][callee] = note
+    return dict(out)
+
+
+def _fanout_drop(
+    caller: str, callee: str, requests: MetricSeries, calls: MetricSeries, window: Window
+) -> str | None:
+    """The note of a drop of the caller's calls per request to the callee (dropped_calls), or None."""
+    start, base_start, end = window.start.timestamp(), window.baseline_start.timestamp(), window.end.timestamp()
+    served = {t: v for t, v in requests.points if base_start <= t <= end and math.isfinite(v)}
+    points = [(t, served[t], v) for t, v in calls.points if t in served and math.isfinite(v)]
+    if not points or points[-1][0] != max(served):  # the callee must be measured up to the window's end
+        return None
+    ratios = [(t, v / r) for t, r, v in points if r > 0]
+    base, start_at = baseline_of(ratios, start)
+    base_served = [r for t, r, _ in points if t < start_at]
+    k = _sustain_steps([(t, v) for t, _, v in points], calls.window)
+    recent = points[-k:]
+    if not base or len(recent) < k or recent[0][0] < start_at or any(r <= 0 for _, r, _ in recent):
+        return None
+    center, scale = robust_scale("calls_per_request", base)
+    usual = median(base_served)
+    now = [v / r for _, r, v in recent]
+    dropped = all(x <= FANOUT_SHARE * center and (center - x) / scale >= ANOMALY_SCORE for x in now)
+    if not dropped or any(r < FANOUT_SHARE * usual for _, r, _ in recent):
+        return None
+    return (f"{caller} made {center:.3g} calls to {callee} per request it served, now {median(now):.3g} (last {k}"
+            f" samples) while still serving {median(r for _, r, _ in recent):.3g}/s ({usual:.3g}/s before): its"
+            " requests end before those calls")
 
 
 def level_trend(points: list[tuple[float, float]], since: float) -> tuple[float | None, int]:

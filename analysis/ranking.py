@@ -61,6 +61,7 @@ class Facts:
     own_trace_share: float = 0.0  # of failing traces, those whose deepest failing span is its own
     slow_share: float = 0.0
     cut_notes: list[str] = field(default_factory=list)  # traces: callers' requests that now end after calling it
+    dropped: dict[str, str] = field(default_factory=dict)  # metrics: callees its requests stopped calling -> note
 
     def sig(self, signal: str, peer: str | None = None) -> MetricSignal | None:
         return self.signals.get((signal, peer))
@@ -198,6 +199,9 @@ def _collect(evidence: Evidence, graph: _Graph) -> dict[str, Facts]:
     if evidence.traces:
         for service, notes in evidence.traces.cut_after.items():
             facts[service].cut_notes += notes
+    if evidence.metrics:
+        for service, dropped in evidence.metrics.dropped_calls.items():
+            facts[service].dropped.update(dropped)
     for d in evidence.deploys:
         facts[d.service].deploys.append(d)
     for service, f in facts.items():
@@ -426,6 +430,14 @@ def _establish(service: str, f: Facts, facts: dict[str, Facts], graph: _Graph) -
     if f.cut_notes and not lat and not f.slow_inbound and not any(n in out for n in EXPLAINS_ERRORS):
         fact("cuts_requests", 1, f.cut_notes[:2])
 
+    # its requests end before calls they used to make (metrics): its code fails or gives up, unless a callee that
+    # is slow or fails, a change or a resource running out explains it; a callee that is down or whose calls fail
+    # lost its calls to that, not to this service's code
+    stopped = [note for callee, note in sorted(f.dropped.items()) if not _unreachable(f, callee, facts[callee])]
+    explained = lat or f.slow_inbound or _slow_callee(service, f, facts, graph)
+    if stopped and not explained and not any(n in out for n in EXPLAINS_ERRORS):
+        fact("stops_calling", 1, stopped[:2])
+
     # errors that start in its own spans with nothing else of its own to explain them: its code fails
     if f.own_trace_share >= TRACE_SHARE and not any(n in out for n in EXPLAINS_ERRORS):
         share = f.own_trace_share
@@ -471,6 +483,7 @@ OWN_FAULT_FACTS = (
     "disk_exhaustion",
     "cert_expired",
     "cuts_requests",
+    "stops_calling",
     "errors_start_here",
 )
 
@@ -588,7 +601,14 @@ def _symptomatic(f: Facts) -> bool:
         or f.slow_inbound
         or f.new_errors
         or f.cut_notes
+        or f.dropped
     )
+
+
+def _unreachable(f: Facts, callee: str, c: Facts) -> bool:
+    """Is the callee down, or do this service's calls to it fail? Then it lost its calls to that."""
+    up = c.sig("up")
+    return bool(_edge_fails(f, callee) or up and up.direction == "down" and up.score >= ANOMALY)
 
 
 def _explained_by(service: str, facts: dict[str, Facts], graph: _Graph, measured: dict[str, list[str]]) -> str | None:

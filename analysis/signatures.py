@@ -53,6 +53,9 @@ FACTS: dict[str, str] = {
     "cuts_requests": "its callers' requests now end right after calling it, skipping the calls that used to follow "
     "(traces), while it answers as fast as before and no change of configuration nor a resource running out explains "
     "the bad answers",
+    "stops_calling": "its requests no longer make calls they used to make (calls per request fell to under half while "
+    "it still serves its requests), and no slow or failing callee, change of configuration nor a resource running "
+    "out explains it",
     "errors_start_here": "failing traces end in its own spans (not in calls it got no answer to), and no change of "
     "configuration nor a resource running out explains them",
     "own_fault": "it shows a fault of its own (errors, new error templates, a change, a resource trend)",
@@ -163,6 +166,7 @@ SIGNATURES: tuple[Signature, ...] = (
             ("code_deploy", "new_errors"),
             ("stack_frames", "error_ratio_up"),
             ("cuts_requests",),
+            ("stops_calling",),
             # a share of a few failing traces proves nothing alone: its own error ratio must agree
             ("errors_start_here", "error_ratio_up"),
         ),
@@ -172,10 +176,11 @@ SIGNATURES: tuple[Signature, ...] = (
             "stack_frames": 2,
             "new_errors": 1,
             "cuts_requests": 4,
+            "stops_calling": 4,
             "errors_start_here": 2,
         },
-        fact="a bad change fails from its rollout on, with new errors (often stack traces) where the code runs, and "
-        "its callers give up on its answers (fail fast)",
+        fact="a bad change fails from its rollout on, with new errors (often stack traces) where the code runs; its "
+        "callers give up on its answers (fail fast), and its own requests end before the calls that used to follow",
     ),
     Signature(
         "config_error",

@@ -56,5 +56,6 @@ def route_collectors(state: IncidentState) -> list[Send]:
         "window": state["window"],
         "services": state["services"],
         "alerted_service": state["alert"].service,
+        "dependencies": state.get("dependencies") or [],
     }
     return [Send(source, CollectTask(source=source, **task)) for source in SOURCES]

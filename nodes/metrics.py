@@ -22,7 +22,8 @@ async def metrics(task: CollectTask, runtime: Runtime[Context]) -> dict[str, Any
     async def read(source: TelemetrySource, task: CollectTask) -> SourceEvidence:
         window = task["window"]
         series = await source.metrics(task["services"], window.baseline_start, window.end, step)
-        summary = await asyncio.to_thread(summarize_metrics, series, window)
+        edges = [(a, b) for a, b in task.get("dependencies") or []]
+        summary = await asyncio.to_thread(summarize_metrics, series, window, dependencies=edges)
         charts = metric_charts(series, summary.signals, window)
         status = "ok" if series else "no_data"
         return SourceEvidence(source="metrics", status=status, metrics=summary, charts=charts, queries=len(series))

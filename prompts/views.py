@@ -85,6 +85,9 @@ def evidence_view(evidence: Any, alert: Any | None = None, code: Any | None = No
             f" (peak {s.peak:.3g}, score {s.score:.0f}, onset {_time(s.onset)})"
             for s in evidence.metrics.signals[:MAX_SIGNALS]
         ]
+        dropped = [note for callees in evidence.metrics.dropped_calls.values() for note in callees.values()]
+        if dropped:  # requests that end before calls they used to make
+            view["dropped_calls"] = [_cut(note) for note in dropped[:MAX_CANDIDATES]]
     if evidence.traces and evidence.traces.traces_read:
         t = evidence.traces
         view["traces"] = {"read": t.traces_read, "with_errors": t.error_traces,

@@ -94,9 +94,13 @@ def detect(evidence: Evidence, candidates: list[Hypothesis], *, alert_severity: 
     cut = sorted(evidence.traces.cut_after) if evidence.traces else []
     if cut:
         reasons.append(f"traces: requests now end right after calling {', '.join(cut)}")
+    # so did requests that stopped making calls (calls per request against the callees' own rates)
+    stopped = sorted(evidence.metrics.dropped_calls) if evidence.metrics else []
+    if stopped:
+        reasons.append(f"metrics: requests of {', '.join(stopped)} no longer make calls they used to make")
     top = candidates[0] if candidates else None
     corroborated = (
-        len(strong) >= 2 or (strong and (templates or cut)) or len(signals) >= 3 and len(affected) >= 2
+        len(strong) >= 2 or (strong and (templates or cut or stopped)) or len(signals) >= 3 and len(affected) >= 2
     )
     traced = bool(evidence.traces and evidence.traces.traces_read)
     cutoff = MIN_CANDIDATE_SCORE if traced else MIN_CANDIDATE_SCORE - TRACE_BONUS_MAX

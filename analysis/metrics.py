@@ -72,7 +72,7 @@ def summarize_metrics(
     short_history = 0
     for s in series:
         points = [(t, v) for t, v in s.points if base_start <= t <= end and not math.isnan(v)]
-        base, start_at = baseline_of(points, start)
+        base, start_at = baseline_of(points, start, end)
         short = not base or points[0][0] > base_start + (start - base_start) / 2
         short_history += bool(points) and short
         incident = [(t, v) for t, v in points if t >= start_at]
@@ -107,13 +107,21 @@ def summarize_metrics(
                           short_history=short_history, dropped_calls=dropped_calls(series, dependencies or [], window))
 
 
-def baseline_of(points: list[tuple[float, float]], start: float) -> tuple[list[float], float]:
-    """The baseline values of a series' points and where its incident part begins: the points before `start`, or,
-    with fewer than MIN_BASELINE of them, the first MIN_BASELINE points when the series has twice as many."""
+def baseline_of(points: list[tuple[float, float]], start: float, end: float) -> tuple[list[float], float]:
+    """The baseline values of a series' points and where its incident part begins: the points before `start`; with
+    fewer than MIN_BASELINE of them, those before the window's middle (at least the first MIN_BASELINE), when
+    SUSTAIN points remain after them for a deviation to hold.
+
+    An alert fires minutes after its symptom began, so a window's first half is mostly what came before; a median
+    over all of it resists an earlier episode better than one over its first few samples."""
     base = [v for t, v in points if t < start]
-    if len(base) < MIN_BASELINE <= len(points) // 2:
-        return [v for _, v in points[:MIN_BASELINE]], points[MIN_BASELINE][0]
-    return base, start
+    if len(base) >= MIN_BASELINE or len(points) < MIN_BASELINE + SUSTAIN:
+        return base, start
+    middle = (start + end) / 2
+    n = max(MIN_BASELINE, sum(t < middle for t, _ in points))
+    if len(points) - n < SUSTAIN:
+        return base, start
+    return [v for _, v in points[:n]], points[n][0]
 
 
 def dropped_calls(
@@ -151,7 +159,7 @@ def _fanout_drop(
     if not points or points[-1][0] != max(served):  # the callee must be measured up to the window's end
         return None
     ratios = [(t, v / r) for t, r, v in points if r > 0]
-    base, start_at = baseline_of(ratios, start)
+    base, start_at = baseline_of(ratios, start, end)
     base_served = [r for t, r, _ in points if t < start_at]
     k = _sustain_steps([(t, v) for t, _, v in points], calls.window)
     recent = points[-k:]

@@ -7,11 +7,12 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
+from analysis.detection import detect
 from analysis.metrics import dropped_calls, summarize_metrics
 from analysis.ranking import rank_candidates
 from analysis.records import MetricSeries
 from prompts.views import evidence_view
-from state import Evidence, MetricEvidence, MetricSignal, Window
+from state import Evidence, Hypothesis, MetricEvidence, MetricSignal, Window
 
 # PodWorkload(Ops) (requests per second, one sample a minute) of Nezha's rows of 2022-08-23, 12:19:28-13:04:28
 # (rca_data/2022-08-23/metric/*_metric.csv). An exception was injected into checkoutservice at 13:02:09; emailservice
@@ -105,6 +106,34 @@ def test_calls_that_fall_with_the_load_are_no_drop() -> None:
     assert "ledger" in dropped_calls(stopped, [("gateway", "ledger")], window(first + 60 * 45 + 1))["gateway"]
 
 
+# The same day's first minutes, 11:59:28-12:12:28 (its metrics begin at 11:59:28): CPU contention at the storefront
+# from 12:01:25, then a `return` fault injected into it at 12:10:21; the storefront's success rate (front_service.csv).
+DAY_FIRST = 1661255968
+FRONTEND_DAY = [9.067, 8.6, 8.533, 6, 5.333, 5.267, 4.667, 2.333, 8.8, 8.733, 8.933, 8.067, 9.933, 8.8]
+AD_DAY = [4.8, 4.533, 5.067, 3.867, 3.333, 3.2, 2.267, 1.4, 4.733, 4.533, 5, 4.4, 0.8, 0.8]
+RECOMMENDATION_DAY = [6.333, 5.867, 5.933, 4.467, 3.733, 4.6, 3.467, 1.8, 6.733, 6.067, 6.333, 5.733, 2.133, 2.2]
+SUCCESS_DAY = [100, 100, 100, 100, 100, 100, 100, 100, 100, 100, 100, 89.26, 53.69, 50.76]
+
+
+def test_fourteen_minutes_of_history_lend_a_baseline_and_show_the_storefronts_own_fault() -> None:
+    """No sample before the window: the first eight lend the baseline (before, a series needed sixteen, and this one
+    scored nothing at all); the storefront's errors and its requests that stopped calling show."""
+    series = rates(DAY_FIRST, frontend=FRONTEND_DAY, adservice=AD_DAY, recommendationservice=RECOMMENDATION_DAY)
+    series.append(MetricSeries(signal="error_ratio", service="frontend",
+                               points=[(DAY_FIRST + 60 * i, 1 - v / 100) for i, v in enumerate(SUCCESS_DAY)]))
+    edges = [("frontend", "adservice"), ("frontend", "recommendationservice")]
+    alert = DAY_FIRST + 60 * 13 + 53  # 12:13:21, three minutes after the injection
+    metrics = summarize_metrics(series, window(alert), dependencies=edges)
+    errors = next(m for m in metrics.signals if (m.service, m.signal) == ("frontend", "error_ratio"))
+    assert errors.direction == "up" and errors.score >= 8 and errors.active and errors.short_baseline
+    assert set(metrics.dropped_calls["frontend"]) == {"adservice", "recommendationservice"}
+    # the short history is still said: without a named cause the outcome stays inconclusive
+    assert metrics.short_history == len(series)
+    ranked = rank_candidates(Evidence(alerted_service="frontend", window=window(alert), services=[],
+                                      dependencies=edges, metrics=metrics))
+    assert (ranked[0].service, ranked[0].fault_type) == ("frontend", "deployment_regression")
+
+
 # --- ranking -------------------------------------------------------------------------------------------------
 
 END = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
@@ -148,3 +177,18 @@ def test_the_models_digest_shows_the_dropped_calls() -> None:
                         metrics=MetricEvidence(dropped_calls={"checkout": {"email": NOTE}}))
     assert json.loads(evidence_view(evidence))["dropped_calls"] == [NOTE]
     assert "dropped_calls" not in json.loads(evidence_view(evidence.model_copy(update={"metrics": MetricEvidence()})))
+
+
+def test_requests_that_stopped_calling_corroborate_a_strong_anomaly_at_the_gate() -> None:
+    """A second observation from other series (the callees' own rates), tested on its own, as requests cut short in
+    traces are: one strong anomaly with it is an incident, without it is not."""
+    errors = [MetricSignal(service="frontend", signal="error_ratio", baseline=0.0, current=0.48, peak=0.49, score=46,
+                           direction="up", onset=END - timedelta(minutes=2))]
+    candidate = Hypothesis(service="frontend", fault_type="deployment_regression", score=7.5, confidence=0.6)
+    with_stop = Evidence(alerted_service="frontend", window=window(END.timestamp()), services=[], dependencies=EDGES,
+                         metrics=MetricEvidence(signals=errors, dropped_calls={"frontend": {"checkout": NOTE}}))
+    detection = detect(with_stop, [candidate])
+    assert detection.is_incident is True
+    assert any("no longer make calls" in reason for reason in detection.reasons)
+    alone = with_stop.model_copy(update={"metrics": MetricEvidence(signals=errors)})
+    assert detect(alone, [candidate]).is_incident is not True

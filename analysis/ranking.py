@@ -151,6 +151,8 @@ class _Graph:
             self.callees[caller].add(callee)
         names = set(evidence.services) | {s for e in self.edges for s in e}
         self.services = sorted(names)
+        # the services whose telemetry was read (all of them when the scope is unknown): the others were not looked at
+        self.read = set(evidence.services) or names
         self.name_re = {s: re.compile(rf"(?<![\w-]){re.escape(s)}(?![\w-])") for s in self.services}
 
 
@@ -397,7 +399,7 @@ def _establish(service: str, f: Facts, facts: dict[str, Facts], graph: _Graph) -
         fact("down", 1, [_describe(down)])
     if rate_down := f.anomalous("request_rate", "down"):
         fact("rate_down", 1, [_describe(rate_down)])
-    if not f.has_telemetry:
+    if not f.has_telemetry and service in graph.read:
         fact("no_telemetry", 1, [f"{service} has no telemetry of its own (external dependency)"])
     if not err and not f.new_errors:
         fact("quiet", 1, [])

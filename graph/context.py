@@ -54,6 +54,8 @@ class Context:
     """Length of the baseline window before the incident window."""
     metrics_step_seconds: float = 15.0
     """Resolution of metric series read for analysis."""
+    max_services: int = 100
+    """Most services one investigation reads: the alerted one, what it calls (nearest first), then its callers."""
     require_approval: bool = True
     """Stop at the approval gate before any pull request is opened."""
     output_dir: str = "output"

@@ -178,6 +178,9 @@ class RunSection(Section):
                                     "1800", ge=1, le=7 * 86_400)
     metrics_step_seconds: float = setting(15.0, "INCIDENT_METRICS_STEP_SECONDS", "resolution of metric series read",
                                           "15", gt=0, le=3600)
+    max_services: int = setting(100, "INCIDENT_MAX_SERVICES", "most services one investigation reads: the alerted "
+                                "one, what it calls (nearest first), its callers; the report says when more were left",
+                                "100", ge=1, le=1000)
     require_approval: bool = setting(True, "REQUIRE_APPROVAL", "stop at the approval gate before any pull request",
                                      "true")
     repo: str | None = setting(None, "INCIDENT_REPO", "local git repository of the alerted services "
@@ -404,6 +407,7 @@ class Settings(BaseSettings):
             "github_token": secret(self.run.github_token), "github_api_url": self.run.github_api_url,
             "window_seconds": self.run.window_seconds, "baseline_seconds": self.run.baseline_seconds,
             "metrics_step_seconds": self.run.metrics_step_seconds, "require_approval": self.run.require_approval,
+            "max_services": self.run.max_services,
             "output_dir": str(self.run.output_dir), "notify_channels": self.run.notify_channels,
             "loki_url": self.telemetry.loki_url, "loki_auth": secret(self.telemetry.loki_auth),
             "prometheus_url": self.telemetry.prometheus_url, "prometheus_auth": secret(self.telemetry.prometheus_auth),

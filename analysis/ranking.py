@@ -62,6 +62,7 @@ class Facts:
     slow_share: float = 0.0
     cut_notes: list[str] = field(default_factory=list)  # traces: callers' requests that now end after calling it
     dropped: dict[str, str] = field(default_factory=dict)  # metrics: callees its requests stopped calling -> note
+    errors_measured: bool = False  # a metric measures its own error ratio
 
     def sig(self, signal: str, peer: str | None = None) -> MetricSignal | None:
         return self.signals.get((signal, peer))
@@ -175,8 +176,9 @@ def _collect(evidence: Evidence, graph: _Graph) -> dict[str, Facts]:
                     facts[m.service].outbound.append(m)
             elif m.signal == "client_latency_p99" and m.peer and _edge_slow(facts[m.service], m.peer):
                 _blame_slow_edge(m, facts, graph, measured)
-    for service in measured:
+    for service, signals in measured.items():
         facts[service].has_telemetry = True
+        facts[service].errors_measured = "error_ratio" in signals
     if evidence.logs:
         for service in evidence.logs.services:
             facts[service].has_telemetry = True
@@ -421,6 +423,11 @@ def _establish(service: str, f: Facts, facts: dict[str, Facts], graph: _Graph) -
         fact("config_change", 1, [_deploy_note(config)])
     if err:
         fact("error_ratio_up", 1, [_describe(err)])
+    elif f.new_errors and not f.errors_measured:
+        # where no metric measures its errors, its own new error logs are the witness of its failing requests
+        t = f.new_errors[0]
+        fact("error_ratio_up", 1, [f"no metric measures the error ratio of {service}; its logs show a new error:"
+                                   f" '{t.template[:90]}' ({t.incident_count} in incident window)"])
     if f.new_errors:
         t = f.new_errors[0]
         fact("new_errors", 1, [f"log template '{t.template[:90]}' of {service} {t.kind}: {t.incident_count}"])

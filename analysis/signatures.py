@@ -47,7 +47,8 @@ FACTS: dict[str, str] = {
     "code_deploy": "a code deploy of it near its onset",
     "config_change": "a configuration change of it near its onset",
     "config_cue": "its own logs name invalid or missing configuration",
-    "error_ratio_up": "its own server error ratio up",
+    "error_ratio_up": "its own server error ratio up, or, where no metric measures it, new error log templates of "
+    "its own",
     "new_errors": "new or spiking error log templates of its own",
     "stack_frames": "stack traces in its own logs",
     "cuts_requests": "its callers' requests now end right after calling it, skipping the calls that used to follow "

@@ -34,7 +34,7 @@ def analyze_case(
         services=services,
         dependencies=dependencies,
         logs=summarize_logs(data.logs, window),
-        metrics=summarize_metrics(data.metrics, window),
+        metrics=summarize_metrics(data.metrics, window, dependencies=dependencies),
         traces=summarize_traces(data.spans, window),
         deploys=summarize_deploys(data.deploys, window).deploys,
     )

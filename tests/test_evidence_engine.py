@@ -624,3 +624,41 @@ def test_errors_that_start_in_a_services_own_spans_with_nothing_else_to_explain_
 def test_errors_that_start_in_a_services_own_spans_after_a_config_change_name_the_change():
     ev = _failing_in_payments(config_change=True)
     assert top(ev) == ("payments", "config_error"), ev.candidates
+
+
+# --- errors that only logs witness -------------------------------------------------------------------------------
+
+SPRING_TRACE = (
+    "ERROR 1 --- [nio-8080-exec-{i}] c.s.payments.ChargeController : charge failed\n"
+    "java.lang.IllegalStateException: no exchange rate for currency\n"
+    "\tat com.shop.payments.RateTable.rateFor(RateTable.java:58)\n"
+    "\tat com.shop.payments.ChargeController.charge(ChargeController.java:41)\n"
+    "\tat org.springframework.web.servlet.FrameworkServlet.service(FrameworkServlet.java:897)"
+)
+
+
+def _logged_failure_at_payments() -> list[LogRecord]:
+    """payments (a Spring service) starts failing with a stack trace of its own code; checkout logs its failed calls."""
+    records = [LogRecord(T0 + i, s, f"INFO 1 --- [main] c.s.{s}.Api : served in 12 ms")
+               for s in ("checkout", "payments") for i in range(0, 2700, 10)]
+    records += [LogRecord(ONSET + i, "payments", SPRING_TRACE.format(i=i % 9)) for i in range(0, 400, 5)]
+    records += [LogRecord(ONSET + 2 + i, "checkout", "ERROR 1 --- [nio-8080-exec-1] c.s.checkout.Api : call to "
+                          "payments failed: 500 Internal Server Error") for i in range(0, 400, 5)]
+    return records
+
+
+def test_where_no_metric_measures_errors_a_services_new_error_logs_witness_them():
+    """Telemetry without per-service error ratios (Nezha's pods have none): the failing service's own new errors,
+    with a stack trace through its code, name its code; its callers' logged failures are explained by it."""
+    metrics = [series("request_rate", s, lambda t: 40.0) for s in SERVICES]
+    metrics.append(series("latency_p99", "web", after(ONSET + 30, 0.2, 0.9)))
+    ev = evidence(metrics, logs=summarize_logs(_logged_failure_at_payments(), WINDOW))
+    assert top(ev) == ("payments", "deployment_regression"), ev.candidates
+    assert any("no metric measures the error ratio of payments" in line for line in ev.candidates[0].evidence)
+
+
+def test_a_measured_flat_error_ratio_is_not_overruled_by_logs():
+    metrics = [series("request_rate", s, lambda t: 40.0) for s in SERVICES]
+    metrics += [series("error_ratio", s, lambda t: 0.001) for s in SERVICES]
+    ev = evidence(metrics, logs=summarize_logs(_logged_failure_at_payments(), WINDOW))
+    assert all("no metric measures the error ratio" not in line for h in ev.candidates for line in h.evidence)

@@ -61,3 +61,26 @@ def test_a_service_left_unread_is_not_taken_for_an_external_dependency() -> None
     assert any("no telemetry of its own" in line for line in ledger.evidence)
     unread = rank_candidates(evidence(["checkout", "payments"]))
     assert all("no telemetry of its own" not in line for h in unread for line in h.evidence)
+
+
+async def test_a_run_with_a_small_cap_reads_that_many_and_reports_the_rest(tmp_path) -> None:
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    from graph.builder import build_graph
+    from graph.summary import incident_report
+    from service.alert_payloads import fingerprint_of
+    from state import Alert, TelemetrySpec
+    from tools.database import checkpoint_serializer
+
+    graph = build_graph(checkpointer=InMemorySaver(serde=checkpoint_serializer()))
+    config = {"configurable": {"thread_id": "scope"}}
+    alert = Alert(source="cli", alertname="HighLatency", service="gateway", starts_at=END,
+                  fingerprint=fingerprint_of("HighLatency", "gateway"), summary="HighLatency on gateway")
+    context = Context(notify_channels=(), output_dir=str(tmp_path), max_services=3)
+    await graph.ainvoke({"incident_id": "inc-20261121-120000-scopes", "alert": alert,
+                         "telemetry": TelemetrySpec(kind="sim", scenario="cpu_saturation", seed=0, end=END)},
+                        config, context=context)
+    state = dict((await graph.aget_state(config)).values)
+    assert len(state["services"]) == 3 and state["services"][0] == "gateway"
+    notes = [e["message"] for e in incident_report(state)["errors"] if e["source"] == "topology"]
+    assert len(notes) == 1 and notes[0].startswith("scope capped: read 3 of the ")

@@ -55,7 +55,8 @@ class Context:
     metrics_step_seconds: float = 15.0
     """Resolution of metric series read for analysis."""
     max_services: int = 100
-    """Most services one investigation reads: the alerted one, what it calls (nearest first), then its callers."""
+    """Most services one investigation reads, nearest first: the alerted one, what it calls (directly or further
+    down) and its callers."""
     require_approval: bool = True
     """Stop at the approval gate before any pull request is opened."""
     output_dir: str = "output"

@@ -178,9 +178,9 @@ class RunSection(Section):
                                     "1800", ge=1, le=7 * 86_400)
     metrics_step_seconds: float = setting(15.0, "INCIDENT_METRICS_STEP_SECONDS", "resolution of metric series read",
                                           "15", gt=0, le=3600)
-    max_services: int = setting(100, "INCIDENT_MAX_SERVICES", "most services one investigation reads: the alerted "
-                                "one, what it calls (nearest first), its callers; the report says when more were left",
-                                "100", ge=1, le=1000)
+    max_services: int = setting(100, "INCIDENT_MAX_SERVICES", "most services one investigation reads, nearest first: "
+                                "the alerted one, what it calls (directly or further down) and its callers; the "
+                                "report says when more were left", "100", ge=1, le=1000)
     require_approval: bool = setting(True, "REQUIRE_APPROVAL", "stop at the approval gate before any pull request",
                                      "true")
     repo: str | None = setting(None, "INCIDENT_REPO", "local git repository of the alerted services "

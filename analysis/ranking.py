@@ -443,8 +443,9 @@ def _establish(service: str, f: Facts, facts: dict[str, Facts], graph: _Graph) -
     # is slow or fails, a change or a resource running out explains it; a callee that is down or whose calls fail
     # lost its calls to that, not to this service's code
     stopped = [note for callee, note in sorted(f.dropped.items()) if not _unreachable(f, callee, facts[callee])]
-    explained = lat or f.slow_inbound or _slow_callee(service, f, facts, graph)
-    if stopped and not explained and not any(n in out for n in EXPLAINS_ERRORS):
+    if stopped and not (lat or f.slow_inbound or _slow_callee(service, f, facts, graph)) and not any(
+        n in out for n in EXPLAINS_ERRORS
+    ):
         fact("stops_calling", 1, stopped[:2])
 
     # errors that start in its own spans with nothing else of its own to explain them: its code fails

@@ -17,6 +17,7 @@ MAX_TEMPLATES = 6
 MAX_SIGNALS = 10
 MAX_DEPLOYS = 6
 MAX_FRAMES = 5
+MAX_DROPPED = 5  # notes of requests that stopped making calls
 TEXT = 160  # characters of one free-text item
 DIFF_CHARS = 2400
 EXCERPT_CHARS = 900
@@ -87,7 +88,7 @@ def evidence_view(evidence: Any, alert: Any | None = None, code: Any | None = No
         ]
         dropped = [note for callees in evidence.metrics.dropped_calls.values() for note in callees.values()]
         if dropped:  # requests that end before calls they used to make
-            view["dropped_calls"] = [_cut(note) for note in dropped[:MAX_CANDIDATES]]
+            view["dropped_calls"] = [_cut(note) for note in dropped[:MAX_DROPPED]]
     if evidence.traces and evidence.traces.traces_read:
         t = evidence.traces
         view["traces"] = {"read": t.traces_read, "with_errors": t.error_traces,

@@ -88,12 +88,30 @@ def test_a_callee_with_another_caller_is_not_judged_by_its_own_request_rate() ->
     assert "emailservice" in found["checkoutservice"]
 
 
-def test_a_caller_that_lost_its_own_requests_is_not_judged_by_its_callees_empty_minutes() -> None:
-    """Nezha's rows at 14:43-14:45: no order reached checkoutservice for three minutes, but the storefront itself
-    served a tenth of its usual requests then; fewer calls follow from fewer requests, not from its code."""
+def test_empty_minutes_of_a_low_traffic_callee_are_no_drop_on_nezha_rows() -> None:
+    """Nezha's rows at 14:43-14:45: no order reached checkoutservice for three minutes while the storefront's own
+    traffic fell to a twentieth. A few orders a minute vary too much per request for empty minutes to stand out."""
     series = rates(LOST_FIRST, frontend=FRONTEND_LOST, checkoutservice=CHECKOUT_LOST)
     for minute in (43, 44, 45):
         assert dropped_calls(series, [("frontend", "checkoutservice")], window(LOST_FIRST + 60 * minute + 1)) == {}
+
+
+def test_a_callee_whose_calls_come_in_bursts_is_not_judged_by_two_empty_minutes() -> None:
+    """Calls per request that vary as much as their level in the baseline (a few calls a minute, in bursts): two
+    empty minutes are within that spread, under half or not."""
+    first = 1_700_000_000
+    bursts = [0.0, 0.4, 0.1, 0.0, 0.3, 0.05, 0.2, 0.0, 0.35, 0.1] * 4
+    series = rates(first, gateway=[10.0] * 46, ledger=bursts + [0.2, 0.1, 0.3, 0.1, 0.0, 0.0])
+    assert dropped_calls(series, [("gateway", "ledger")], window(first + 60 * 45 + 1)) == {}
+
+
+def test_a_caller_that_lost_its_own_requests_is_not_judged_by_its_calls() -> None:
+    """Its calls per request fell, but it serves a tenth of its usual requests: too few to say its code stopped."""
+    first = 1_700_000_000
+    series = rates(first, gateway=[10.0] * 40 + [1.0] * 6, ledger=[20.0] * 40 + [0.0] * 6)
+    assert dropped_calls(series, [("gateway", "ledger")], window(first + 60 * 45 + 1)) == {}
+    serving = rates(first, gateway=[10.0] * 40 + [6.0] * 6, ledger=[20.0] * 40 + [0.0] * 6)
+    assert "ledger" in dropped_calls(serving, [("gateway", "ledger")], window(first + 60 * 45 + 1))["gateway"]
 
 
 def test_calls_that_fall_with_the_load_are_no_drop() -> None:
@@ -102,6 +120,9 @@ def test_calls_that_fall_with_the_load_are_no_drop() -> None:
     load = [10.0] * 40 + [4.0] * 6
     series = rates(first, gateway=load, ledger=[2 * v for v in load])
     assert dropped_calls(series, [("gateway", "ledger")], window(first + 60 * 45 + 1)) == {}
+    # fewer calls per request by less than half: a shift of the request mix, however steady the baseline
+    shifted = rates(first, gateway=[10.0] * 46, ledger=[20.0] * 40 + [11.0] * 6)
+    assert dropped_calls(shifted, [("gateway", "ledger")], window(first + 60 * 45 + 1)) == {}
     stopped = rates(first, gateway=[10.0] * 46, ledger=[20.0] * 40 + [1.0] * 6)
     assert "ledger" in dropped_calls(stopped, [("gateway", "ledger")], window(first + 60 * 45 + 1))["gateway"]
 

@@ -228,7 +228,7 @@ def start_alerting_stack(
         return "\n".join(p.log() for p in started)
 
     try:
-        loki_port, prom_port, am_port = free_port(), free_port(), free_port()
+        loki_port = free_port()
         fleet_config = workdir / "fleet-prometheus.yml"
         started.append(spawn("fleet", [
             sys.executable, str(REPO_ROOT / "cli.py"), "sim", "serve", "--scenario", scenario, "--seed", str(seed),
@@ -242,6 +242,8 @@ def start_alerting_stack(
             return fleet_config.exists() and fleet_config.read_text().count("- targets:") == len(targets)
 
         wait_for("the fleet's /state and scrape config", fleet_ready, timeout, logs)
+        # chosen once the fleet holds its own ports: a port free before it started may be one it took since
+        prom_port, am_port = free_port(), free_port()
 
         (workdir / "alert_rules.yml").write_text(compress_durations((DEPLOY / "alert_rules.yml").read_text(), speed))
         am_url = f"http://127.0.0.1:{am_port}"
